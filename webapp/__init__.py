@@ -1,0 +1,58 @@
+"""Bulletin: subscriptions and sectioned digests for a periodic newsletter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from .config import load_config
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the web application: configuration, extensions, blueprints, CLI."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(load_config(Path(app.instance_path)))
+    if overrides:
+        app.config.update(overrides)
+    app.config["CELERY"] = celery_settings(app.config)
+
+    from .extensions import celery_init_app, csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    # Batch mode lets the same migrations alter tables on SQLite, which lacks ALTER COLUMN.
+    migrations = str(Path(app.root_path).parent / "migrations")
+    migrate.init_app(app, db, directory=migrations, render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    celery_init_app(app)
+
+    from .admin import bp as admin_bp
+    from .public import bp as public_bp
+
+    app.register_blueprint(public_bp)
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+
+    from .cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def celery_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Celery's settings, derived from ours so there is one place to configure Redis."""
+    return {
+        "broker_url": config["REDIS_URL"],
+        "result_backend": None,
+        "task_ignore_result": True,
+        # A task's work is only acknowledged once done, so a killed worker's batch is redelivered;
+        # the database claim makes the redelivery a no-op for rows already sent.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": config.get("CELERY_QUEUE", "bulletin"),
+        "task_always_eager": config.get("CELERY_ALWAYS_EAGER", False),
+        "include": ["tasks.sending", "tasks.mail"],
+    }

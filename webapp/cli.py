@@ -1,0 +1,304 @@
+"""The `bulletin` command: the Flask CLI with the app loaded, plus our own commands.
+
+Configuration and connection problems end in one line naming the setting, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
+
+from .config import ConfigError
+
+# Commands that do not touch the database (or that start it themselves).
+NO_DATABASE = {"smtp-catcher", "dev", "routes", "--help", "-h", "--version"}
+NEEDS_REDIS = {"publish", "run"}
+
+
+def check_services(app: Flask, *, database: bool = True, redis: bool = True) -> None:
+    """Connect to the database and Redis once; raise ConfigError naming the bad setting."""
+    if database:
+        try:
+            with app.app_context():
+                from .extensions import db
+
+                db.session.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise ConfigError("DATABASE_URL", f"cannot connect to the database: {reason}") from None
+    if redis:
+        import redis as redis_lib
+
+        url = app.config["REDIS_URL"]
+        try:
+            redis_lib.Redis.from_url(url, socket_connect_timeout=2).ping()
+        except redis_lib.exceptions.RedisError as exc:
+            raise ConfigError("REDIS_URL", f"cannot connect to Redis at {url}: {exc}") from None
+
+
+def app_or_exit(*, check: bool = False, redis: bool = True) -> Flask:
+    """Build the app for a process entry point (WSGI, worker); exit with one line if we can't."""
+    from . import create_app
+
+    try:
+        app = create_app()
+        if check:
+            check_services(app, redis=redis)
+    except ConfigError as exc:
+        print(f"bulletin: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `bulletin` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if not a.startswith("-")), args[0] if args else "--help")
+    wants_help = any(a in ("--help", "-h") for a in args)
+    app = app_or_exit()
+    if not wants_help and command not in NO_DATABASE:
+        try:
+            check_services(app, redis=command in NEEDS_REDIS)
+        except ConfigError as exc:
+            print(f"bulletin: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    cli = FlaskGroup(create_app=lambda: app, help="Bulletin: subscriptions and sectioned digests.")
+    cli.main(args=args, prog_name="bulletin")
+
+
+def register_commands(app: Flask) -> None:
+    for command in (
+        create_staff_command,
+        import_issue_command,
+        publish_command,
+        issue_status_command,
+        demo_command,
+        smtp_catcher_command,
+        dev_command,
+    ):
+        app.cli.add_command(command)
+
+
+@click.command("create-staff")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["admin", "editor"]), default="editor", show_default=True)
+@click.option("--password", help="Generated and printed once when omitted.")
+@with_appcontext
+def create_staff_command(email: str, role: str, password: str | None) -> None:
+    """Create a staff account."""
+    from .extensions import db
+    from .models import StaffRole
+    from .staff import StaffError, create_staff
+    from .subscriptions import SubscriptionError
+
+    try:
+        user, secret = create_staff(email, password, StaffRole(role))
+    except (StaffError, SubscriptionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    click.echo(f"Created {role} {user.email}.")
+    if not password:
+        click.echo(f"Password (shown once): {secret}")
+
+
+@click.command("import-issue")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def import_issue_command(file: Path) -> None:
+    """Import a bulletin document as a new draft issue and print the import report."""
+    from .extensions import db
+    from .importing import DocumentError
+    from .issues import import_document
+
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"{file}: {exc.strerror}") from None
+    try:
+        issue, report = import_document(data)
+    except DocumentError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"{file}: {exc}") from None
+    db.session.commit()
+    click.echo(format_report(report))
+    click.echo(f"Created draft issue {issue.id}: {issue.title}")
+
+
+def format_report(report) -> str:
+    lines = [f"{report.title}  {report.period or ''}".rstrip(), ""]
+    for section in report.sections:
+        lines.append(f"{section.name}: {len(section.titles)} articles")
+    lines.append("")
+    for article in report.articles:
+        size = len(article.body.encode("utf-8"))
+        lines.append(f"  [{article.section}] {article.title} ({size:,} bytes)")
+        lines.append(
+            f"      source: {article.source_name or '-'} {article.source_url or ''}".rstrip()
+        )
+    lines.append("")
+    lines.append(f"Repaired paragraphs: {len(report.repaired)}")
+    lines.extend(f"  {note}" for note in report.repaired)
+    lines.append(f"Dropped debris: {len(report.dropped)}")
+    lines.extend(f"  {note}" for note in report.dropped)
+    lines.append(f"Warnings: {len(report.warnings)}")
+    lines.extend(f"  {note}" for note in report.warnings)
+    return "\n".join(lines)
+
+
+@click.command("publish")
+@click.argument("issue_id", type=int)
+@with_appcontext
+def publish_command(issue_id: int) -> None:
+    """Publish an issue now: plan its deliveries and hand them to the workers."""
+    from tasks.sending import dispatch_issue
+
+    from .delivery import PublishError, publish_issue
+    from .extensions import db
+
+    try:
+        planned = publish_issue(issue_id)
+    except PublishError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    dispatch_issue.delay(issue_id)
+    click.echo(f"Issue {issue_id} is sending to {planned} readers.")
+
+
+@click.command("issue-status")
+@click.argument("issue_id", type=int)
+@with_appcontext
+def issue_status_command(issue_id: int) -> None:
+    """Print an issue's status and its delivery counts."""
+    from .delivery import progress
+    from .extensions import db
+    from .models import Issue
+
+    issue = db.session.get(Issue, issue_id)
+    if issue is None:
+        raise click.ClickException(f"issue {issue_id} does not exist")
+    counts = progress(issue_id)
+    click.echo(f"Issue {issue.id}: {issue.title} [{issue.status.value}]")
+    click.echo("  " + "  ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+DEMO_DOCUMENT = Path(__file__).parent / "demo" / "bulletin-2022-08.md"
+DEMO_STAFF = "admin@example.com"
+DEMO_READER = "reader@example.com"
+
+
+@click.command("demo")
+@with_appcontext
+def demo_command() -> None:
+    """Load the sample bulletin, a demo reader and a staff login (each only once)."""
+    from .extensions import db
+    from .issues import import_document
+    from .models import Issue, StaffRole, StaffUser, Subscriber, SubscriberStatus, Topic
+    from .staff import create_staff
+
+    if not db.session.scalar(select(func.count()).select_from(Issue)):
+        issue, report = import_document(DEMO_DOCUMENT.read_bytes())
+        click.echo(
+            f"Loaded the sample bulletin as draft issue {issue.id} "
+            f"({len(report.articles)} articles)."
+        )
+    if not db.session.scalar(select(Subscriber).where(Subscriber.email == DEMO_READER)):
+        topics = db.session.scalars(select(Topic).where(Topic.active.is_(True))).all()
+        db.session.add(
+            Subscriber(
+                email=DEMO_READER,
+                name="演示读者",
+                status=SubscriberStatus.ACTIVE,
+                topics=list(topics),
+            )
+        )
+        click.echo(f"Added the demo reader {DEMO_READER} with every section.")
+    if not db.session.scalar(select(func.count()).select_from(StaffUser)):
+        user, password = create_staff(DEMO_STAFF, role=StaffRole.ADMIN)
+        click.echo(f"Staff login: {user.email}  password: {password}  (shown once)")
+    db.session.commit()
+
+
+@click.command("smtp-catcher")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8025, show_default=True, type=int)
+@click.option(
+    "--maildir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Default: the instance folder's maildir/.",
+)
+def smtp_catcher_command(host: str, port: int, maildir: Path | None) -> None:
+    """A local SMTP server that keeps every message it receives in a Maildir (development)."""
+    from .catcher import serve
+
+    target = maildir or Path(current_app.instance_path) / "maildir"
+    serve(host, port, target)
+
+
+@click.command("dev")
+def dev_command() -> None:
+    """Upgrade the database, load the demo, and run web + worker + SMTP catcher (+ Redis)."""
+    from honcho.manager import Manager
+
+    app = current_app._get_current_object()  # noqa: SLF001
+    env = dict(os.environ, BULLETIN_ENV=app.config["BULLETIN_ENV"], PYTHONUNBUFFERED="1")
+    processes = procfile(Path(app.root_path).parent / "Procfile.dev")
+    redis_process = private_redis(app.config["REDIS_URL"], Path(app.instance_path))
+    bin_dir = Path(sys.executable).parent
+    bulletin = str(bin_dir / "bulletin")
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    if redis_process:
+        processes = {"redis": redis_process, **processes}
+    for step in (["db", "upgrade"], ["demo"]):
+        subprocess.run([bulletin, *step], check=True, env=env)
+    click.echo("Bulletin is starting on http://127.0.0.1:5000/ (staff: /admin/). Ctrl-C stops it.")
+    manager = Manager()
+    for name, command in processes.items():
+        manager.add_process(name, command, env=env)
+    manager.loop()
+    sys.exit(manager.returncode)
+
+
+def procfile(path: Path) -> dict[str, str]:
+    entries = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def private_redis(url: str, instance: Path) -> str | None:
+    """None when Redis answers at `url`; else the command for a private Redis on its port."""
+    import redis as redis_lib
+
+    try:
+        redis_lib.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return None
+    except redis_lib.exceptions.RedisError:
+        pass
+    server = shutil.which("redis-server")
+    if server is None:
+        raise click.ClickException(
+            f"no Redis answers at REDIS_URL={url} and redis-server is not installed. "
+            "Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install "
+            "redis) or set REDIS_URL to a running Redis."
+        )
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    instance.mkdir(parents=True, exist_ok=True)
+    return (
+        f"{server} --bind {parts.hostname or '127.0.0.1'} --port {parts.port or 6379} "
+        f"--save '' --appendonly no --dir {instance}"
+    )

@@ -1,0 +1,147 @@
+"""Settings from the environment, with the embedded defaults.
+
+Every setting a deployer may change is read here and nowhere else, so `README.md` and this
+file are the whole story. A bad value raises `ConfigError` naming the setting; the CLI, the
+WSGI entry point and the worker turn it into a one-line message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong. `str()` starts with the setting's name."""
+
+    def __init__(self, setting: str, problem: str):
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+
+
+ENVIRONMENTS = ("development", "production", "testing")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(name, f"must not be negative, got {value}")
+    return value
+
+
+def database_uri(url: str) -> str:
+    """Point plain `postgresql://` URLs at psycopg 3, the driver we install.
+
+    Deployers copy URLs from their provider (`postgres://...` on Heroku-likes); SQLAlchemy
+    would otherwise look for psycopg2, which we do not ship.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _secret_key(env: Mapping[str, str], mode: str, instance_path: Path) -> str:
+    key = env.get("SECRET_KEY", "")
+    if key:
+        return key
+    if mode == "production":
+        raise ConfigError(
+            "SECRET_KEY",
+            "is required in production; set it to a long random string "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(48))')",
+        )
+    # Development keeps a generated key in the instance folder so signed links in mails
+    # caught yesterday still work today.
+    path = instance_path / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    return key
+
+
+def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every setting from `env` (default: the process environment) into a config dict."""
+    env = os.environ if env is None else env
+    mode = env.get("BULLETIN_ENV", "development").strip().lower()
+    if mode not in ENVIRONMENTS:
+        raise ConfigError("BULLETIN_ENV", f"must be one of {', '.join(ENVIRONMENTS)}, got {mode!r}")
+    production = mode == "production"
+
+    default_db = f"sqlite:///{instance_path / 'bulletin.db'}"
+    redis_url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            "REDIS_URL", f"must start with redis://, rediss:// or unix://, got {redis_url!r}"
+        )
+
+    base_url = (env.get("BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError("BASE_URL", f"must be an http:// or https:// URL, got {base_url!r}")
+
+    mail_from = env.get("MAIL_FROM") or "Bulletin <bulletin@localhost>"
+
+    secret_key = _secret_key(env, mode, instance_path)
+    old_keys = [k for k in env.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
+
+    return {
+        "BULLETIN_ENV": mode,
+        "SECRET_KEY": secret_key,
+        "SECRET_KEY_FALLBACKS": [k.strip() for k in old_keys],
+        "SQLALCHEMY_DATABASE_URI": database_uri(env.get("DATABASE_URL") or default_db),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": env.get("SMTP_HOST") or ("localhost" if production else "127.0.0.1"),
+        # Development talks to the SMTP catcher that `make run` starts; production to an MTA.
+        "SMTP_PORT": _int(env, "SMTP_PORT", 25 if production else 8025, 1, 65535),
+        "SMTP_USERNAME": env.get("SMTP_USERNAME") or None,
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD") or None,
+        "SMTP_STARTTLS": _bool(env, "SMTP_STARTTLS", False),
+        "SMTP_TIMEOUT": _float(env, "SMTP_TIMEOUT", 30.0),
+        "MAIL_FROM": mail_from,
+        "BASE_URL": base_url,
+        "BULLETIN_NAME": env.get("BULLETIN_NAME") or "工作简报",
+        "POSTAL_ADDRESS": env.get("POSTAL_ADDRESS") or "",
+        "SEND_BATCH_SIZE": _int(env, "SEND_BATCH_SIZE", 200, 1, 10000),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_SECURE": production,
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+    }

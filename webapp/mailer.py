@@ -1,0 +1,172 @@
+"""MIME building and SMTP sessions. Knows nothing of Flask or the database.
+
+`SmtpSession.send()` turns every SMTP outcome into a `SendResult` with a kind the delivery
+rules act on, so that the never-twice logic in `delivery.py` never parses SMTP replies.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid, parseaddr
+from enum import StrEnum
+
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+class MailerError(RuntimeError):
+    """SMTP could not be used at all (connection refused, login refused, TLS failed)."""
+
+
+class Outcome(StrEnum):
+    SENT = "sent"  # 2xx after DATA
+    TEMPORARY = "temporary"  # 4xx: try again later
+    PERMANENT = "permanent"  # 5xx for this recipient: a hard bounce
+    POLICY = "policy"  # 5.7.x: the server refuses *us*; stop and tell staff
+    AMBIGUOUS = "ambiguous"  # connection lost after DATA was sent: maybe delivered
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    code: int
+    reply: str
+
+
+def clean_display_name(name: str, limit: int = 100) -> str:
+    """A display name without control characters, so no name can inject a header."""
+    return CONTROL_CHARS.sub(" ", name or "").strip()[:limit]
+
+
+def build_message(
+    *,
+    sender: str,
+    to_email: str,
+    to_name: str,
+    subject: str,
+    text: str,
+    html: str | None = None,
+    headers: dict[str, str] | None = None,
+    message_id: str | None = None,
+) -> EmailMessage:
+    """A multipart/alternative UTF-8 message (text/plain, then text/html), CJK in base64.
+
+    Base64 rather than quoted-printable because QP doubles the size of Chinese text.
+    """
+    sender_name, sender_addr = parseaddr(sender)
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = Address(display_name=clean_display_name(sender_name), addr_spec=sender_addr)
+    msg["To"] = Address(display_name=clean_display_name(to_name), addr_spec=to_email)
+    msg["Subject"] = clean_display_name(subject, limit=300)
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = message_id or make_msgid(domain=sender_addr.rpartition("@")[2] or None)
+    msg["MIME-Version"] = "1.0"
+    for name, value in (headers or {}).items():
+        if CONTROL_CHARS.search(value):
+            raise ValueError(f"header {name} contains a line break or control character")
+        msg[name] = value
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
+    if html is not None:
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    return msg
+
+
+class SmtpSession:
+    """One SMTP connection reused for many messages (STARTTLS and AUTH when configured)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        timeout: float = 30.0,
+    ):
+        self.host, self.port = host, port
+        self.username, self.password = username, password
+        self.starttls, self.timeout = starttls, timeout
+        self._smtp: smtplib.SMTP | None = None
+
+    def __enter__(self) -> SmtpSession:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        try:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            smtp.ehlo()
+            if self.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if self.username:
+                smtp.login(self.username, self.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise MailerError(
+                f"SMTP login refused by {self.host}:{self.port}: {_reply(exc)}"
+            ) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise MailerError(f"cannot talk to SMTP server {self.host}:{self.port}: {exc}") from exc
+        self._smtp = smtp
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                self._smtp.close()
+            self._smtp = None
+
+    def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
+        """Send one message to one recipient and classify the server's answer."""
+        if self._smtp is None:
+            self.open()
+        smtp = self._smtp
+        assert smtp is not None
+        data_sent = False
+        try:
+            code, reply = smtp.mail(envelope_from)
+            if code != 250:
+                smtp.rset()
+                return _classify(code, reply)
+            code, reply = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                smtp.rset()
+                return _classify(code, reply)
+            data_sent = True
+            code, reply = smtp.data(data)
+            return _classify(code, reply)
+        except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
+            self._smtp = None
+            if data_sent:
+                return SendResult(Outcome.AMBIGUOUS, 0, f"connection lost after DATA: {exc}")
+            return SendResult(Outcome.TEMPORARY, 0, f"connection lost: {exc}")
+        except smtplib.SMTPResponseException as exc:
+            return _classify(exc.smtp_code, exc.smtp_error)
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    err = exc.smtp_error
+    return err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+
+
+def _classify(code: int, reply: bytes | str) -> SendResult:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    text = f"{code} {text}".strip()
+    if 200 <= code < 300:
+        return SendResult(Outcome.SENT, code, text)
+    if 400 <= code < 500:
+        return SendResult(Outcome.TEMPORARY, code, text)
+    if re.search(r"\b5\.7\.\d{1,3}\b", text):
+        return SendResult(Outcome.POLICY, code, text)
+    return SendResult(Outcome.PERMANENT, code, text)

@@ -1,0 +1,419 @@
+"""Issue + set of sections -> subject, HTML and text. The only module that imports premailer.
+
+Rendering happens in two steps so that premailer's CSS inlining (about 15 ms for a long
+Chinese digest) runs once per (issue, set of sections) and never once per recipient:
+
+1. `render_digest()` builds a `DigestTemplate`: the inlined HTML and the text part, with
+   `@@PLACEHOLDER@@` markers where personal parts go (greeting, signed links).
+2. `personalize()` fills the markers for one reader with a single regex pass.
+
+This module knows nothing of the database or the request: it takes plain dataclasses.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import html2text
+import nh3
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+from premailer import Premailer
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "email_templates"
+
+# Gmail clips messages whose HTML is over ~102 KB; stay well under it.
+DEFAULT_BUDGET = 90 * 1024
+# Room left in the budget for the personal parts filled in after inlining (four signed URLs
+# per section plus a greeting).
+PERSONAL_ALLOWANCE = 3 * 1024
+
+STRINGS = {
+    "zh": {
+        "contents": "本期目录",
+        "source": "来源：",
+        "read_more": "阅读全文",
+        "stop_section": "不再接收「{name}」栏目",
+        "you_get": "您订阅了以下栏目：{sections}。",
+        "change_sections": "修改订阅栏目",
+        "unsubscribe": "退订",
+        "view_online": "在浏览器中查看",
+        "greeting_named": "{name}，您好：",
+        "greeting": "您好：",
+        "preheader": "本期共 {count} 篇：{titles}",
+        "separator": "、",
+        "confirm_subject": "请确认订阅《{name}》",
+        "confirm_heading": "请确认您的订阅",
+        "confirm_body": "您申请订阅以下栏目：{sections}。请点击下面的链接确认，链接 7 天内有效。",
+        "confirm_button": "确认订阅",
+        "confirm_ignore": "如果这不是您本人的操作，请忽略本邮件，您不会收到任何简报。",
+    },
+    "en": {
+        "contents": "In this issue",
+        "source": "Source: ",
+        "read_more": "Read the full article",
+        "stop_section": "Stop receiving “{name}”",
+        "you_get": "You receive these sections: {sections}.",
+        "change_sections": "Change your sections",
+        "unsubscribe": "Unsubscribe",
+        "view_online": "View in your browser",
+        "greeting_named": "Dear {name},",
+        "greeting": "Hello,",
+        "preheader": "{count} articles: {titles}",
+        "separator": ", ",
+        "confirm_subject": "Please confirm your subscription to {name}",
+        "confirm_heading": "Please confirm your subscription",
+        "confirm_body": "You asked to receive these sections: {sections}. "
+        "Follow the link below to confirm; it is valid for 7 days.",
+        "confirm_button": "Confirm my subscription",
+        "confirm_ignore": "If this was not you, ignore this email and you will get nothing more.",
+    },
+}
+
+CONTENT_MODES = ("full", "leads", "auto")
+
+# Tags an article body may keep after Markdown rendering: structure and emphasis only.
+ALLOWED_TAGS = {
+    "p",
+    "br",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ul",
+    "ol",
+    "li",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "a",
+    "blockquote",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "hr",
+    "code",
+    "pre",
+    "sup",
+    "sub",
+}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
+PLACEHOLDER = re.compile(r"@@([A-Z0-9_]+)@@")
+
+
+@dataclass(frozen=True)
+class ArticleContent:
+    id: int
+    title: str
+    source_name: str
+    source_url: str
+    body: str  # Markdown
+    lead: str
+    web_url: str
+
+
+@dataclass(frozen=True)
+class SectionContent:
+    topic_id: int
+    name: str
+    articles: tuple[ArticleContent, ...]
+
+
+@dataclass(frozen=True)
+class IssueContent:
+    id: int
+    title: str
+    period: str
+    bulletin_name: str
+    web_url: str
+    sections: tuple[SectionContent, ...]
+    content_mode: str = "auto"
+
+
+@dataclass(frozen=True)
+class DigestTemplate:
+    """A digest for one set of sections, inlined and waiting for the personal parts."""
+
+    subject: str
+    html: str
+    text: str
+    topic_ids: frozenset[int]
+    full_article_ids: frozenset[int]  # articles carried in full; the others as leads
+
+    @property
+    def html_size(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Personal:
+    """What differs between two readers of the same digest."""
+
+    name: str
+    preferences_url: str
+    unsubscribe_url: str
+    stop_urls: dict[int, str] = field(default_factory=dict)  # topic id -> signed URL
+
+
+class RenderError(RuntimeError):
+    """The digest cannot be rendered (e.g. no article in the reader's sections)."""
+
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATE_DIR),
+    autoescape=select_autoescape(["html"]),
+    keep_trailing_newline=True,
+)
+
+
+def markdown_to_html(text: str) -> str:
+    """Markdown -> sanitized HTML: no script, event handler or javascript: URL survives."""
+    # Article headings start at h3: h1 and h2 belong to the masthead and the sections.
+    rendered = _markdown.render(text)
+    rendered = re.sub(r"<(/?)h([12])>", lambda m: f"<{m.group(1)}h{int(m.group(2)) + 2}>", rendered)
+    return nh3.clean(
+        rendered,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+    )
+
+
+def html_to_text(fragment: str) -> str:
+    converter = html2text.HTML2Text()
+    converter.body_width = 0  # CJK has no spaces to wrap at; let the mail client wrap
+    converter.ignore_images = True
+    converter.ignore_emphasis = True
+    return converter.handle(fragment).strip()
+
+
+@lru_cache(maxsize=1)
+def _css() -> str:
+    return (TEMPLATE_DIR / "_styles.css").read_text(encoding="utf-8")
+
+
+def inline_css(document: str) -> str:
+    """Run premailer on one document, with the network off."""
+    return Premailer(
+        document,
+        allow_network=False,
+        allow_loading_external_files=False,
+        disable_validation=True,
+        disable_link_rewrites=True,
+        keep_style_tags=False,
+        strip_important=False,
+        remove_classes=False,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform()
+
+
+def _sections_for(content: IssueContent, topic_ids: frozenset[int]) -> list[SectionContent]:
+    sections = [s for s in content.sections if s.topic_id in topic_ids and s.articles]
+    if not sections:
+        raise RenderError(f"issue {content.id} has no article in sections {sorted(topic_ids)}")
+    return sections
+
+
+def _article_view(article: ArticleContent, full: bool) -> dict:
+    view = {
+        "id": article.id,
+        "title": article.title,
+        "source_name": article.source_name,
+        "source_url": article.source_url,
+        "lead": article.lead,
+        "web_url": article.web_url,
+        "full": full,
+    }
+    if full:
+        body_html = markdown_to_html(article.body)
+        view["body_html"] = Markup(body_html)
+        view["body_text"] = html_to_text(body_html)
+    return view
+
+
+def _render_pair(
+    content: IssueContent,
+    sections: list[SectionContent],
+    full_ids: frozenset[int],
+    *,
+    locale: str,
+    postal_address: str,
+) -> tuple[str, str]:
+    t = STRINGS.get(locale, STRINGS["zh"])
+    views = [
+        {
+            "topic_id": s.topic_id,
+            "name": s.name,
+            "articles": [_article_view(a, a.id in full_ids) for a in s.articles],
+        }
+        for s in sections
+    ]
+    titles = [a.title for s in sections for a in s.articles]
+    context = {
+        "issue": content,
+        "sections": views,
+        "section_names": t["separator"].join(s.name for s in sections),
+        "postal_address": postal_address,
+        "t": t,
+        "css": Markup(_css()),
+        "preheader": t["preheader"].format(count=len(titles), titles=t["separator"].join(titles))[
+            :150
+        ],
+    }
+    return _env.get_template("issue.html").render(context), _env.get_template("issue.txt").render(
+        context
+    )
+
+
+def render_digest(
+    content: IssueContent,
+    topic_ids: frozenset[int] | set[int],
+    *,
+    locale: str = "zh",
+    postal_address: str = "",
+    budget: int = DEFAULT_BUDGET,
+) -> DigestTemplate:
+    """Render the digest for one set of sections; premailer runs once in the usual case.
+
+    In `auto` mode articles are carried in full while the HTML fits in `budget` bytes; the
+    longest ones fall back to their lead and a "read more" link until it does. The choice is
+    made on the pre-inlining size scaled by the inlining overhead, and checked after inlining.
+    """
+    topic_ids = frozenset(topic_ids)
+    sections = _sections_for(content, topic_ids)
+    articles = [a for s in sections for a in s.articles]
+    mode = content.content_mode if content.content_mode in CONTENT_MODES else "auto"
+    full_ids = frozenset(a.id for a in articles) if mode != "leads" else frozenset()
+    limit = budget - PERSONAL_ALLOWANCE
+
+    def render(ids: frozenset[int]) -> tuple[str, str]:
+        return _render_pair(content, sections, ids, locale=locale, postal_address=postal_address)
+
+    raw_html, text = render(full_ids)
+    if mode == "auto":
+        full_ids, raw_html, text = _fit(articles, full_ids, raw_html, text, limit, render)
+    inlined = inline_css(raw_html)
+    # The estimate can be short; then give up one more article per extra premailer run.
+    while mode == "auto" and len(inlined.encode()) > limit and full_ids:
+        _inflation.observe(len(raw_html.encode()), len(inlined.encode()))
+        full_ids, raw_html, text = _fit(articles, full_ids, raw_html, text, limit, render)
+        inlined = inline_css(raw_html)
+    _inflation.observe(len(raw_html.encode()), len(inlined.encode()))
+    return DigestTemplate(
+        subject=content.title,
+        html=inlined,
+        text=text,
+        topic_ids=topic_ids,
+        full_article_ids=full_ids,
+    )
+
+
+class _Inflation:
+    """How much premailer grows a document; learned from each run, cautious at first."""
+
+    def __init__(self) -> None:
+        self.ratio = 1.6
+
+    def observe(self, before: int, after: int) -> None:
+        if before:
+            self.ratio = max(1.0, after / before) * 1.02
+
+    def estimate(self, raw_size: int) -> int:
+        return int(raw_size * self.ratio)
+
+
+_inflation = _Inflation()
+
+
+def _fit(articles, full_ids, raw_html, text, limit, render):
+    """Drop the longest full articles to leads until the estimated inlined size fits."""
+    by_size = sorted((a for a in articles if a.id in full_ids), key=lambda a: -len(a.body))
+    for article in by_size:
+        if _inflation.estimate(len(raw_html.encode())) <= limit:
+            break
+        full_ids = full_ids - {article.id}
+        raw_html, text = render(full_ids)
+    return full_ids, raw_html, text
+
+
+def personalize(
+    template: DigestTemplate, personal: Personal, *, locale: str = "zh"
+) -> tuple[str, str]:
+    """Fill one reader's greeting and signed links into a digest: returns (html, text)."""
+    t = STRINGS.get(locale, STRINGS["zh"])
+    greeting = t["greeting_named"].format(name=personal.name) if personal.name else t["greeting"]
+    values = {
+        "GREETING": greeting,
+        "PREFERENCES_URL": personal.preferences_url,
+        "UNSUBSCRIBE_URL": personal.unsubscribe_url,
+    }
+    for topic_id, url in personal.stop_urls.items():
+        values[f"STOP_URL_{topic_id}"] = url
+
+    def fill(text: str, escape: bool) -> str:
+        def sub(match: re.Match) -> str:
+            value = values.get(match.group(1))
+            if value is None:  # not ours (an article may contain "@@"): leave it be
+                return match.group(0)
+            return html.escape(value) if escape else value
+
+        return PLACEHOLDER.sub(sub, text)
+
+    return fill(template.html, True), fill(template.text, False)
+
+
+def with_mode(content: IssueContent, mode: str) -> IssueContent:
+    return replace(content, content_mode=mode)
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+def render_confirmation(
+    *,
+    bulletin_name: str,
+    name: str,
+    section_names: list[str],
+    confirm_url: str,
+    locale: str = "zh",
+    postal_address: str = "",
+) -> RenderedEmail:
+    """The double opt-in email: subject, inlined HTML and text."""
+    t = STRINGS.get(locale, STRINGS["zh"])
+    context = {
+        "locale": locale,
+        "bulletin_name": bulletin_name,
+        "greeting": t["greeting_named"].format(name=name) if name else t["greeting"],
+        "section_names": t["separator"].join(section_names),
+        "confirm_url": confirm_url,
+        "postal_address": postal_address,
+        "css": Markup(_css()),
+        "t": {
+            "subject": t["confirm_subject"].format(name=bulletin_name),
+            "heading": t["confirm_heading"],
+            "body": t["confirm_body"],
+            "button": t["confirm_button"],
+            "ignore": t["confirm_ignore"],
+        },
+    }
+    return RenderedEmail(
+        subject=context["t"]["subject"],
+        html=inline_css(_env.get_template("confirm.html").render(context)),
+        text=_env.get_template("confirm.txt").render(context),
+    )

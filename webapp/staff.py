@@ -1,0 +1,49 @@
+"""Staff accounts: create, authenticate. Passwords are stored as scrypt hashes."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+from .models import StaffRole, StaffUser
+from .subscriptions import normalize_email
+
+MIN_PASSWORD_LENGTH = 10
+
+
+class StaffError(ValueError):
+    pass
+
+
+def create_staff(email: str, password: str | None = None, role: StaffRole = StaffRole.EDITOR):
+    """Create a staff account; returns (user, password). A password is generated when none is
+    given, and is returned only here: we keep nothing but its hash."""
+    address = normalize_email(email)
+    if db.session.scalar(select(StaffUser).where(StaffUser.email == address)):
+        raise StaffError(f"a staff account for {address} already exists")
+    password = password or secrets.token_urlsafe(12)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise StaffError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
+    user = StaffUser(email=address, password_hash=generate_password_hash(password), role=role)
+    db.session.add(user)
+    db.session.flush()
+    return user, password
+
+
+# Compared against when the address is unknown, so a wrong address and a wrong password take
+# the same time and the login form does not reveal which staff addresses exist.
+_DUMMY_HASH = generate_password_hash("not a real password")
+
+
+def authenticate(email: str, password: str) -> StaffUser | None:
+    """The active staff user with these credentials, or None."""
+    user = db.session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not check_password_hash(user.password_hash, password) or not user.active:
+        return None
+    return user
