@@ -252,20 +252,23 @@ def dev_command() -> None:
 
     app = current_app._get_current_object()  # noqa: SLF001
     env = dict(os.environ, BULLETIN_ENV=app.config["BULLETIN_ENV"], PYTHONUNBUFFERED="1")
-    processes = procfile(Path(app.root_path).parent / "Procfile.dev")
-    redis_process = private_redis(app.config["REDIS_URL"], Path(app.instance_path))
     bin_dir = Path(sys.executable).parent
-    bulletin = str(bin_dir / "bulletin")
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    if redis_process:
-        processes = {"redis": redis_process, **processes}
-    for step in (["db", "upgrade"], ["demo"]):
-        subprocess.run([bulletin, *step], check=True, env=env)
-    click.echo("Bulletin is starting on http://127.0.0.1:5000/ (staff: /admin/). Ctrl-C stops it.")
-    manager = Manager()
-    for name, command in processes.items():
-        manager.add_process(name, command, env=env)
-    manager.loop()
+    redis_server = start_private_redis(app.config["REDIS_URL"], Path(app.instance_path))
+    try:
+        for step in (["db", "upgrade"], ["demo"]):
+            subprocess.run([str(bin_dir / "bulletin"), *step], check=True, env=env)
+        click.echo(
+            "Bulletin is starting on http://127.0.0.1:5000/ (staff: /admin/). Ctrl-C stops it."
+        )
+        manager = Manager()
+        for name, command in procfile(Path(app.root_path).parent / "Procfile.dev").items():
+            manager.add_process(name, command, env=env)
+        manager.loop()
+    finally:
+        if redis_server is not None:
+            redis_server.terminate()
+            redis_server.wait(timeout=10)
     sys.exit(manager.returncode)
 
 
@@ -278,15 +281,24 @@ def procfile(path: Path) -> dict[str, str]:
     return entries
 
 
-def private_redis(url: str, instance: Path) -> str | None:
-    """None when Redis answers at `url`; else the command for a private Redis on its port."""
+def start_private_redis(url: str, instance: Path) -> subprocess.Popen | None:
+    """Start a throwaway redis-server when none answers at `url`; None if one already does.
+
+    It is up before the worker starts, because the worker refuses to start without Redis.
+    """
+    import time
+    from urllib.parse import urlsplit
+
     import redis as redis_lib
 
-    try:
-        redis_lib.Redis.from_url(url, socket_connect_timeout=1).ping()
+    def answers() -> bool:
+        try:
+            return bool(redis_lib.Redis.from_url(url, socket_connect_timeout=1).ping())
+        except redis_lib.exceptions.RedisError:
+            return False
+
+    if answers():
         return None
-    except redis_lib.exceptions.RedisError:
-        pass
     server = shutil.which("redis-server")
     if server is None:
         raise click.ClickException(
@@ -294,11 +306,29 @@ def private_redis(url: str, instance: Path) -> str | None:
             "Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install "
             "redis) or set REDIS_URL to a running Redis."
         )
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     instance.mkdir(parents=True, exist_ok=True)
-    return (
-        f"{server} --bind {parts.hostname or '127.0.0.1'} --port {parts.port or 6379} "
-        f"--save '' --appendonly no --dir {instance}"
+    click.echo(f"No Redis at {url}: starting a private redis-server on port {parts.port or 6379}.")
+    process = subprocess.Popen(
+        [
+            server,
+            "--bind",
+            parts.hostname or "127.0.0.1",
+            "--port",
+            str(parts.port or 6379),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(instance),
+        ],
+        stdout=subprocess.DEVNULL,
     )
+    deadline = time.monotonic() + 15
+    while not answers():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise click.ClickException(f"the private redis-server did not start on {url}")
+        time.sleep(0.1)
+    return process

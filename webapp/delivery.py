@@ -121,9 +121,11 @@ def plan_deliveries(issue_id: int, topic_ids: set[int]) -> int:
         "created_at",
         "updated_at",
     ]
-    result = db.session.execute(insert(Delivery).from_select(columns, readers))
-    db.session.flush()
-    return result.rowcount
+    db.session.execute(insert(Delivery).from_select(columns, readers))
+    # Counted, not read from rowcount: drivers disagree on rowcount for INSERT ... SELECT.
+    return db.session.scalar(
+        select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue_id)
+    )
 
 
 def pending_batches(issue_id: int, size: int) -> Iterator[list[int]]:

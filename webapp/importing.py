@@ -174,7 +174,7 @@ def parse_document(data: bytes | str) -> ImportReport:
     headings = _headings(lines, contents.end)
     first_lines = match_titles(titles, headings, title_lines=[contents.lines[t] for t in titles])
     segments = _slice_articles(lines, headings, first_lines, contents.end, report.warnings)
-    cjk_document = _is_cjk_document(lines)
+    cjk_document = _is_cjk_document([s.name for s in contents.sections] + titles)
 
     section_of = {t: s.name for s in contents.sections for t in s.titles}
     for position, article_title in enumerate(titles):
@@ -610,20 +610,20 @@ def _parse_source(line: str) -> tuple[str, str | None] | None:
     return _plain_text([text]), url
 
 
-def _take_source(segment: _Segment) -> tuple[str | None, str | None, int | None]:
+def _take_source(segment: _Segment) -> tuple[str | None, str | None]:
     """Find and remove the source line at the top of an article's first segment.
 
-    Returns (name, url, line of the first non-blank line); name is None when that line is
-    not a source, and then it stays in the body.
+    Returns (name, url); name is None when the first non-blank line is not a source, and
+    then that line stays in the body.
     """
     for index, line in enumerate(segment.lines):
         if line.strip():
             source = _parse_source(line)
             if source is None:
-                return None, None, segment.first_line + index
+                return None, None
             segment.lines[index] = ""
-            return source[0], source[1], segment.first_line + index
-    return None, None, None
+            return source
+    return None, None
 
 
 # =========================================================================== 8: debris
@@ -639,9 +639,14 @@ def _is_cjk(char: str) -> bool:
     )
 
 
-def _is_cjk_document(lines: Sequence[str]) -> bool:
-    """True when Chinese characters outnumber Latin letters: English there is an anomaly."""
-    text = "".join(lines)
+def _is_cjk_document(contents: Sequence[str]) -> bool:
+    """True when the contents (section names and titles) is mostly Chinese.
+
+    Only the contents is weighed because the editors wrote it and the converter adds
+    nothing to it: in a short issue, counting the whole text, one English description of a
+    picture can outweigh all the Chinese prose and so hide itself.
+    """
+    text = "".join(contents)
     cjk = sum(1 for c in text if _is_cjk(c))
     latin = sum(1 for c in text if c.isascii() and c.isalpha())
     return cjk > latin
@@ -814,10 +819,11 @@ def _build_article(
     report: ImportReport,
 ) -> ImportedArticle:
     """Source, debris, page breaks, sub-headings and lead for one article."""
-    source_name, source_url, first_text_line = _take_source(segments[0])
+    source_name, source_url = _take_source(segments[0])
     if source_name is None:
-        where = first_text_line or line
-        report.warnings.append(f"line {where}: no source line under the title '{title}'")
+        # An absence has no line of its own; like every warning about a whole article, it
+        # points at the title heading, with the line expected to be the source right below.
+        report.warnings.append(f"line {line}: no source line under the title '{title}'")
 
     blocks: list[_Block] = []
     for segment in segments:
@@ -852,10 +858,13 @@ def _build_article(
 
 
 def _cut_lead(text: str, target: int) -> str:
-    """Cut at the sentence end nearest ``target`` (not past target + slack), else at target."""
+    """Cut at the sentence end nearest ``target`` (not past target + slack), else at target.
+
+    Of two sentence ends equally near, the earlier wins: a teaser errs on the short side.
+    """
     ends = [m.end() for m in _LEAD_END.finditer(text) if m.end() <= target + _LEAD_SLACK]
     if ends:
-        return text[: min(ends, key=lambda end: abs(end - target))]
+        return text[: min(ends, key=lambda end: (abs(end - target), end))]
     if len(text) <= target:
         return text  # nothing was cut, so no "…" claiming otherwise
     cut = target

@@ -1,0 +1,205 @@
+"""Shared fixtures: the real database, real Redis, a real Celery worker, a real SMTP server.
+
+`TEST_DATABASE_URL` picks the database (PostgreSQL in CI); without it each run gets a fresh
+SQLite file. The schema is always built by the Alembic migrations, never by `create_all()`,
+so the tests exercise what a deployer runs. Redis is `TEST_REDIS_URL` (default: database 15
+on the local server) and each run uses its own queue name, so a stray task from another run
+can never reach this run's worker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from celery.contrib.testing.worker import start_worker
+from sqlalchemy import text
+
+# Settings that load_config() reads from the environment, fixed before the app is built.
+os.environ.setdefault("BULLETIN_ENV", "testing")
+os.environ.setdefault("SECRET_KEY", "test-secret-key")
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Inbox:
+    """What the SMTP server received; `handle_DATA` runs on aiosmtpd's thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._messages: list[tuple[list[str], EmailMessage]] = []
+        # Lets a test make the server refuse: recipient -> (code, text)
+        self.replies: dict[str, tuple[int, str]] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        reply = self.replies.get(address.lower())
+        if reply:
+            return f"{reply[0]} {reply[1]}"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        with self._lock:
+            self._messages.append((list(envelope.rcpt_tos), message))
+        return "250 2.0.0 Ok: queued as test"
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        with self._lock:
+            return [message for _, message in self._messages]
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self._lock:
+            return [m for rcpts, m in self._messages if address in rcpts]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._messages.clear()
+        self.replies.clear()
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+@pytest.fixture
+def inbox(smtp_server) -> Inbox:
+    inbox, _ = smtp_server
+    inbox.clear()
+    return inbox
+
+
+def _database_url(tmp_dir: Path) -> str:
+    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_dir / 'test.db'}"
+
+
+def _reset_schema(app) -> None:
+    """Drop whatever an earlier run left, then build the schema with the migrations."""
+    from flask_migrate import upgrade
+
+    from webapp.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+        else:
+            db.drop_all()
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        upgrade()
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory, smtp_server):
+    from webapp import create_app
+
+    _, smtp_port = smtp_server
+    instance = tmp_path_factory.mktemp("instance")
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": _database_url(instance),
+            "REDIS_URL": TEST_REDIS_URL,
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": smtp_port,
+            "SMTP_TIMEOUT": 10.0,
+            "MAIL_FROM": "工作简报 <bulletin@example.org>",
+            "BASE_URL": "https://bulletin.example.org",
+            "POSTAL_ADDRESS": "北京市海淀区 测试路 1 号",
+            "CELERY_QUEUE": f"bulletin-test-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    app.instance_path = str(instance)
+    _reset_schema(app)
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request):
+    """Empty every table after a test that used the database."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    app = request.getfixturevalue("app")
+    from webapp.extensions import db
+
+    with app.app_context():
+        db.session.remove()
+        tables = [t.name for t in db.metadata.sorted_tables]
+        with db.engine.begin() as conn:
+            if db.engine.dialect.name == "postgresql":
+                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for table in reversed(db.metadata.sorted_tables):
+                    conn.execute(table.delete())
+
+
+@pytest.fixture
+def db_session(app):
+    """An app context and its session for a test that works with the domain modules."""
+    from webapp.extensions import db
+
+    with app.app_context():
+        yield db.session
+        db.session.rollback()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(app):
+    """A real Celery worker consuming this run's queue on the real Redis, in threads."""
+    celery_app = app.extensions["celery"]
+    with start_worker(
+        celery_app,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:
+    """Poll until `condition()` is truthy; fail with `what` if it never is.
+
+    A deadline, not a measurement: tests assert what happened, never how fast.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what or condition}")
+        time.sleep(0.05)
+
+
+def csrf_token(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, "the form carries no CSRF token"
+    return match.group(1)
