@@ -13,6 +13,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tests.conftest import TEST_REDIS_URL
 from webapp.config import ConfigError, database_uri, load_config
 from webapp.extensions import db
 from webapp.tokens import Purpose, TokenError, make_token, read_token
@@ -74,6 +75,20 @@ def test_the_worker_refuses_an_unreachable_redis_in_one_line(tmp_path):
         timeout=60,
     )
     assert_one_line_error(result, "REDIS_URL")
+
+
+def test_the_worker_module_is_what_celery_a_loads(tmp_path):
+    environment = dict(os.environ, REDIS_URL=TEST_REDIS_URL)
+    environment["DATABASE_URL"] = f"sqlite:///{tmp_path}/x.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tasks.worker", "report"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "broker_url" in result.stdout
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
