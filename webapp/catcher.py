@@ -16,14 +16,21 @@ from aiosmtpd.controller import Controller
 
 class MaildirHandler:
     def __init__(self, path: Path):
-        path.mkdir(parents=True, exist_ok=True)
-        self.maildir = mailbox.Maildir(path, create=True)
+        # Maildir(create=True) makes tmp/new/cur only when the folder itself is new.
+        for sub in ("tmp", "new", "cur"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        self.maildir = mailbox.Maildir(path, create=False)
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
         message = mailbox.MaildirMessage(envelope.original_content or envelope.content)
         message["X-Envelope-From"] = envelope.mail_from
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
-        self.maildir.add(message)
+        try:
+            self.maildir.add(message)
+        except OSError as exc:
+            # A temporary failure: the sender retries instead of taking the reader for a
+            # hard bounce, which aiosmtpd's default 500 answer would mean.
+            return f"451 4.3.0 could not store the message: {exc.strerror}"
         return "250 Message accepted for delivery"
 
 
