@@ -42,7 +42,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._messages: list[tuple[list[str], EmailMessage]] = []
+        self._messages: list[tuple[list[str], EmailMessage, bytes]] = []
         # Lets a test make the server refuse: recipient -> (code, text)
         self.replies: dict[str, tuple[int, str]] = {}
 
@@ -56,17 +56,22 @@ class Inbox:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self._lock:
-            self._messages.append((list(envelope.rcpt_tos), message))
+            self._messages.append((list(envelope.rcpt_tos), message, envelope.content))
         return "250 2.0.0 Ok: queued as test"
 
     @property
     def messages(self) -> list[EmailMessage]:
         with self._lock:
-            return [message for _, message in self._messages]
+            return [message for _, message, _ in self._messages]
 
     def to(self, address: str) -> list[EmailMessage]:
         with self._lock:
-            return [m for rcpts, m in self._messages if address in rcpts]
+            return [m for rcpts, m, _ in self._messages if address in rcpts]
+
+    def raw_to(self, address: str) -> list[bytes]:
+        """The bytes as they crossed the wire, for checks that parsing would hide."""
+        with self._lock:
+            return [raw for rcpts, _, raw in self._messages if address in rcpts]
 
     def clear(self) -> None:
         with self._lock:
