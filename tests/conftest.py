@@ -208,3 +208,30 @@ def csrf_token(html: str) -> str:
     match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
     assert match, "the form carries no CSRF token"
     return match.group(1)
+
+
+STAFF_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def staff_client(app):
+    """A test client logged in as an admin, through the real login form."""
+    from webapp.extensions import db
+    from webapp.models import StaffRole
+    from webapp.staff import create_staff
+
+    with app.app_context():
+        create_staff("editor@example.org", STAFF_PASSWORD, StaffRole.ADMIN)
+        db.session.commit()
+    client = app.test_client()
+    page = client.get("/admin/login").get_data(as_text=True)
+    answer = client.post(
+        "/admin/login",
+        data={
+            "csrf_token": csrf_token(page),
+            "email": "editor@example.org",
+            "password": STAFF_PASSWORD,
+        },
+    )
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    return client

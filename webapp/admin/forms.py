@@ -1,6 +1,9 @@
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SubmitField
+from flask_wtf.file import FileField, FileRequired, FileSize
+from wtforms import EmailField, HiddenField, PasswordField, SubmitField
 from wtforms.validators import DataRequired
+
+MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # a bulletin is ~100 KB of text; 2 MB is generous
 
 
 class LoginForm(FlaskForm):
@@ -13,3 +16,24 @@ class ActionForm(FlaskForm):
     """A form with only a CSRF token, for buttons such as publish."""
 
     submit = SubmitField("OK")
+
+
+class ImportUploadForm(FlaskForm):
+    """Step 1: choose a document; the importer's report is shown before anything is saved."""
+
+    document = FileField(
+        "简报文件（Markdown 或纯文本，UTF-8）",
+        validators=[
+            FileRequired("请选择一个文件。"),
+            FileSize(MAX_DOCUMENT_BYTES, message="文件超过 2 MB，不像是一期简报。"),
+        ],
+    )
+    submit = SubmitField("检查")
+
+
+class ImportSaveForm(FlaskForm):
+    """Step 2: the checked document travels back in a hidden field and is parsed again."""
+
+    document = HiddenField(validators=[DataRequired()])
+    filename = HiddenField()
+    submit = SubmitField("保存为草稿")

@@ -8,9 +8,11 @@ from sqlalchemy import func, select
 
 from .. import delivery, staff
 from ..extensions import db, login_manager
+from ..importing import DocumentError, parse_document
+from ..issues import import_document
 from ..models import Issue, StaffUser, Subscriber
 from . import bp
-from .forms import ActionForm, LoginForm
+from .forms import ActionForm, ImportSaveForm, ImportUploadForm, LoginForm
 
 login_manager.login_view = "admin.login"
 
@@ -72,3 +74,50 @@ def publish(issue_id: int):
     dispatch_issue.delay(issue_id)
     flash(f"已开始发送，共 {planned} 位读者。")
     return redirect(request.referrer or url_for("admin.dashboard"))
+
+
+@bp.route("/issues/import", methods=["GET", "POST"])
+@login_required
+def import_issue():
+    """Upload a document and see the importer's report; nothing is saved at this step."""
+    form = ImportUploadForm()
+    if not form.validate_on_submit():
+        status = 400 if request.method == "POST" else 200
+        return render_template("admin/import.html", form=form), status
+    upload = form.document.data
+    data = upload.read()
+    try:
+        report = parse_document(data)
+    except DocumentError as exc:
+        form.document.errors.append(f"{upload.filename}: {exc}")
+        return render_template("admin/import.html", form=form), 400
+    save = ImportSaveForm(document=data.decode("utf-8-sig"), filename=upload.filename)
+    return render_template("admin/import_report.html", report=report, form=save)
+
+
+@bp.post("/issues/import/save")
+@login_required
+def save_import():
+    form = ImportSaveForm()
+    if not form.validate_on_submit():
+        flash("表单已过期，请重新上传文件。")
+        return redirect(url_for("admin.import_issue"))
+    try:
+        issue, _ = import_document(form.document.data)
+    except DocumentError as exc:
+        db.session.rollback()
+        upload = ImportUploadForm()
+        upload.document.errors.append(f"{form.filename.data}: {exc}")
+        return render_template("admin/import.html", form=upload), 400
+    db.session.commit()
+    flash(f"已保存为草稿 #{issue.id}：{issue.title}")
+    return redirect(url_for("admin.issue", issue_id=issue.id))
+
+
+@bp.get("/issues/<int:issue_id>")
+@login_required
+def issue(issue_id: int):
+    issue = db.get_or_404(Issue, issue_id)
+    return render_template(
+        "admin/issue.html", issue=issue, progress=delivery.progress(issue_id), form=ActionForm()
+    )
