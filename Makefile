@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench translations clean
 
 # Reinstall only when the dependencies change.
 $(STAMP): pyproject.toml
@@ -13,7 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+tests/email_clients/node_modules: tests/email_clients/package-lock.json
+	npm ci --prefix tests/email_clients --no-audit --no-fund
+
+install: $(STAMP) tests/email_clients/node_modules
 
 ## Upgrade the database, load the sample bulletin, start web + worker + SMTP catcher.
 run: install
@@ -26,6 +29,14 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Extract new strings into the English catalog and compile it (edit the .po in between).
+CATALOG := webapp/translations
+translations: install
+	$(BIN)/pybabel extract -F $(CATALOG)/babel.cfg -k _ -k lazy_gettext --no-location \
+		--sort-output --omit-header -o $(CATALOG)/messages.pot .
+	$(BIN)/pybabel update -i $(CATALOG)/messages.pot -d $(CATALOG) -l en --no-fuzzy-matching
+	$(BIN)/pybabel compile -d $(CATALOG)
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

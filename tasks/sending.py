@@ -20,6 +20,7 @@ def _backoff(retries: int) -> int:
 def dispatch_issue(issue_id: int) -> int:
     """Split an issue's pending deliveries into batches and queue one task per batch."""
     size = current_app.config["SEND_BATCH_SIZE"]
+    delivery.prepare_digests(issue_id)
     batches = 0
     for ids in delivery.pending_batches(issue_id, size):
         send_batch.delay(issue_id, ids)

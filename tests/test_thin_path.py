@@ -69,10 +69,11 @@ def test_a_reader_gets_only_their_sections_then_unsubscribes_and_gets_nothing(
         assert "质量热点" not in body
     assert message["Subject"] == "第一期"
     assert "李雷" in message["To"]
-    unsubscribe_url = message["List-Unsubscribe"].strip("<>")
+    unsubscribe_url, mailto = (part.strip(" <>") for part in message["List-Unsubscribe"].split(","))
+    assert mailto.startswith("mailto:unsubscribe@example.org?subject=unsubscribe")
     # As sent, not as parsed: a provider shows its unsubscribe button only for a plain URL.
     [raw] = inbox.raw_to(READER)
-    assert f"List-Unsubscribe: <{unsubscribe_url}>".encode() in raw
+    assert f"List-Unsubscribe: <{unsubscribe_url}>,".encode() in raw
     assert unsubscribe_url.startswith("https://bulletin.example.org/unsubscribe/")
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 

@@ -18,13 +18,20 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app.config.update(overrides)
     app.config["CELERY"] = celery_settings(app.config)
 
-    from .extensions import celery_init_app, csrf, db, login_manager, migrate
+    from .extensions import babel, celery_init_app, csrf, db, login_manager, migrate
+    from .i18n import DEFAULT_LOCALE, TRANSLATIONS_DIR, select_locale
 
     db.init_app(app)
     # Batch mode lets the same migrations alter tables on SQLite, which lacks ALTER COLUMN.
     migrations = str(Path(app.root_path).parent / "migrations")
     migrate.init_app(app, db, directory=migrations, render_as_batch=True, compare_type=True)
     csrf.init_app(app)
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        default_locale=DEFAULT_LOCALE,
+        default_translation_directories=str(TRANSLATIONS_DIR),
+    )
     login_manager.init_app(app)
     celery_init_app(app)
 

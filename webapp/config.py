@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,23 @@ def _secret_key(env: Mapping[str, str], mode: str, instance_path: Path) -> str:
     return key
 
 
+def _dkim(env: Mapping[str, str], mail_domain: str) -> dict[str, Any] | None:
+    """DKIM signing settings, or None when no key is configured."""
+    path = env.get("DKIM_PRIVATE_KEY_FILE")
+    if not path:
+        return None
+    try:
+        key = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError("DKIM_PRIVATE_KEY_FILE", f"cannot read {path}: {exc.strerror}") from None
+    if b"-----BEGIN" not in key:
+        raise ConfigError("DKIM_PRIVATE_KEY_FILE", f"{path} is not a PEM private key")
+    selector = env.get("DKIM_SELECTOR", "").strip()
+    if not selector:
+        raise ConfigError("DKIM_SELECTOR", "is required with DKIM_PRIVATE_KEY_FILE")
+    return {"selector": selector, "domain": env.get("DKIM_DOMAIN") or mail_domain, "key": key}
+
+
 def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read every setting from `env` (default: the process environment) into a config dict."""
     env = os.environ if env is None else env
@@ -116,6 +134,11 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         raise ConfigError("BASE_URL", f"must be an http:// or https:// URL, got {base_url!r}")
 
     mail_from = env.get("MAIL_FROM") or "Bulletin <bulletin@localhost>"
+    mail_domain = parseaddr(mail_from)[1].rpartition("@")[2]
+    if not mail_domain:
+        raise ConfigError(
+            "MAIL_FROM", f"must be an address like 'Bulletin <news@example.org>', got {mail_from!r}"
+        )
 
     secret_key = _secret_key(env, mode, instance_path)
     old_keys = [k for k in env.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
@@ -135,10 +158,16 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "SMTP_STARTTLS": _bool(env, "SMTP_STARTTLS", False),
         "SMTP_TIMEOUT": _float(env, "SMTP_TIMEOUT", 30.0),
         "MAIL_FROM": mail_from,
+        "MAIL_DOMAIN": mail_domain,
+        # Second List-Unsubscribe target, for clients that unsubscribe by mail.
+        "UNSUBSCRIBE_MAILTO": env.get("UNSUBSCRIBE_MAILTO") or f"unsubscribe@{mail_domain}",
+        "DKIM": _dkim(env, mail_domain),
         "BASE_URL": base_url,
         "BULLETIN_NAME": env.get("BULLETIN_NAME") or "工作简报",
         "POSTAL_ADDRESS": env.get("POSTAL_ADDRESS") or "",
         "SEND_BATCH_SIZE": _int(env, "SEND_BATCH_SIZE", 200, 1, 10000),
+        # Gmail clips HTML over ~102 KB; auto mode keeps every digest under this many bytes.
+        "EMAIL_HTML_BUDGET": _int(env, "EMAIL_HTML_BUDGET", 90 * 1024, 20 * 1024, 1024 * 1024),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -10,23 +10,28 @@ message in flight, which is then marked `unknown` rather than resent.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
+from itertools import groupby
 
 from flask import current_app
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
 from .issues import issue_content, issue_topic_ids
-from .mailer import MailerError, Outcome, SendResult, SmtpSession, build_message
+from .mailer import MailerError, Outcome, SendResult, SmtpSession, build_message, dkim_sign
 from .models import (
     Delivery,
     DeliveryStatus,
     Issue,
     IssueStatus,
+    RenderedDigest,
     Subscriber,
     SubscriberStatus,
     subscriber_topics,
@@ -176,36 +181,123 @@ def claim(delivery_ids: list[int]) -> list[int]:
     return sorted(claimed)
 
 
-class DigestCache:
-    """Rendered digests per (issue, edit time, set of sections, locale) for this process."""
+def topics_key(topic_ids: frozenset[int] | set[int]) -> str:
+    return ",".join(str(i) for i in sorted(topic_ids))
+
+
+def render_issue(issue: Issue, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
+    """Render an issue as it stands now, for one set of sections (previews, and sending)."""
+    config = current_app.config
+    return render_digest(
+        issue_content(issue, config["BULLETIN_NAME"]),
+        topic_ids,
+        locale=locale,
+        postal_address=config["POSTAL_ADDRESS"],
+        budget=config["EMAIL_HTML_BUDGET"],
+    )
+
+
+class DigestStore:
+    """The digests being sent: from this process's memory, else the database, else rendered.
+
+    A digest is rendered once per (issue, set of sections, language) and stored in
+    `rendered_digests`, so the other workers, here or on other machines, reuse it. The lock
+    keeps this process's threads from rendering the same digest side by side; two
+    processes can still race on a first render, and then the database keeps one.
+    """
 
     def __init__(self, size: int = 64):
         self.size = size
-        self._items: OrderedDict[tuple, DigestTemplate] = OrderedDict()
+        self._items: OrderedDict[tuple[int, str, str], DigestTemplate] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, issue_id: int, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
-        # Keyed on the edit time too, so an issue edited after a test send renders afresh.
-        edited = db.session.scalar(select(Issue.updated_at).where(Issue.id == issue_id))
-        key = (issue_id, edited, topic_ids, locale)
-        template = self._items.get(key)
-        if template is None:
-            issue = db.session.get(Issue, issue_id)
-            content = issue_content(issue, current_app.config["BULLETIN_NAME"])
-            template = render_digest(
-                content,
-                topic_ids,
-                locale=locale,
-                postal_address=current_app.config["POSTAL_ADDRESS"],
+        key = (issue_id, topics_key(topic_ids), locale)
+        with self._lock:
+            template = self._items.get(key)
+            if template is None:
+                template = self._load(*key) or self._render(issue_id, topic_ids, locale)
+                self._items[key] = template
+                if len(self._items) > self.size:
+                    self._items.popitem(last=False)
+            else:
+                self._items.move_to_end(key)
+        return template
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    @staticmethod
+    def _load(issue_id: int, topics: str, locale: str) -> DigestTemplate | None:
+        row = db.session.scalar(
+            select(RenderedDigest).where(
+                RenderedDigest.issue_id == issue_id,
+                RenderedDigest.topics == topics,
+                RenderedDigest.locale == locale,
             )
-            self._items[key] = template
-            if len(self._items) > self.size:
-                self._items.popitem(last=False)
-        else:
-            self._items.move_to_end(key)
+        )
+        if row is None:
+            return None
+        return DigestTemplate(
+            subject=row.subject,
+            html=row.html,
+            text=row.text,
+            topic_ids=frozenset(int(i) for i in row.topics.split(",")),
+            full_article_ids=frozenset(int(i) for i in row.full_article_ids.split(",") if i),
+        )
+
+    def _render(self, issue_id: int, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
+        template = render_issue(db.session.get(Issue, issue_id), topic_ids, locale)
+        db.session.add(
+            RenderedDigest(
+                issue_id=issue_id,
+                topics=topics_key(topic_ids),
+                locale=locale,
+                subject=template.subject,
+                html=template.html,
+                text=template.text,
+                full_article_ids=topics_key(template.full_article_ids),
+                html_size=template.html_size,
+            )
+        )
+        try:
+            db.session.commit()
+        except IntegrityError:  # another process stored it first: theirs and ours are equal
+            db.session.rollback()
+            return self._load(issue_id, topics_key(topic_ids), locale) or template
         return template
 
 
-digests = DigestCache()
+digests = DigestStore()
+
+
+def prepare_digests(issue_id: int) -> int:
+    """Render every digest the pending deliveries need before batches go out; returns how many.
+
+    Streams (reader, section) pairs in reader order, so memory holds one reader at a time
+    plus the distinct sets, however many readers there are.
+    """
+    issue_topics = issue_topic_ids(issue_id)
+    rows = db.session.execute(
+        select(Subscriber.id, Subscriber.locale, subscriber_topics.c.topic_id)
+        .join(subscriber_topics, subscriber_topics.c.subscriber_id == Subscriber.id)
+        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        .where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            subscriber_topics.c.topic_id.in_(issue_topics),
+        )
+        .order_by(Subscriber.id)
+        .execution_options(yield_per=5000)
+    )
+    needed = {
+        (locale, frozenset(topic for _, _, topic in pairs))
+        for (_, locale), pairs in groupby(rows, key=lambda row: (row[0], row[1]))
+    }
+    for locale, topic_ids in sorted(needed, key=lambda item: (item[0], sorted(item[1]))):
+        digests.get(issue_id, topic_ids, locale)
+    return len(needed)
 
 
 def personal_links(subscriber_id: int, name: str, topic_ids: frozenset[int]) -> Personal:
@@ -216,6 +308,7 @@ def personal_links(subscriber_id: int, name: str, topic_ids: frozenset[int]) -> 
         name=name,
         preferences_url=external_url("public.preferences", token=preferences),
         unsubscribe_url=external_url("public.unsubscribe", token=unsubscribe),
+        unsubscribe_subject=f"unsubscribe%20{unsubscribe}",
         stop_urls={
             topic_id: external_url(
                 "public.unsubscribe",
@@ -226,11 +319,14 @@ def personal_links(subscriber_id: int, name: str, topic_ids: frozenset[int]) -> 
     )
 
 
-def list_headers(unsubscribe_url: str, issue_id: int) -> dict[str, str]:
-    domain = parseaddr(current_app.config["MAIL_FROM"])[1].rpartition("@")[2] or "localhost"
+def list_headers(personal: Personal, issue_id: int) -> dict[str, str]:
+    domain = current_app.config["MAIL_DOMAIN"]
+    mailto = (
+        f"mailto:{current_app.config['UNSUBSCRIBE_MAILTO']}?subject={personal.unsubscribe_subject}"
+    )
     return {
         "List-Id": f"<bulletin.{domain}>",
-        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe": f"<{personal.unsubscribe_url}>, <{mailto}>",
         # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" to the URL above.
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "Auto-Submitted": "auto-generated",
@@ -252,10 +348,19 @@ def compose(issue_id: int, reader: Recipient, topic_ids: frozenset[int]) -> tupl
         subject=template.subject,
         text=text,
         html=html,
-        headers=list_headers(personal.unsubscribe_url, issue_id),
+        headers=list_headers(personal, issue_id),
         message_id=message_id,
     )
-    return message_id, message.as_bytes()
+    return message_id, outgoing_bytes(message)
+
+
+def outgoing_bytes(message: EmailMessage) -> bytes:
+    """The bytes to hand to SMTP, DKIM-signed when a key is configured."""
+    data = message.as_bytes()
+    settings = current_app.config["DKIM"]
+    if settings:
+        data = dkim_sign(data, **settings)
+    return data
 
 
 def smtp_session() -> SmtpSession:

@@ -197,6 +197,29 @@ class Delivery(db.Model):
     subscriber: Mapped[Subscriber] = relationship()
 
 
+class RenderedDigest(db.Model):
+    """An issue rendered for one set of sections and one language, ready to personalize.
+
+    Rendered once when sending starts and shared by every worker, so premailer runs once per
+    (issue, set of sections, language) however many workers and batches there are, and
+    every reader of a set gets the same bytes even if the issue is edited later.
+    """
+
+    __tablename__ = "rendered_digests"
+    __table_args__ = (UniqueConstraint("issue_id", "topics", "locale"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    topics: Mapped[str] = mapped_column(String(500))  # sorted topic ids: "1,3,4"
+    locale: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str] = mapped_column(String(300))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    full_article_ids: Mapped[str] = mapped_column(String(2000), default="")
+    html_size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class StaffUser(UserMixin, db.Model):
     __tablename__ = "staff_users"
 

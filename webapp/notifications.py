@@ -6,7 +6,7 @@ from email.utils import parseaddr
 
 from flask import current_app
 
-from .delivery import smtp_session
+from .delivery import outgoing_bytes, smtp_session
 from .extensions import db
 from .mailer import Outcome, build_message
 from .models import Subscriber, SubscriberStatus
@@ -43,6 +43,6 @@ def send_confirmation(subscriber_id: int) -> bool:
     )
     with smtp_session() as session:
         result = session.send(
-            parseaddr(config["MAIL_FROM"])[1], subscriber.email, message.as_bytes()
+            parseaddr(config["MAIL_FROM"])[1], subscriber.email, outgoing_bytes(message)
         )
     return result.outcome == Outcome.SENT

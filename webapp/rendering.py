@@ -26,6 +26,8 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from premailer import Premailer
 
+from .i18n import Translator
+
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "email_templates"
 
 # Gmail clips messages whose HTML is over ~102 KB; stay well under it.
@@ -33,48 +35,6 @@ DEFAULT_BUDGET = 90 * 1024
 # Room left in the budget for the personal parts filled in after inlining (four signed URLs
 # per section plus a greeting).
 PERSONAL_ALLOWANCE = 3 * 1024
-
-STRINGS = {
-    "zh": {
-        "contents": "本期目录",
-        "source": "来源：",
-        "read_more": "阅读全文",
-        "stop_section": "不再接收「{name}」栏目",
-        "you_get": "您订阅了以下栏目：{sections}。",
-        "change_sections": "修改订阅栏目",
-        "unsubscribe": "退订",
-        "view_online": "在浏览器中查看",
-        "greeting_named": "{name}，您好：",
-        "greeting": "您好：",
-        "preheader": "本期共 {count} 篇：{titles}",
-        "separator": "、",
-        "confirm_subject": "请确认订阅《{name}》",
-        "confirm_heading": "请确认您的订阅",
-        "confirm_body": "您申请订阅以下栏目：{sections}。请点击下面的链接确认，链接 7 天内有效。",
-        "confirm_button": "确认订阅",
-        "confirm_ignore": "如果这不是您本人的操作，请忽略本邮件，您不会收到任何简报。",
-    },
-    "en": {
-        "contents": "In this issue",
-        "source": "Source: ",
-        "read_more": "Read the full article",
-        "stop_section": "Stop receiving “{name}”",
-        "you_get": "You receive these sections: {sections}.",
-        "change_sections": "Change your sections",
-        "unsubscribe": "Unsubscribe",
-        "view_online": "View in your browser",
-        "greeting_named": "Dear {name},",
-        "greeting": "Hello,",
-        "preheader": "{count} articles: {titles}",
-        "separator": ", ",
-        "confirm_subject": "Please confirm your subscription to {name}",
-        "confirm_heading": "Please confirm your subscription",
-        "confirm_body": "You asked to receive these sections: {sections}. "
-        "Follow the link below to confirm; it is valid for 7 days.",
-        "confirm_button": "Confirm my subscription",
-        "confirm_ignore": "If this was not you, ignore this email and you will get nothing more.",
-    },
-}
 
 CONTENT_MODES = ("full", "leads", "auto")
 
@@ -163,6 +123,7 @@ class Personal:
     preferences_url: str
     unsubscribe_url: str
     stop_urls: dict[int, str] = field(default_factory=dict)  # topic id -> signed URL
+    unsubscribe_subject: str = ""  # for the mailto: in List-Unsubscribe
 
 
 class RenderError(RuntimeError):
@@ -251,7 +212,7 @@ def _render_pair(
     locale: str,
     postal_address: str,
 ) -> tuple[str, str]:
-    t = STRINGS.get(locale, STRINGS["zh"])
+    _ = Translator(locale)
     views = [
         {
             "topic_id": s.topic_id,
@@ -262,15 +223,15 @@ def _render_pair(
     ]
     titles = [a.title for s in sections for a in s.articles]
     context = {
+        "_": _,
         "issue": content,
         "sections": views,
-        "section_names": t["separator"].join(s.name for s in sections),
+        "section_names": _.separator.join(s.name for s in sections),
         "postal_address": postal_address,
-        "t": t,
         "css": Markup(_css()),
-        "preheader": t["preheader"].format(count=len(titles), titles=t["separator"].join(titles))[
-            :150
-        ],
+        "preheader": _(
+            "本期共 %(count)d 篇：%(titles)s", count=len(titles), titles=_.separator.join(titles)
+        )[:150],
     }
     return _env.get_template("issue.html").render(context), _env.get_template("issue.txt").render(
         context
@@ -285,11 +246,12 @@ def render_digest(
     postal_address: str = "",
     budget: int = DEFAULT_BUDGET,
 ) -> DigestTemplate:
-    """Render the digest for one set of sections; premailer runs once in the usual case.
+    """Render the digest for one set of sections.
 
-    In `auto` mode articles are carried in full while the HTML fits in `budget` bytes; the
-    longest ones fall back to their lead and a "read more" link until it does. The choice is
-    made on the pre-inlining size scaled by the inlining overhead, and checked after inlining.
+    `full` carries every article in full and `leads` none. `auto` carries articles in full
+    while the HTML fits in `budget` bytes; past it, the longest ones fall back to their lead
+    and a "read more" link. premailer runs once when the digest fits and usually twice when
+    it does not (once to measure). The result depends only on the arguments.
     """
     topic_ids = frozenset(topic_ids)
     sections = _sections_for(content, topic_ids)
@@ -302,15 +264,14 @@ def render_digest(
         return _render_pair(content, sections, ids, locale=locale, postal_address=postal_address)
 
     raw_html, text = render(full_ids)
-    if mode == "auto":
-        full_ids, raw_html, text = _fit(articles, full_ids, raw_html, text, limit, render)
     inlined = inline_css(raw_html)
-    # The estimate can be short; then give up one more article per extra premailer run.
-    while mode == "auto" and len(inlined.encode()) > limit and full_ids:
-        _inflation.observe(len(raw_html.encode()), len(inlined.encode()))
-        full_ids, raw_html, text = _fit(articles, full_ids, raw_html, text, limit, render)
+    # Over budget: scale by what inlining just added to this very document, turn the longest
+    # articles into leads until the estimate fits, and inline again. The estimate is exact
+    # for the document measured, so each round drops at least one article.
+    while mode == "auto" and _size(inlined) > limit and full_ids:
+        ratio = _size(inlined) / _size(raw_html)
+        full_ids, raw_html, text = _fit(articles, full_ids, limit, ratio, render)
         inlined = inline_css(raw_html)
-    _inflation.observe(len(raw_html.encode()), len(inlined.encode()))
     return DigestTemplate(
         subject=content.title,
         html=inlined,
@@ -320,31 +281,18 @@ def render_digest(
     )
 
 
-class _Inflation:
-    """How much premailer grows a document; learned from each run, cautious at first."""
-
-    def __init__(self) -> None:
-        self.ratio = 1.6
-
-    def observe(self, before: int, after: int) -> None:
-        if before:
-            self.ratio = max(1.0, after / before) * 1.02
-
-    def estimate(self, raw_size: int) -> int:
-        return int(raw_size * self.ratio)
+def _size(document: str) -> int:
+    return len(document.encode("utf-8"))
 
 
-_inflation = _Inflation()
-
-
-def _fit(articles, full_ids, raw_html, text, limit, render):
-    """Drop the longest full articles to leads until the estimated inlined size fits."""
+def _fit(articles, full_ids, limit, ratio, render):
+    """Turn the longest full articles into leads until the estimated inlined size fits."""
     by_size = sorted((a for a in articles if a.id in full_ids), key=lambda a: -len(a.body))
     for article in by_size:
-        if _inflation.estimate(len(raw_html.encode())) <= limit:
-            break
         full_ids = full_ids - {article.id}
         raw_html, text = render(full_ids)
+        if _size(raw_html) * ratio <= limit:
+            break
     return full_ids, raw_html, text
 
 
@@ -352,8 +300,7 @@ def personalize(
     template: DigestTemplate, personal: Personal, *, locale: str = "zh"
 ) -> tuple[str, str]:
     """Fill one reader's greeting and signed links into a digest: returns (html, text)."""
-    t = STRINGS.get(locale, STRINGS["zh"])
-    greeting = t["greeting_named"].format(name=personal.name) if personal.name else t["greeting"]
+    greeting = _greeting(Translator(locale), personal.name)
     values = {
         "GREETING": greeting,
         "PREFERENCES_URL": personal.preferences_url,
@@ -372,6 +319,10 @@ def personalize(
         return PLACEHOLDER.sub(sub, text)
 
     return fill(template.html, True), fill(template.text, False)
+
+
+def _greeting(_: Translator, name: str) -> str:
+    return _("%(name)s，您好：", name=name) if name else _("您好：")
 
 
 def with_mode(content: IssueContent, mode: str) -> IssueContent:
@@ -395,25 +346,19 @@ def render_confirmation(
     postal_address: str = "",
 ) -> RenderedEmail:
     """The double opt-in email: subject, inlined HTML and text."""
-    t = STRINGS.get(locale, STRINGS["zh"])
+    _ = Translator(locale)
     context = {
-        "locale": locale,
+        "_": _,
         "bulletin_name": bulletin_name,
-        "greeting": t["greeting_named"].format(name=name) if name else t["greeting"],
-        "section_names": t["separator"].join(section_names),
+        "greeting": _greeting(_, name),
+        "section_names": _.separator.join(section_names),
         "confirm_url": confirm_url,
         "postal_address": postal_address,
         "css": Markup(_css()),
-        "t": {
-            "subject": t["confirm_subject"].format(name=bulletin_name),
-            "heading": t["confirm_heading"],
-            "body": t["confirm_body"],
-            "button": t["confirm_button"],
-            "ignore": t["confirm_ignore"],
-        },
+        "subject": _("请确认订阅《%(name)s》", name=bulletin_name),
     }
     return RenderedEmail(
-        subject=context["t"]["subject"],
+        subject=context["subject"],
         html=inline_css(_env.get_template("confirm.html").render(context)),
         text=_env.get_template("confirm.txt").render(context),
     )

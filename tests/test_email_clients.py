@@ -1,0 +1,81 @@
+"""The digest's HTML against caniemail's support data, via the npm package
+@jsx-email/doiuse-email (driven by tests/email_clients/check.mjs).
+
+Install the checker once with `npm ci --prefix tests/email_clients`; without Node or that
+install this test fails (it never skips), so CI cannot pass it silently.
+
+Accepted errors: `@media` rules (they stay in the <style> block on purpose, for the clients
+that honour them; the inlined styles carry the layout elsewhere), the <body> element (some
+clients drop it; every style that matters is also inlined inside the body) and the `role`
+attribute (role="presentation" on the layout tables helps screen readers and harms nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.sample_content import sample_content
+from webapp.rendering import render_digest
+
+CHECKER_DIR = Path(__file__).resolve().parent / "email_clients"
+CHECKER = CHECKER_DIR / "check.mjs"
+INSTALL_HINT = "run `npm ci --prefix tests/email_clients` (needs Node 18 or later)"
+
+# The checker's messages read "`<feature>` is not supported by `<client>`".
+ALLOWED_ERROR = re.compile(
+    r"^`(?:@media[^`]*|<body> element|role attribute)` is not supported by `[a-z0-9.-]+`$"
+)
+
+
+def run_checker(html: str) -> dict[str, list[str]]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail(f"node is not installed: install Node.js, then {INSTALL_HINT}")
+    if not (CHECKER_DIR / "node_modules" / "@jsx-email" / "doiuse-email").is_dir():
+        pytest.fail(f"the email client checker is not installed: {INSTALL_HINT}")
+    done = subprocess.run(
+        [node, str(CHECKER)],
+        input=html,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"check.mjs failed ({done.returncode}):\n{done.stderr}"
+    return json.loads(done.stdout)
+
+
+def summarize(messages: list[str]) -> str:
+    return "\n".join(f"{count:4d} x {message}" for message, count in Counter(messages).items())
+
+
+def test_digest_html_works_in_the_main_email_clients() -> None:
+    digest = render_digest(
+        sample_content(), frozenset({1, 2, 3, 4}), locale="zh", postal_address="北京市"
+    )
+
+    result = run_checker(digest.html)
+
+    assert isinstance(result["errors"], list) and isinstance(result["warnings"], list)
+    remaining = [e for e in result["errors"] if not ALLOWED_ERROR.match(e)]
+    assert not remaining, (
+        f"{len(remaining)} unsupported-feature error(s) in the digest HTML "
+        "(besides @media, <body> and role):\n" + summarize(remaining)
+    )
+
+
+def test_allowed_error_filter_is_narrow() -> None:
+    assert ALLOWED_ERROR.match("`@media` is not supported by `outlook.windows`")
+    assert ALLOWED_ERROR.match("`<body> element` is not supported by `yahoo.ios`")
+    assert ALLOWED_ERROR.match("`role attribute` is not supported by `outlook.windows-mail`")
+    assert not ALLOWED_ERROR.match("`display:none` is not supported by `gmail.mobile-webmail`")
+    assert not ALLOWED_ERROR.match("`Local anchors` is not supported by `gmail.ios`")
+    assert not ALLOWED_ERROR.match("`<body> element` is only partially supported by `gmail.ios`")

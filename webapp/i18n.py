@@ -1,0 +1,68 @@
+"""Languages: Simplified Chinese first, English too.
+
+Every string is written in Chinese where it is used (templates, code); Chinese is the source
+language, so it needs no catalog. English lives in `translations/en/LC_MESSAGES/messages.po`
+(`make translations` extracts new strings and compiles). Web pages get their language from
+Flask-Babel; emails, rendered in Celery tasks for a reader whose language is stored, use
+`Translator` on the same catalog.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from babel.support import NullTranslations, Translations
+
+TRANSLATIONS_DIR = Path(__file__).parent / "translations"
+LOCALES = {"zh": "简体中文", "en": "English"}
+DEFAULT_LOCALE = "zh"
+# What the HTML `lang` attribute says for each locale: zh-CN picks CJK glyphs for Simplified.
+HTML_LANG = {"zh": "zh-CN", "en": "en"}
+
+
+def normalize_locale(value: str | None) -> str:
+    """One of LOCALES for anything a browser, a form or a CSV might say ('zh-Hans', 'en_US')."""
+    primary = (value or "").replace("_", "-").split("-")[0].strip().lower()
+    return primary if primary in LOCALES else DEFAULT_LOCALE
+
+
+@lru_cache(maxsize=len(LOCALES))
+def _catalog(locale: str) -> NullTranslations:
+    return Translations.load(str(TRANSLATIONS_DIR), [locale])
+
+
+class Translator:
+    """gettext for one locale, with `%(name)s` values: `_("不再接收「%(name)s」", name=...)`."""
+
+    def __init__(self, locale: str):
+        self.locale = normalize_locale(locale)
+        self._catalog = _catalog(self.locale)
+
+    def gettext(self, message: str, **values) -> str:
+        text = self._catalog.gettext(message)
+        return text % values if values else text
+
+    __call__ = gettext
+
+    @property
+    def separator(self) -> str:
+        """How this language joins a list of names in running text."""
+        return self.gettext("、")
+
+    @property
+    def html_lang(self) -> str:
+        return HTML_LANG[self.locale]
+
+
+LOCALE_COOKIE = "lang"
+
+
+def select_locale() -> str:
+    """The web page language: an explicit `?lang=`, then the reader's switch, then the browser."""
+    from flask import request
+
+    chosen = request.args.get("lang") or request.cookies.get(LOCALE_COOKIE)
+    if chosen:
+        return normalize_locale(chosen)
+    return request.accept_languages.best_match(list(LOCALES), default=DEFAULT_LOCALE)
