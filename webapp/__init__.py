@@ -41,6 +41,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(public_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
 
+    from .rendering import safe_url
+
+    app.jinja_env.filters["safe_url"] = safe_url
+
     from .cli import register_commands
 
     register_commands(app)

@@ -134,8 +134,8 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         raise ConfigError("BASE_URL", f"must be an http:// or https:// URL, got {base_url!r}")
 
     mail_from = env.get("MAIL_FROM") or "Bulletin <bulletin@localhost>"
-    mail_domain = parseaddr(mail_from)[1].rpartition("@")[2]
-    if not mail_domain:
+    local, at, mail_domain = parseaddr(mail_from)[1].rpartition("@")
+    if not (local and at and mail_domain):
         raise ConfigError(
             "MAIL_FROM", f"must be an address like 'Bulletin <news@example.org>', got {mail_from!r}"
         )
@@ -158,6 +158,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "SMTP_STARTTLS": _bool(env, "SMTP_STARTTLS", False),
         "SMTP_TIMEOUT": _float(env, "SMTP_TIMEOUT", 30.0),
         "MAIL_FROM": mail_from,
+        "MAIL_FROM_ADDRESS": parseaddr(mail_from)[1],  # the envelope sender
         "MAIL_DOMAIN": mail_domain,
         # Second List-Unsubscribe target, for clients that unsubscribe by mail.
         "UNSUBSCRIBE_MAILTO": env.get("UNSUBSCRIBE_MAILTO") or f"unsubscribe@{mail_domain}",

@@ -338,20 +338,34 @@ def compose(issue_id: int, reader: Recipient, topic_ids: frozenset[int]) -> tupl
     """One reader's message: returns (Message-ID, bytes to send)."""
     template = digests.get(issue_id, topic_ids, reader.locale)
     personal = personal_links(reader.subscriber_id, reader.name, topic_ids)
-    html, text = personalize(template, personal, locale=reader.locale)
-    sender = current_app.config["MAIL_FROM"]
-    message_id = make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2] or None)
-    message = build_message(
-        sender=sender,
-        to_email=reader.email,
-        to_name=reader.name,
-        subject=template.subject,
+    message = digest_message(
+        issue_id, template, personal, reader.email, reader.name, locale=reader.locale
+    )
+    return message["Message-ID"], outgoing_bytes(message)
+
+
+def digest_message(
+    issue_id: int,
+    template: DigestTemplate,
+    personal: Personal,
+    to_email: str,
+    to_name: str,
+    *,
+    locale: str,
+    subject: str | None = None,
+) -> EmailMessage:
+    """A digest personalized for one address, as a message (not yet signed)."""
+    html, text = personalize(template, personal, locale=locale)
+    return build_message(
+        sender=current_app.config["MAIL_FROM"],
+        to_email=to_email,
+        to_name=to_name,
+        subject=subject or template.subject,
         text=text,
         html=html,
         headers=list_headers(personal, issue_id),
-        message_id=message_id,
+        message_id=make_msgid(domain=current_app.config["MAIL_DOMAIN"]),
     )
-    return message_id, outgoing_bytes(message)
 
 
 def outgoing_bytes(message: EmailMessage) -> bytes:

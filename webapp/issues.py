@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from .extensions import db
 from .importing import ImportReport, parse_document
 from .models import Article, Issue, Topic
-from .rendering import ArticleContent, IssueContent, SectionContent
+from .rendering import ArticleContent, IssueContent, SectionContent, safe_url
 from .tokens import external_url
 
 
@@ -66,7 +66,7 @@ def add_article(
         body=body,
         lead=lead,
         source_name=source_name,
-        source_url=source_url,
+        source_url=safe_url(source_url),  # only http(s): a source link must never run anything
     )
     db.session.add(article)
     db.session.flush()

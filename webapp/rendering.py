@@ -130,7 +130,27 @@ class RenderError(RuntimeError):
     """The digest cannot be rendered (e.g. no article in the reader's sections)."""
 
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+# Raw HTML in a body is allowed through Markdown because nh3 sanitizes the result anyway;
+# that is what lets `_cjk_strong` below hand Markdown a <strong>.
+_markdown = MarkdownIt("commonmark", {"html": True, "linkify": False}).enable("table")
+# CommonMark will not close `**` between CJK punctuation and a letter ("**本报讯（记者）**中秋"),
+# so such emphasis showed its asterisks. Bold spans inside one line become <strong> first.
+_STRONG = re.compile(r"\*\*(?=\S)([^*\n]+?)(?<=\S)\*\*")
+
+
+def _cjk_strong(text: str) -> str:
+    lines, fenced = [], False
+    for line in text.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        if not fenced:  # and not inside `code` spans, the odd pieces of this split
+            pieces = re.split(r"(`[^`]*`)", line)
+            pieces[::2] = [_STRONG.sub(r"<strong>\1</strong>", p) for p in pieces[::2]]
+            line = "".join(pieces)
+        lines.append(line)
+    return "\n".join(lines)
+
+
 _env = Environment(
     loader=FileSystemLoader(TEMPLATE_DIR),
     autoescape=select_autoescape(["html"]),
@@ -141,7 +161,7 @@ _env = Environment(
 def markdown_to_html(text: str) -> str:
     """Markdown -> sanitized HTML: no script, event handler or javascript: URL survives."""
     # Article headings start at h3: h1 and h2 belong to the masthead and the sections.
-    rendered = _markdown.render(text)
+    rendered = _markdown.render(_cjk_strong(text))
     rendered = re.sub(r"<(/?)h([12])>", lambda m: f"<{m.group(1)}h{int(m.group(2)) + 2}>", rendered)
     return nh3.clean(
         rendered,
@@ -150,6 +170,12 @@ def markdown_to_html(text: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer",
     )
+
+
+def safe_url(url: str) -> str:
+    """The URL if it is http(s), else "": a source link must never run anything."""
+    url = (url or "").strip()
+    return url if re.match(r"(?i)^https?://[^\s]+$", url) else ""
 
 
 def html_to_text(fragment: str) -> str:
@@ -192,7 +218,7 @@ def _article_view(article: ArticleContent, full: bool) -> dict:
         "id": article.id,
         "title": article.title,
         "source_name": article.source_name,
-        "source_url": article.source_url,
+        "source_url": safe_url(article.source_url),
         "lead": article.lead,
         "web_url": article.web_url,
         "full": full,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
-from flask_login import login_required, login_user, logout_user
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
-from .. import delivery, staff
+from .. import delivery, preview, staff
 from ..extensions import db, login_manager
 from ..importing import DocumentError, parse_document
-from ..issues import import_document
-from ..models import Issue, StaffUser, Subscriber
+from ..issues import import_document, issue_topic_ids
+from ..models import Issue, StaffUser, Subscriber, Topic
 from . import bp
 from .forms import ActionForm, ImportSaveForm, ImportUploadForm, LoginForm
 
@@ -120,4 +120,70 @@ def issue(issue_id: int):
     issue = db.get_or_404(Issue, issue_id)
     return render_template(
         "admin/issue.html", issue=issue, progress=delivery.progress(issue_id), form=ActionForm()
+    )
+
+
+def _preview_request(issue: Issue):
+    """The preview asked for by the query string: (preview, error message)."""
+    subscriber = request.args.get("subscriber", "").strip()
+    try:
+        if subscriber:
+            return preview.for_subscriber(issue, subscriber), None
+        topic_ids = request.args.getlist("topics", type=int) or issue_topic_ids(issue.id)
+        return preview.for_sections(issue, topic_ids, request.args.get("locale", "zh")), None
+    except (LookupError, ValueError) as exc:
+        return None, str(exc)
+
+
+@bp.get("/issues/<int:issue_id>/preview")
+@login_required
+def preview_issue(issue_id: int):
+    issue = db.get_or_404(Issue, issue_id)
+    shown, error = _preview_request(issue)
+    topics = db.session.scalars(
+        select(Topic).where(Topic.id.in_(issue_topic_ids(issue_id))).order_by(Topic.position)
+    ).all()
+    return render_template(
+        "admin/preview.html",
+        issue=issue,
+        topics=topics,
+        preview=shown,
+        error=error,
+        sizes=preview.set_sizes(issue),
+        budget=current_app.config["EMAIL_HTML_BUDGET"],
+        form=ActionForm(),
+    ), (200 if shown else 400)
+
+
+@bp.get("/issues/<int:issue_id>/preview.html")
+@login_required
+def preview_frame(issue_id: int):
+    """The digest's HTML alone, for the preview's iframe, sandboxed: no script, no forms."""
+    shown, error = _preview_request(db.get_or_404(Issue, issue_id))
+    if shown is None:
+        abort(400, error)
+    headers = {
+        "Content-Security-Policy": "sandbox allow-popups allow-popups-to-escape-sandbox; "
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:",
+        "X-Frame-Options": "SAMEORIGIN",
+    }
+    return shown.html, 200, headers
+
+
+@bp.post("/issues/<int:issue_id>/test")
+@login_required
+def send_test(issue_id: int):
+    """Queue this section set's digest to the logged-in staff member's own address."""
+    from tasks.mail import send_test_issue
+
+    issue = db.get_or_404(Issue, issue_id)
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    topic_ids = request.form.getlist("topics", type=int) or sorted(issue_topic_ids(issue.id))
+    locale = request.form.get("locale", "zh")
+    send_test_issue.delay(issue.id, topic_ids, locale, current_user.email)
+    flash(f"测试邮件已排队，将发到 {current_user.email}。")
+    return redirect(
+        url_for("admin.preview_issue", issue_id=issue.id, topics=topic_ids, locale=locale)
     )

@@ -1,0 +1,142 @@
+"""Staff preview and test send; the public web version of sent issues."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.conftest import csrf_token, wait_for
+from tests.sample_content import SAMPLE_DOCUMENT
+from webapp.extensions import db
+from webapp.issues import import_document
+from webapp.models import Article, Issue, IssueStatus, Subscriber, SubscriberStatus, Topic
+
+
+@pytest.fixture
+def sample_issue(app, db_session) -> Issue:
+    issue, _ = import_document(SAMPLE_DOCUMENT.read_bytes())
+    db.session.commit()
+    return issue
+
+
+def topic_id(name: str) -> int:
+    return db.session.scalar(select(Topic.id).where(Topic.name == name))
+
+
+def test_staff_preview_one_section_shows_subject_size_and_only_that_section(
+    staff_client, sample_issue
+):
+    hot = topic_id("质量热点")
+    page = staff_client.get(f"/admin/issues/{sample_issue.id}/preview?topics={hot}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert sample_issue.title in html
+    size = re.search(r'id="html-size">([\d,]+) 字节', html).group(1)
+    assert 10_000 < int(size.replace(",", "")) < 90 * 1024
+    assert "List-Unsubscribe-Post" in html
+    frame = staff_client.get(f"/admin/issues/{sample_issue.id}/preview.html?topics={hot}")
+    assert "sandbox" in frame.headers["Content-Security-Policy"]
+    body = frame.get_data(as_text=True)
+    assert "质量热点" in body and "国际动态" not in body
+    assert len(body.encode()) == int(size.replace(",", ""))
+
+
+def test_the_preview_lists_the_size_of_every_section_set(staff_client, sample_issue):
+    html = staff_client.get(f"/admin/issues/{sample_issue.id}/preview").get_data(as_text=True)
+    table = html[html.index("各栏目组合的大小") :]
+    assert table.count("<tr") == 1 + 15  # header + every non-empty set of 4 sections
+    assert "质量要闻、质量热点、权威观点、国际动态" in table
+    assert 'class="over"' not in table  # auto mode keeps every set under the budget
+
+
+def test_staff_preview_as_a_named_subscriber_uses_their_sections_and_language(
+    staff_client, sample_issue
+):
+    world = db.session.get(Topic, topic_id("国际动态"))
+    db.session.add(
+        Subscriber(
+            email="tom@example.com",
+            name="Tom",
+            locale="en",
+            status=SubscriberStatus.ACTIVE,
+            topics=[world],
+        )
+    )
+    db.session.commit()
+    url = f"/admin/issues/{sample_issue.id}/preview.html?subscriber=Tom@Example.com"
+    body = staff_client.get(url).get_data(as_text=True)
+    assert "Dear Tom," in body and "国际动态" in body and "质量要闻" not in body
+    assert "https://bulletin.example.org/unsubscribe/" in body  # their real signed links
+
+
+def test_preview_of_an_unknown_subscriber_says_so(staff_client, sample_issue):
+    page = staff_client.get(f"/admin/issues/{sample_issue.id}/preview?subscriber=x@example.com")
+    assert page.status_code == 400
+    assert "no subscriber with the address x@example.com" in page.get_data(as_text=True)
+
+
+def test_send_a_test_to_me(app, staff_client, sample_issue, celery_worker, inbox):
+    hot = topic_id("质量热点")
+    page = staff_client.get(f"/admin/issues/{sample_issue.id}/preview?topics={hot}")
+    answer = staff_client.post(
+        f"/admin/issues/{sample_issue.id}/test",
+        data={"csrf_token": csrf_token(page.get_data(as_text=True)), "topics": hot},
+    )
+    assert answer.status_code == 302
+    [message] = wait_for(lambda: inbox.to("editor@example.org"), what="the test message")
+    assert message["Subject"] == f"[测试] {sample_issue.title}"
+    html = message.get_body(("html",)).get_content()
+    assert "质量热点" in html and "国际动态" not in html
+    assert sample_issue.status == IssueStatus.DRAFT  # a test publishes nothing
+
+
+def test_a_test_send_needs_the_csrf_token(staff_client, sample_issue):
+    answer = staff_client.post(f"/admin/issues/{sample_issue.id}/test", data={})
+    assert answer.status_code == 400
+
+
+def test_previews_are_for_staff_only(app, sample_issue):
+    client = app.test_client()
+    for path in ("preview", "preview.html"):
+        answer = client.get(f"/admin/issues/{sample_issue.id}/{path}")
+        assert answer.status_code == 302 and "/admin/login" in answer.headers["Location"]
+
+
+# --- the web version -----------------------------------------------------------------------
+
+
+def publish_without_sending(issue: Issue) -> None:
+    db.session.execute(update(Issue).where(Issue.id == issue.id).values(status=IssueStatus.SENT))
+    db.session.commit()
+
+
+def test_a_draft_has_no_public_page(app, sample_issue):
+    assert app.test_client().get(f"/issues/{sample_issue.id}").status_code == 404
+
+
+def test_a_sent_issue_and_its_articles_have_public_pages(app, sample_issue):
+    publish_without_sending(sample_issue)
+    client = app.test_client()
+    page = client.get(f"/issues/{sample_issue.id}").get_data(as_text=True)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    for name in ("质量要闻", "质量热点", "权威观点", "国际动态"):
+        assert name in page
+    article = db.session.scalars(select(Article).where(Article.title.contains("天价"))).one()
+    text = client.get(f"/issues/{sample_issue.id}/articles/{article.id}").get_data(as_text=True)
+    assert "<strong>本报讯（实习记者 贾润梅）</strong>" in text
+    assert "引导节日商品、节日消费回归传统文化本源" in text  # the last sentence
+
+
+def test_the_web_version_is_sanitized_too(app, sample_issue):
+    article = sample_issue.articles[0]
+    article.body = (
+        '正文<script>alert(1)</script><img src=x onerror="alert(1)">[x](javascript:alert(1))'
+    )
+    article.source_url = "javascript:alert(2)"
+    publish_without_sending(sample_issue)
+    html = app.test_client().get(f"/issues/{sample_issue.id}/articles/{article.id}")
+    text = html.get_data(as_text=True)
+    assert "<script>alert" not in text and "onerror" not in text
+    assert 'href="javascript:' not in text

@@ -1,0 +1,210 @@
+"""What staff see before publishing: an issue as a set of sections, or as one reader, gets it.
+
+Previews render the issue as it stands (drafts change), cached by its edit time, and build
+the very message a reader would receive, so the sizes and headers shown are the real ones.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from email.message import EmailMessage
+from itertools import combinations
+from typing import TYPE_CHECKING
+
+from flask import current_app
+from sqlalchemy import select
+
+from .delivery import (
+    digest_message,
+    outgoing_bytes,
+    personal_links,
+    render_issue,
+    smtp_session,
+    topics_key,
+)
+from .extensions import db
+from .i18n import Translator, normalize_locale
+from .issues import issue_topic_ids
+from .mailer import SendResult
+from .models import Issue, Subscriber, Topic
+from .rendering import DigestTemplate, Personal
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+# Beyond this many sections an issue's sets are too many to render for a table (2^n - 1).
+MAX_SECTIONS_FOR_ALL_SETS = 4
+
+
+@dataclass(frozen=True)
+class Preview:
+    topic_ids: frozenset[int]
+    locale: str
+    subject: str
+    headers: list[tuple[str, str]]
+    html: str
+    text: str
+    message_size: int  # the whole message as it would cross the wire
+    html_size: int  # the decoded HTML part: what Gmail's ~102 KB clipping counts
+    full_articles: int
+    articles: int
+
+
+@dataclass(frozen=True)
+class SetSize:
+    names: list[str]
+    topic_ids: frozenset[int]
+    html_size: int
+    full_articles: int
+    articles: int
+
+
+class _PreviewCache:
+    """Rendered digests by (issue, edit time, sections, language); a new edit renders afresh."""
+
+    def __init__(self, size: int = 128):
+        self.size = size
+        self._items: OrderedDict[tuple, DigestTemplate] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, issue: Issue, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
+        key = (issue.id, issue.updated_at, topics_key(topic_ids), locale)
+        with self._lock:
+            template = self._items.get(key)
+            if template is None:
+                template = render_issue(issue, topic_ids, locale)
+                self._items[key] = template
+                if len(self._items) > self.size:
+                    self._items.popitem(last=False)
+            return template
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+previews = _PreviewCache()
+
+
+def _sample_personal(topic_ids: Iterable[int], locale: str) -> Personal:
+    """Links that go nowhere: a section preview belongs to no reader."""
+    _ = Translator(locale)
+    return Personal(
+        name=_("读者"),
+        preferences_url="#preferences",
+        unsubscribe_url="#unsubscribe",
+        stop_urls={topic_id: "#stop" for topic_id in topic_ids},
+        unsubscribe_subject="unsubscribe",
+    )
+
+
+def _preview(issue: Issue, topic_ids: frozenset[int], locale: str, message: EmailMessage):
+    template = previews.get(issue, topic_ids, locale)
+    html_part = message.get_body(("html",))
+    text_part = message.get_body(("plain",))
+    html = html_part.get_content()
+    return Preview(
+        topic_ids=topic_ids,
+        locale=locale,
+        subject=template.subject,
+        headers=[(name, str(value)) for name, value in message.items()],
+        html=html,
+        text=text_part.get_content(),
+        message_size=len(outgoing_bytes(message)),
+        html_size=len(html.encode("utf-8")),
+        full_articles=len(template.full_article_ids),
+        articles=_article_count(issue, topic_ids),
+    )
+
+
+def _article_count(issue: Issue, topic_ids: frozenset[int]) -> int:
+    return sum(1 for article in issue.articles if article.topic_id in topic_ids)
+
+
+def for_sections(issue: Issue, topic_ids: Iterable[int], locale: str = "zh") -> Preview:
+    """The issue as a reader of these sections gets it (sections without articles ignored)."""
+    chosen = frozenset(topic_ids) & issue_topic_ids(issue.id)
+    if not chosen:
+        raise ValueError("none of the chosen sections has an article in this issue")
+    locale = normalize_locale(locale)
+    template = previews.get(issue, chosen, locale)
+    personal = _sample_personal(chosen, locale)
+    message = digest_message(
+        issue.id, template, personal, "reader@example.org", personal.name, locale=locale
+    )
+    return _preview(issue, chosen, locale, message)
+
+
+def for_subscriber(issue: Issue, email: str) -> Preview:
+    """The issue exactly as this reader would get it: their sections, language and links."""
+    subscriber = db.session.scalar(
+        select(Subscriber).where(Subscriber.email == email.strip().lower())
+    )
+    if subscriber is None:
+        raise LookupError(f"no subscriber with the address {email}")
+    chosen = frozenset(t.id for t in subscriber.topics) & issue_topic_ids(issue.id)
+    if not chosen:
+        raise ValueError(f"{subscriber.email} has chosen no section that this issue has")
+    template = previews.get(issue, chosen, subscriber.locale)
+    personal = personal_links(subscriber.id, subscriber.name, chosen)
+    message = digest_message(
+        issue.id,
+        template,
+        personal,
+        subscriber.email,
+        subscriber.name,
+        locale=subscriber.locale,
+    )
+    return _preview(issue, chosen, subscriber.locale, message)
+
+
+def set_sizes(issue: Issue, locale: str = "zh") -> list[SetSize]:
+    """HTML size of the digest for each set of sections (every set, when there are few)."""
+    topics = db.session.scalars(
+        select(Topic).where(Topic.id.in_(issue_topic_ids(issue.id))).order_by(Topic.position)
+    ).all()
+    if len(topics) <= MAX_SECTIONS_FOR_ALL_SETS:
+        sets = [c for n in range(1, len(topics) + 1) for c in combinations(topics, n)]
+    else:
+        sets = [(t,) for t in topics] + [tuple(topics)]
+    sizes = []
+    for chosen in sets:
+        ids = frozenset(t.id for t in chosen)
+        template = previews.get(issue, ids, normalize_locale(locale))
+        sizes.append(
+            SetSize(
+                names=[t.name for t in chosen],
+                topic_ids=ids,
+                html_size=template.html_size,
+                full_articles=len(template.full_article_ids),
+                articles=_article_count(issue, ids),
+            )
+        )
+    return sizes
+
+
+def send_test(
+    issue_id: int, topic_ids: Iterable[int], locale: str, to_email: str, to_name: str = ""
+) -> SendResult:
+    """Send this section set's digest to a staff member, marked as a test in the subject."""
+    issue = db.session.get(Issue, issue_id)
+    if issue is None:
+        raise LookupError(f"issue {issue_id} does not exist")
+    preview = for_sections(issue, topic_ids, locale)
+    template = previews.get(issue, preview.topic_ids, preview.locale)
+    _ = Translator(preview.locale)
+    message = digest_message(
+        issue.id,
+        template,
+        _sample_personal(preview.topic_ids, preview.locale),
+        to_email,
+        to_name,
+        locale=preview.locale,
+        subject=_("[测试] %(subject)s", subject=template.subject),
+    )
+    with smtp_session() as session:
+        return session.send(
+            current_app.config["MAIL_FROM_ADDRESS"], to_email, outgoing_bytes(message)
+        )
