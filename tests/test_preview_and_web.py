@@ -140,3 +140,25 @@ def test_the_web_version_is_sanitized_too(app, sample_issue):
     text = html.get_data(as_text=True)
     assert "<script>alert" not in text and "onerror" not in text
     assert 'href="javascript:' not in text
+
+
+def test_staff_choose_leads_only_and_the_preview_follows(staff_client, sample_issue):
+    page = staff_client.get(f"/admin/issues/{sample_issue.id}").get_data(as_text=True)
+    answer = staff_client.post(
+        f"/admin/issues/{sample_issue.id}/mode",
+        data={"csrf_token": csrf_token(page), "mode": "leads"},
+    )
+    assert answer.status_code == 302
+    html = staff_client.get(f"/admin/issues/{sample_issue.id}/preview").get_data(as_text=True)
+    assert "0 / 7" in html  # no article in full
+
+
+def test_an_unknown_content_mode_is_refused(staff_client, sample_issue):
+    page = staff_client.get(f"/admin/issues/{sample_issue.id}").get_data(as_text=True)
+    answer = staff_client.post(
+        f"/admin/issues/{sample_issue.id}/mode",
+        data={"csrf_token": csrf_token(page), "mode": "everything"},
+    )
+    assert answer.status_code == 400
+    db.session.refresh(sample_issue)
+    assert sample_issue.content_mode == "auto"

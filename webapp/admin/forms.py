@@ -1,6 +1,7 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired, FileSize
-from wtforms import EmailField, HiddenField, PasswordField, SubmitField
+from wtforms import EmailField, HiddenField, PasswordField, RadioField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # a bulletin is ~100 KB of text; 2 MB is generous
@@ -37,3 +38,16 @@ class ImportSaveForm(FlaskForm):
     document = HiddenField(validators=[DataRequired()])
     filename = HiddenField()
     submit = SubmitField("保存为草稿")
+
+
+class ContentModeForm(FlaskForm):
+    mode = RadioField(
+        "正文形式",
+        choices=[
+            SelectChoice("auto", "自动：放得下就全文，超出邮件大小上限的长文改为导语和链接"),
+            SelectChoice("full", "全文"),
+            SelectChoice("leads", "只有导语和“阅读全文”链接"),
+        ],
+        validators=[DataRequired()],
+    )
+    submit = SubmitField("保存")

@@ -10,9 +10,9 @@ from .. import delivery, preview, staff
 from ..extensions import db, login_manager
 from ..importing import DocumentError, parse_document
 from ..issues import import_document, issue_topic_ids
-from ..models import Issue, StaffUser, Subscriber, Topic
+from ..models import Issue, IssueStatus, StaffUser, Subscriber, Topic, utcnow
 from . import bp
-from .forms import ActionForm, ImportSaveForm, ImportUploadForm, LoginForm
+from .forms import ActionForm, ContentModeForm, ImportSaveForm, ImportUploadForm, LoginForm
 
 login_manager.login_view = "admin.login"
 
@@ -119,8 +119,29 @@ def save_import():
 def issue(issue_id: int):
     issue = db.get_or_404(Issue, issue_id)
     return render_template(
-        "admin/issue.html", issue=issue, progress=delivery.progress(issue_id), form=ActionForm()
+        "admin/issue.html",
+        issue=issue,
+        progress=delivery.progress(issue_id),
+        form=ActionForm(),
+        mode_form=ContentModeForm(mode=issue.content_mode),
     )
+
+
+@bp.post("/issues/<int:issue_id>/mode")
+@login_required
+def set_content_mode(issue_id: int):
+    issue = db.get_or_404(Issue, issue_id)
+    form = ContentModeForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if issue.status not in (IssueStatus.DRAFT, IssueStatus.SCHEDULED):
+        flash("已发出的简报不能再改正文形式。")
+        return redirect(url_for("admin.issue", issue_id=issue.id)), 409
+    issue.content_mode = form.mode.data
+    issue.updated_at = utcnow()  # previews render afresh
+    db.session.commit()
+    flash("已保存正文形式。")
+    return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
 def _preview_request(issue: Issue):
