@@ -25,7 +25,15 @@ from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
 from .issues import issue_content, issue_topic_ids
-from .mailer import MailerError, Outcome, SendResult, SmtpSession, build_message, dkim_sign
+from .mailer import (
+    MailerError,
+    MessageSkeleton,
+    Outcome,
+    SendResult,
+    SmtpSession,
+    build_message,
+    dkim_sign,
+)
 from .models import (
     Delivery,
     DeliveryStatus,
@@ -197,6 +205,12 @@ def render_issue(issue: Issue, topic_ids: frozenset[int], locale: str) -> Digest
     )
 
 
+@dataclass(frozen=True)
+class Digest:
+    template: DigestTemplate
+    skeleton: MessageSkeleton
+
+
 class DigestStore:
     """The digests being sent: from this process's memory, else the database, else rendered.
 
@@ -208,21 +222,26 @@ class DigestStore:
 
     def __init__(self, size: int = 64):
         self.size = size
-        self._items: OrderedDict[tuple[int, str, str], DigestTemplate] = OrderedDict()
+        self._items: OrderedDict[tuple[int, str, str], Digest] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, issue_id: int, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
+    def get(self, issue_id: int, topic_ids: frozenset[int], locale: str) -> Digest:
         key = (issue_id, topics_key(topic_ids), locale)
         with self._lock:
-            template = self._items.get(key)
-            if template is None:
+            digest = self._items.get(key)
+            if digest is None:
                 template = self._load(*key) or self._render(issue_id, topic_ids, locale)
-                self._items[key] = template
+                skeleton = MessageSkeleton(
+                    sender=current_app.config["MAIL_FROM"],
+                    subject=template.subject,
+                    headers=shared_headers(issue_id),
+                )
+                digest = self._items[key] = Digest(template, skeleton)
                 if len(self._items) > self.size:
                     self._items.popitem(last=False)
             else:
                 self._items.move_to_end(key)
-        return template
+        return digest
 
     def clear(self) -> None:
         with self._lock:
@@ -319,29 +338,49 @@ def personal_links(subscriber_id: int, name: str, topic_ids: frozenset[int]) -> 
     )
 
 
-def list_headers(personal: Personal, issue_id: int) -> dict[str, str]:
+def shared_headers(issue_id: int) -> dict[str, str]:
+    """The list headers every reader of an issue gets."""
     domain = current_app.config["MAIL_DOMAIN"]
-    mailto = (
-        f"mailto:{current_app.config['UNSUBSCRIBE_MAILTO']}?subject={personal.unsubscribe_subject}"
-    )
     return {
         "List-Id": f"<bulletin.{domain}>",
-        "List-Unsubscribe": f"<{personal.unsubscribe_url}>, <{mailto}>",
-        # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" to the URL above.
+        # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" to the https URL below.
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "Auto-Submitted": "auto-generated",
         "Feedback-ID": f"issue{issue_id}:bulletin:{domain}",
     }
 
 
+def unsubscribe_header(personal: Personal) -> dict[str, str]:
+    mailbox = current_app.config["UNSUBSCRIBE_MAILTO"]
+    mailto = f"mailto:{mailbox}?subject={personal.unsubscribe_subject}"
+    return {"List-Unsubscribe": f"<{personal.unsubscribe_url}>, <{mailto}>"}
+
+
+def list_headers(personal: Personal, issue_id: int) -> dict[str, str]:
+    return {**unsubscribe_header(personal), **shared_headers(issue_id)}
+
+
 def compose(issue_id: int, reader: Recipient, topic_ids: frozenset[int]) -> tuple[str, bytes]:
-    """One reader's message: returns (Message-ID, bytes to send)."""
-    template = digests.get(issue_id, topic_ids, reader.locale)
+    """One reader's message: returns (Message-ID, bytes to send).
+
+    Assembled from the section set's skeleton; only the reader's parts are encoded here.
+    """
+    digest = digests.get(issue_id, topic_ids, reader.locale)
     personal = personal_links(reader.subscriber_id, reader.name, topic_ids)
-    message = digest_message(
-        issue_id, template, personal, reader.email, reader.name, locale=reader.locale
+    html, text = personalize(digest.template, personal, locale=reader.locale)
+    message_id = make_msgid(domain=current_app.config["MAIL_DOMAIN"])
+    data = digest.skeleton.render(
+        to_email=reader.email,
+        to_name=reader.name,
+        text=text,
+        html=html,
+        message_id=message_id,
+        headers=unsubscribe_header(personal),
     )
-    return message["Message-ID"], outgoing_bytes(message)
+    settings = current_app.config["DKIM"]
+    if settings:
+        data = dkim_sign(data, **settings)
+    return message_id, data
 
 
 def digest_message(
