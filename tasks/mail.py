@@ -1,4 +1,5 @@
-"""Transactional emails to readers (confirmation), sent after the sign-up is committed."""
+"""Transactional emails (confirmation, preferences link, staff test sends), each queued
+after the change that asks for it is committed."""
 
 from __future__ import annotations
 
@@ -7,11 +8,38 @@ from celery import shared_task
 from webapp import notifications, preview
 from webapp.mailer import MailerError
 
+# A CSV import of 100,000 readers queues one task per this many, not one per reader.
+CONFIRMATION_CHUNK = 500
+
 
 @shared_task(bind=True, name="bulletin.send_confirmation", max_retries=6)
 def send_confirmation(self, subscriber_id: int) -> None:
     try:
         notifications.send_confirmation(subscriber_id)
+    except MailerError as exc:
+        raise self.retry(exc=exc, countdown=60 * 2**self.request.retries) from exc
+
+
+@shared_task(bind=True, name="bulletin.send_confirmations", max_retries=6)
+def send_confirmations(self, subscriber_ids: list[int]) -> None:
+    """Many confirmations in one task; on SMTP trouble, the ones not yet sent are retried."""
+    for position, subscriber_id in enumerate(subscriber_ids):
+        try:
+            notifications.send_confirmation(subscriber_id)
+        except MailerError as exc:
+            rest = subscriber_ids[position:]
+            raise self.retry(args=(rest,), exc=exc, countdown=60 * 2**self.request.retries) from exc
+
+
+def queue_confirmations(subscriber_ids: list[int]) -> None:
+    for start in range(0, len(subscriber_ids), CONFIRMATION_CHUNK):
+        send_confirmations.delay(subscriber_ids[start : start + CONFIRMATION_CHUNK])
+
+
+@shared_task(bind=True, name="bulletin.send_preferences_link", max_retries=6)
+def send_preferences_link(self, subscriber_id: int) -> None:
+    try:
+        notifications.send_preferences_link(subscriber_id)
     except MailerError as exc:
         raise self.retry(exc=exc, countdown=60 * 2**self.request.retries) from exc
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from flask import current_app
 
-from webapp import delivery
+from webapp import delivery, digests
 from webapp.mailer import MailerError
 
 # Exponential backoff for temporary SMTP trouble: 30 s, 1 min, 2 min ... capped at 30 min.
@@ -20,7 +20,7 @@ def _backoff(retries: int) -> int:
 def dispatch_issue(issue_id: int) -> int:
     """Split an issue's pending deliveries into batches and queue one task per batch."""
     size = current_app.config["SEND_BATCH_SIZE"]
-    delivery.prepare_digests(issue_id)
+    digests.prepare_digests(issue_id)
     batches = 0
     for ids in delivery.pending_batches(issue_id, size):
         send_batch.delay(issue_id, ids)

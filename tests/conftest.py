@@ -32,6 +32,7 @@ os.environ["BASE_URL"] = "https://bulletin.example.org"
 os.environ["POSTAL_ADDRESS"] = "北京市海淀区 测试路 1 号"
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+RUN = uuid.uuid4().hex[:8]
 
 
 def free_port() -> int:
@@ -134,7 +135,10 @@ def app(tmp_path_factory, smtp_server):
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": smtp_port,
             "SMTP_TIMEOUT": 10.0,
-            "CELERY_QUEUE": f"bulletin-test-{uuid.uuid4().hex[:8]}",
+            "CELERY_QUEUE": f"bulletin-test-{RUN}",
+            # This run's own rate-limit counters, emptied after each test.
+            "RATELIMIT_STORAGE_URI": TEST_REDIS_URL,
+            "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"bulletin-test-{RUN}"},
         }
     )
     app.instance_path = str(instance)
@@ -149,11 +153,13 @@ def _clean_tables(request):
     if "app" not in request.fixturenames:
         return
     app = request.getfixturevalue("app")
-    from webapp.delivery import digests
-    from webapp.extensions import db
+    from webapp.digests import digests
+    from webapp.extensions import db, limiter
 
     # Ids restart with the tables, so a digest cached for "issue 1" must go with them.
     digests.clear()
+    with app.app_context():
+        limiter.reset()
     with app.app_context():
         db.session.remove()
         tables = [t.name for t in db.metadata.sorted_tables]
@@ -238,3 +244,23 @@ def staff_client(app):
     )
     assert answer.status_code == 302, answer.get_data(as_text=True)
     return client
+
+
+@pytest.fixture
+def live_server(app):
+    """The app on a loopback port, with email links pointing at it; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    base_url = f"http://127.0.0.1:{server.server_port}"
+    saved = app.config["BASE_URL"]
+    app.config["BASE_URL"] = base_url
+    app.extensions.pop("bulletin.url_adapter", None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield base_url
+    finally:
+        server.shutdown()
+        app.config["BASE_URL"] = saved
+        app.extensions.pop("bulletin.url_adapter", None)

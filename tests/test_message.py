@@ -13,10 +13,10 @@ import dkim
 import pytest
 
 from webapp.config import ConfigError, load_config
-from webapp.delivery import Recipient, compose
+from webapp.digests import Recipient, compose
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
-from webapp.mailer import MessageSkeleton, build_message
+from webapp.mailer import MessageSkeleton, build_message, clean_display_name
 from webapp.models import Subscriber, SubscriberStatus
 
 TITLE = "上海交通大学中国质量发展研究院 工作简报（2022年第8期）"
@@ -27,8 +27,12 @@ def reader_message(app, name: str = "韩梅梅", locale: str = "zh") -> bytes:
     issue = create_issue(TITLE, period="2022年8月")
     add_article(issue, news, "要闻一则", "正文第一段。\n\n第二段。", lead="导语。")
     add_article(issue, world, "国际动态一则", "国际正文。", lead="导语。")
+    # Stored cleaned, as every way in stores it; composing must cope with the raw name too.
     reader = Subscriber(
-        email="han@example.com", name=name, status=SubscriberStatus.ACTIVE, topics=[news]
+        email="han@example.com",
+        name=clean_display_name(name),
+        status=SubscriberStatus.ACTIVE,
+        topics=[news],
     )
     db.session.add(reader)
     db.session.commit()

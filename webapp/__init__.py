@@ -18,8 +18,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app.config.update(overrides)
     app.config["CELERY"] = celery_settings(app.config)
 
-    from .extensions import babel, celery_init_app, csrf, db, login_manager, migrate
-    from .i18n import DEFAULT_LOCALE, TRANSLATIONS_DIR, select_locale
+    from .extensions import babel, celery_init_app, csrf, db, limiter, login_manager, migrate
+    from .i18n import DEFAULT_LOCALE, TRANSLATIONS_DIR, init_locale_switch, select_locale
 
     db.init_app(app)
     # Batch mode lets the same migrations alter tables on SQLite, which lacks ALTER COLUMN.
@@ -33,6 +33,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         default_translation_directories=str(TRANSLATIONS_DIR),
     )
     login_manager.init_app(app)
+    limiter.init_app(app)
+    init_locale_switch(app)
+    if app.config["PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     celery_init_app(app)
 
     from .admin import bp as admin_bp
@@ -44,6 +51,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .rendering import safe_url
 
     app.jinja_env.filters["safe_url"] = safe_url
+
+    from .errors import register_error_pages
+
+    register_error_pages(app)
 
     from .cli import register_commands
 

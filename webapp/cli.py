@@ -84,6 +84,7 @@ def register_commands(app: Flask) -> None:
         demo_command,
         smtp_catcher_command,
         dev_command,
+        subscribers_group,
     ):
         app.cli.add_command(command)
 
@@ -189,6 +190,98 @@ def issue_status_command(issue_id: int) -> None:
     counts = progress(issue_id)
     click.echo(f"Issue {issue.id}: {issue.title} [{issue.status.value}]")
     click.echo("  " + "  ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@click.group("subscribers")
+def subscribers_group() -> None:
+    """Import and export readers as CSV."""
+
+
+@subscribers_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--consented",
+    "mode",
+    flag_value="consented",
+    help="They agreed elsewhere: new readers are active at once.",
+)
+@click.option(
+    "--send-confirmations",
+    "mode",
+    flag_value="confirm",
+    help="New readers are pending until they confirm the email sent to them.",
+)
+@with_appcontext
+def import_subscribers_command(file: Path, mode: str | None) -> None:
+    """Import readers from a CSV file with the header email,name,sections."""
+    from tasks.mail import queue_confirmations
+
+    from .extensions import db
+    from .subscriber_csv import CsvImportError, import_subscribers
+
+    if mode is None:
+        raise click.UsageError("choose --consented or --send-confirmations")
+    if mode == "confirm":
+        # Before importing: readers marked as mailed must really get their email.
+        try:
+            check_services(current_app, database=False, redis=True)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"{file}: {exc.strerror}") from None
+    try:
+        report = import_subscribers(data, consented=mode == "consented", source="cli import")
+    except CsvImportError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"{file}: {exc}") from None
+    db.session.commit()
+    queue_confirmations(report.confirmation_ids)
+    click.echo(format_csv_report(report))
+
+
+def format_csv_report(report) -> str:
+    lines = [
+        f"Created: {report.created}",
+        f"Updated: {report.updated}",
+        f"Already here, unchanged: {report.unchanged}",
+        f"Duplicates merged: {len(report.duplicates)}",
+    ]
+    lines.extend(f"  line {line}: merged into line {first}" for line, first in report.duplicates)
+    lines.append(f"Skipped, suppressed: {len(report.skipped_suppressed)}")
+    lines.extend(f"  line {line}" for line in report.skipped_suppressed)
+    lines.append(f"Skipped, unsubscribed: {len(report.skipped_unsubscribed)}")
+    lines.extend(f"  line {line}" for line in report.skipped_unsubscribed)
+    lines.append(f"Errors: {len(report.errors)}")
+    lines.extend(f"  line {line}: {reason}" for line, reason in report.errors)
+    if report.confirmation_ids:
+        lines.append(f"Confirmation emails queued: {len(report.confirmation_ids)}")
+    return "\n".join(lines)
+
+
+@subscribers_group.command("export")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+@with_appcontext
+def export_subscribers_command(output: Path | None) -> None:
+    """Export every reader as CSV: email,name,status,sections,created_at."""
+    from .subscriber_csv import export_subscribers
+
+    text = export_subscribers()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        # UTF-8 with a BOM: Excel then reads the Chinese names correctly.
+        output.write_text(text, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise click.ClickException(f"{output}: {exc.strerror}") from None
+    click.echo(f"Exported to {output}.", err=True)
 
 
 DEMO_DOCUMENT = Path(__file__).parent / "demo" / "bulletin-2022-08.md"

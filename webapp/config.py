@@ -169,6 +169,16 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "SEND_BATCH_SIZE": _int(env, "SEND_BATCH_SIZE", 200, 1, 10000),
         # Gmail clips HTML over ~102 KB; auto mode keeps every digest under this many bytes.
         "EMAIL_HTML_BUDGET": _int(env, "EMAIL_HTML_BUDGET", 90 * 1024, 20 * 1024, 1024 * 1024),
+        # Public endpoints, per client IP (and per address for sign-ups); "N per minute;M per hour".
+        "RATELIMIT_STORAGE_URI": redis_url,
+        "RATELIMIT_SUBSCRIBE": env.get("RATELIMIT_SUBSCRIBE") or "5 per minute;30 per hour",
+        "RATELIMIT_SUBSCRIBE_ADDRESS": env.get("RATELIMIT_SUBSCRIBE_ADDRESS") or "5 per hour",
+        "RATELIMIT_LINKS": env.get("RATELIMIT_LINKS") or "30 per minute",
+        "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN") or "10 per minute;50 per hour",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        # How many reverse proxies set X-Forwarded-For in front of the app (0: none); the rate
+        # limits and consent records need the reader's address, not the proxy's.
+        "PROXY_COUNT": _int(env, "PROXY_COUNT", 0, 0, 5),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

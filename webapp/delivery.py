@@ -10,43 +10,33 @@ message in flight, which is then marked `unknown` rather than resent.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from email.message import EmailMessage
-from email.utils import make_msgid, parseaddr
-from itertools import groupby
+from email.utils import parseaddr
 
 from flask import current_app
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, update
-from sqlalchemy.exc import IntegrityError
 
+from .digests import Recipient, compose
 from .extensions import db
-from .issues import issue_content, issue_topic_ids
+from .issues import issue_topic_ids
 from .mailer import (
     MailerError,
-    MessageSkeleton,
     Outcome,
     SendResult,
     SmtpSession,
-    build_message,
-    dkim_sign,
 )
 from .models import (
     Delivery,
     DeliveryStatus,
     Issue,
     IssueStatus,
-    RenderedDigest,
     Subscriber,
     SubscriberStatus,
     subscriber_topics,
     utcnow,
 )
-from .rendering import DigestTemplate, Personal, personalize, render_digest
-from .tokens import Purpose, external_url, make_token
 
 LEASE = timedelta(minutes=5)
 OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
@@ -54,18 +44,6 @@ OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 
 class PublishError(RuntimeError):
     """The issue cannot be published in its current state; the message says why."""
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """What sending needs of a reader, read once per batch (ORM objects expire per commit)."""
-
-    delivery_id: int
-    subscriber_id: int
-    email: str
-    name: str
-    locale: str
-    active: bool
 
 
 @dataclass
@@ -187,233 +165,6 @@ def claim(delivery_ids: list[int]) -> list[int]:
         .execution_options(synchronize_session=False)
     ).all()
     return sorted(claimed)
-
-
-def topics_key(topic_ids: frozenset[int] | set[int]) -> str:
-    return ",".join(str(i) for i in sorted(topic_ids))
-
-
-def render_issue(issue: Issue, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
-    """Render an issue as it stands now, for one set of sections (previews, and sending)."""
-    config = current_app.config
-    return render_digest(
-        issue_content(issue, config["BULLETIN_NAME"]),
-        topic_ids,
-        locale=locale,
-        postal_address=config["POSTAL_ADDRESS"],
-        budget=config["EMAIL_HTML_BUDGET"],
-    )
-
-
-@dataclass(frozen=True)
-class Digest:
-    template: DigestTemplate
-    skeleton: MessageSkeleton
-
-
-class DigestStore:
-    """The digests being sent: from this process's memory, else the database, else rendered.
-
-    A digest is rendered once per (issue, set of sections, language) and stored in
-    `rendered_digests`, so the other workers, here or on other machines, reuse it. The lock
-    keeps this process's threads from rendering the same digest side by side; two
-    processes can still race on a first render, and then the database keeps one.
-    """
-
-    def __init__(self, size: int = 64):
-        self.size = size
-        self._items: OrderedDict[tuple[int, str, str], Digest] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, issue_id: int, topic_ids: frozenset[int], locale: str) -> Digest:
-        key = (issue_id, topics_key(topic_ids), locale)
-        with self._lock:
-            digest = self._items.get(key)
-            if digest is None:
-                template = self._load(*key) or self._render(issue_id, topic_ids, locale)
-                skeleton = MessageSkeleton(
-                    sender=current_app.config["MAIL_FROM"],
-                    subject=template.subject,
-                    headers=shared_headers(issue_id),
-                )
-                digest = self._items[key] = Digest(template, skeleton)
-                if len(self._items) > self.size:
-                    self._items.popitem(last=False)
-            else:
-                self._items.move_to_end(key)
-        return digest
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    @staticmethod
-    def _load(issue_id: int, topics: str, locale: str) -> DigestTemplate | None:
-        row = db.session.scalar(
-            select(RenderedDigest).where(
-                RenderedDigest.issue_id == issue_id,
-                RenderedDigest.topics == topics,
-                RenderedDigest.locale == locale,
-            )
-        )
-        if row is None:
-            return None
-        return DigestTemplate(
-            subject=row.subject,
-            html=row.html,
-            text=row.text,
-            topic_ids=frozenset(int(i) for i in row.topics.split(",")),
-            full_article_ids=frozenset(int(i) for i in row.full_article_ids.split(",") if i),
-        )
-
-    def _render(self, issue_id: int, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
-        template = render_issue(db.session.get(Issue, issue_id), topic_ids, locale)
-        db.session.add(
-            RenderedDigest(
-                issue_id=issue_id,
-                topics=topics_key(topic_ids),
-                locale=locale,
-                subject=template.subject,
-                html=template.html,
-                text=template.text,
-                full_article_ids=topics_key(template.full_article_ids),
-                html_size=template.html_size,
-            )
-        )
-        try:
-            db.session.commit()
-        except IntegrityError:  # another process stored it first: theirs and ours are equal
-            db.session.rollback()
-            return self._load(issue_id, topics_key(topic_ids), locale) or template
-        return template
-
-
-digests = DigestStore()
-
-
-def prepare_digests(issue_id: int) -> int:
-    """Render every digest the pending deliveries need before batches go out; returns how many.
-
-    Streams (reader, section) pairs in reader order, so memory holds one reader at a time
-    plus the distinct sets, however many readers there are.
-    """
-    issue_topics = issue_topic_ids(issue_id)
-    rows = db.session.execute(
-        select(Subscriber.id, Subscriber.locale, subscriber_topics.c.topic_id)
-        .join(subscriber_topics, subscriber_topics.c.subscriber_id == Subscriber.id)
-        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
-        .where(
-            Delivery.issue_id == issue_id,
-            Delivery.status == DeliveryStatus.PENDING,
-            subscriber_topics.c.topic_id.in_(issue_topics),
-        )
-        .order_by(Subscriber.id)
-        .execution_options(yield_per=5000)
-    )
-    needed = {
-        (locale, frozenset(topic for _, _, topic in pairs))
-        for (_, locale), pairs in groupby(rows, key=lambda row: (row[0], row[1]))
-    }
-    for locale, topic_ids in sorted(needed, key=lambda item: (item[0], sorted(item[1]))):
-        digests.get(issue_id, topic_ids, locale)
-    return len(needed)
-
-
-def personal_links(subscriber_id: int, name: str, topic_ids: frozenset[int]) -> Personal:
-    """The signed links one reader's copy carries."""
-    unsubscribe = make_token(Purpose.UNSUBSCRIBE, {"s": subscriber_id})
-    preferences = make_token(Purpose.PREFERENCES, {"s": subscriber_id})
-    return Personal(
-        name=name,
-        preferences_url=external_url("public.preferences", token=preferences),
-        unsubscribe_url=external_url("public.unsubscribe", token=unsubscribe),
-        unsubscribe_subject=f"unsubscribe%20{unsubscribe}",
-        stop_urls={
-            topic_id: external_url(
-                "public.unsubscribe",
-                token=make_token(Purpose.UNSUBSCRIBE, {"s": subscriber_id, "t": topic_id}),
-            )
-            for topic_id in topic_ids
-        },
-    )
-
-
-def shared_headers(issue_id: int) -> dict[str, str]:
-    """The list headers every reader of an issue gets."""
-    domain = current_app.config["MAIL_DOMAIN"]
-    return {
-        "List-Id": f"<bulletin.{domain}>",
-        # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" to the https URL below.
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "Auto-Submitted": "auto-generated",
-        "Feedback-ID": f"issue{issue_id}:bulletin:{domain}",
-    }
-
-
-def unsubscribe_header(personal: Personal) -> dict[str, str]:
-    mailbox = current_app.config["UNSUBSCRIBE_MAILTO"]
-    mailto = f"mailto:{mailbox}?subject={personal.unsubscribe_subject}"
-    return {"List-Unsubscribe": f"<{personal.unsubscribe_url}>, <{mailto}>"}
-
-
-def list_headers(personal: Personal, issue_id: int) -> dict[str, str]:
-    return {**unsubscribe_header(personal), **shared_headers(issue_id)}
-
-
-def compose(issue_id: int, reader: Recipient, topic_ids: frozenset[int]) -> tuple[str, bytes]:
-    """One reader's message: returns (Message-ID, bytes to send).
-
-    Assembled from the section set's skeleton; only the reader's parts are encoded here.
-    """
-    digest = digests.get(issue_id, topic_ids, reader.locale)
-    personal = personal_links(reader.subscriber_id, reader.name, topic_ids)
-    html, text = personalize(digest.template, personal, locale=reader.locale)
-    message_id = make_msgid(domain=current_app.config["MAIL_DOMAIN"])
-    data = digest.skeleton.render(
-        to_email=reader.email,
-        to_name=reader.name,
-        text=text,
-        html=html,
-        message_id=message_id,
-        headers=unsubscribe_header(personal),
-    )
-    settings = current_app.config["DKIM"]
-    if settings:
-        data = dkim_sign(data, **settings)
-    return message_id, data
-
-
-def digest_message(
-    issue_id: int,
-    template: DigestTemplate,
-    personal: Personal,
-    to_email: str,
-    to_name: str,
-    *,
-    locale: str,
-    subject: str | None = None,
-) -> EmailMessage:
-    """A digest personalized for one address, as a message (not yet signed)."""
-    html, text = personalize(template, personal, locale=locale)
-    return build_message(
-        sender=current_app.config["MAIL_FROM"],
-        to_email=to_email,
-        to_name=to_name,
-        subject=subject or template.subject,
-        text=text,
-        html=html,
-        headers=list_headers(personal, issue_id),
-        message_id=make_msgid(domain=current_app.config["MAIL_DOMAIN"]),
-    )
-
-
-def outgoing_bytes(message: EmailMessage) -> bytes:
-    """The bytes to hand to SMTP, DKIM-signed when a key is configured."""
-    data = message.as_bytes()
-    settings = current_app.config["DKIM"]
-    if settings:
-        data = dkim_sign(data, **settings)
-    return data
 
 
 def smtp_session() -> SmtpSession:

@@ -66,3 +66,28 @@ def select_locale() -> str:
     if chosen:
         return normalize_locale(chosen)
     return request.accept_languages.best_match(list(LOCALES), default=DEFAULT_LOCALE)
+
+
+def init_locale_switch(app) -> None:
+    """`?lang=en` on any page switches the language and is remembered in a cookie."""
+    from flask import request
+    from flask_babel import get_locale
+
+    @app.after_request
+    def remember(response):
+        chosen = request.args.get("lang")
+        if chosen:
+            response.set_cookie(
+                LOCALE_COOKIE,
+                normalize_locale(chosen),
+                max_age=365 * 24 * 3600,
+                samesite="Lax",
+                secure=app.config["SESSION_COOKIE_SECURE"],
+                httponly=True,
+            )
+        return response
+
+    @app.context_processor
+    def language():
+        locale = normalize_locale(str(get_locale()))
+        return {"html_lang": HTML_LANG[locale], "locale": locale, "locales": LOCALES}

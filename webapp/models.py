@@ -47,6 +47,43 @@ class SubscriberStatus(enum.StrEnum):
     COMPLAINED = "complained"
 
 
+class ConsentMethod(enum.StrEnum):
+    DOUBLE_OPT_IN = "double-opt-in"  # the reader confirmed by clicking the emailed link
+    IMPORTED_CONSENTED = "imported-consented"  # staff imported them and vouch for consent
+
+
+class EventKind(enum.StrEnum):
+    SUBSCRIBED = "subscribed"
+    CONFIRMED = "confirmed"
+    TOPICS_CHANGED = "topics_changed"
+    UNSUBSCRIBED = "unsubscribed"
+    RESUBSCRIBED = "resubscribed"
+    ERASED = "erased"
+    IMPORTED = "imported"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    PROFILE_CHANGED = "profile_changed"
+
+
+class EventSource(enum.StrEnum):
+    """Where a change came from; stored as a short string, so a new source needs no migration."""
+
+    WEB = "web"
+    EMAIL_LINK = "email-link"
+    ONE_CLICK = "one-click"
+    IMPORT = "import"
+    STAFF = "staff"
+    CLI = "cli"
+    BOUNCE = "bounce"
+
+
+class SuppressionReason(enum.StrEnum):
+    ERASED = "erased"
+    HARD_BOUNCE = "hard-bounce"
+    COMPLAINT = "complaint"
+    STAFF = "staff"
+
+
 class IssueStatus(enum.StrEnum):
     DRAFT = "draft"
     SCHEDULED = "scheduled"
@@ -74,6 +111,9 @@ subscriber_topics = Table(
     db.metadata,
     Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
     Column("topic_id", ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True),
+    # The primary key leads with subscriber_id; "readers of this section" (planning a send,
+    # the staff list filtered by section, counts per section) needs the other order.
+    Index("ix_subscriber_topics_topic_subscriber", "topic_id", "subscriber_id"),
 )
 
 
@@ -94,15 +134,24 @@ class Topic(db.Model):
 
 
 class Subscriber(db.Model):
-    """A reader. `email` is stored lower-cased, which makes it unique case-insensitively."""
+    """A reader. `email` is stored lower-cased, which makes it unique case-insensitively.
+
+    The consent columns are the evidence of how and when the reader agreed to receive the
+    bulletin; they are NULL for readers recorded before the evidence was kept.
+    """
 
     __tablename__ = "subscribers"
+    __table_args__ = (
+        # The staff list pages by id within a status ("active, newest first"); planning a send
+        # looks up the active readers. One index serves both.
+        Index("ix_subscribers_status_id", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(100), default="")
     status: Mapped[SubscriberStatus] = mapped_column(
-        _status(SubscriberStatus), default=SubscriberStatus.PENDING, index=True
+        _status(SubscriberStatus), default=SubscriberStatus.PENDING
     )
     locale: Mapped[str] = mapped_column(String(10), default="zh")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -111,6 +160,13 @@ class Subscriber(db.Model):
     )
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consent_ip: Mapped[str | None] = mapped_column(String(45))  # the longest IPv6 text form
+    consent_user_agent: Mapped[str | None] = mapped_column(String(300))
+    consent_source: Mapped[str | None] = mapped_column(String(200))  # "web-form v1", "cli import"
+    consent_method: Mapped[ConsentMethod | None] = mapped_column(_status(ConsentMethod))
+    # At most one confirmation email per address per day, however often the form is sent.
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     topics: Mapped[list[Topic]] = relationship(secondary=subscriber_topics, order_by=Topic.position)
 
@@ -217,6 +273,46 @@ class RenderedDigest(db.Model):
     text: Mapped[str] = mapped_column(Text)
     full_article_ids: Mapped[str] = mapped_column(String(2000), default="")
     html_size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SubscriberEvent(db.Model):
+    """One change to a reader, for the reader's own export and for staff.
+
+    `detail` never holds the address, the name or other personal data, so that when a reader
+    is erased their events can stay (anonymous, `subscriber_id` NULL) for the statistics.
+    """
+
+    __tablename__ = "subscriber_events"
+    __table_args__ = (
+        Index("ix_subscriber_events_subscriber_created", "subscriber_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    kind: Mapped[EventKind] = mapped_column(_status(EventKind))
+    source: Mapped[str] = mapped_column(String(20))  # an EventSource value
+    detail: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<SubscriberEvent {self.id} {self.kind} {self.subscriber_id}>"
+
+
+class Suppression(db.Model):
+    """An address that must never be mailed or signed up again, kept only as a hash.
+
+    `email_hash` is the SHA-256 hex digest of the lower-cased, normalized address: enough to
+    recognise the address when it comes back, without storing it.
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[SuppressionReason] = mapped_column(_status(SuppressionReason))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

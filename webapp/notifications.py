@@ -1,16 +1,16 @@
-"""Transactional emails to one reader: the double opt-in confirmation."""
+"""Transactional emails to one reader: the double opt-in confirmation and, for a reader
+who is already subscribed and whose address was submitted again, their preferences link."""
 
 from __future__ import annotations
 
-from email.utils import parseaddr
-
 from flask import current_app
 
-from .delivery import outgoing_bytes, smtp_session
+from .delivery import smtp_session
+from .digests import outgoing_bytes
 from .extensions import db
 from .mailer import Outcome, build_message
 from .models import Subscriber, SubscriberStatus
-from .rendering import render_confirmation
+from .rendering import RenderedEmail, render_confirmation, render_preferences_notice
 from .tokens import Purpose, external_url, make_token
 
 
@@ -22,16 +22,37 @@ def send_confirmation(subscriber_id: int) -> bool:
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.status != SubscriberStatus.PENDING:
         return False
-    config = current_app.config
     token = make_token(Purpose.CONFIRM, {"s": subscriber.id})
     email = render_confirmation(
-        bulletin_name=config["BULLETIN_NAME"],
+        bulletin_name=current_app.config["BULLETIN_NAME"],
         name=subscriber.name,
         section_names=[t.name for t in subscriber.topics],
         confirm_url=external_url("public.confirm", token=token),
         locale=subscriber.locale,
-        postal_address=config["POSTAL_ADDRESS"],
+        postal_address=current_app.config["POSTAL_ADDRESS"],
     )
+    return _send(subscriber, email)
+
+
+def send_preferences_link(subscriber_id: int) -> bool:
+    """Email an active reader the link to their preferences page."""
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
+        return False
+    token = make_token(Purpose.PREFERENCES, {"s": subscriber.id})
+    email = render_preferences_notice(
+        bulletin_name=current_app.config["BULLETIN_NAME"],
+        name=subscriber.name,
+        section_names=[t.name for t in subscriber.topics],
+        preferences_url=external_url("public.preferences", token=token),
+        locale=subscriber.locale,
+        postal_address=current_app.config["POSTAL_ADDRESS"],
+    )
+    return _send(subscriber, email)
+
+
+def _send(subscriber: Subscriber, email: RenderedEmail) -> bool:
+    config = current_app.config
     message = build_message(
         sender=config["MAIL_FROM"],
         to_email=subscriber.email,
@@ -42,7 +63,6 @@ def send_confirmation(subscriber_id: int) -> bool:
         headers={"Auto-Submitted": "auto-generated"},
     )
     with smtp_session() as session:
-        result = session.send(
-            parseaddr(config["MAIL_FROM"])[1], subscriber.email, outgoing_bytes(message)
-        )
+        data = outgoing_bytes(message)
+        result = session.send(config["MAIL_FROM_ADDRESS"], subscriber.email, data)
     return result.outcome == Outcome.SENT

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from flask import current_app
 from sqlalchemy import select
 
-from .delivery import (
+from .delivery import smtp_session
+from .digests import (
     digest_message,
     outgoing_bytes,
     personal_links,
     render_issue,
-    smtp_session,
     topics_key,
 )
 from .extensions import db

@@ -373,18 +373,58 @@ def render_confirmation(
 ) -> RenderedEmail:
     """The double opt-in email: subject, inlined HTML and text."""
     _ = Translator(locale)
-    context = {
-        "_": _,
-        "bulletin_name": bulletin_name,
-        "greeting": _greeting(_, name),
-        "section_names": _.separator.join(section_names),
-        "confirm_url": confirm_url,
-        "postal_address": postal_address,
-        "css": Markup(_css()),
-        "subject": _("请确认订阅《%(name)s》", name=bulletin_name),
-    }
+    sections = _.separator.join(section_names)
+    return _render_notice(
+        _,
+        subject=_("请确认订阅《%(name)s》", name=bulletin_name),
+        heading=_("请确认您的订阅"),
+        body=_(
+            "您申请订阅以下栏目：%(sections)s。请点击下面的链接确认，链接 7 天内有效。",
+            sections=sections,
+        ),
+        button=_("确认订阅"),
+        footnote=_("如果这不是您本人的操作，请忽略本邮件，您不会收到任何简报。"),
+        bulletin_name=bulletin_name,
+        name=name,
+        url=confirm_url,
+        postal_address=postal_address,
+    )
+
+
+def render_preferences_notice(
+    *,
+    bulletin_name: str,
+    name: str,
+    section_names: list[str],
+    preferences_url: str,
+    locale: str = "zh",
+    postal_address: str = "",
+) -> RenderedEmail:
+    """For an active reader whose address was submitted again: here is how to change things."""
+    _ = Translator(locale)
+    return _render_notice(
+        _,
+        subject=_("您已订阅《%(name)s》", name=bulletin_name),
+        heading=_("您已经订阅了"),
+        body=_(
+            "有人用这个邮箱再次提交了订阅。您目前订阅的栏目是：%(sections)s。"
+            "如需修改栏目或退订，请使用下面的链接。",
+            sections=_.separator.join(section_names),
+        ),
+        button=_("管理订阅设置"),
+        footnote=_("如果这不是您本人的操作，请忽略本邮件，您的订阅不会有任何变化。"),
+        bulletin_name=bulletin_name,
+        name=name,
+        url=preferences_url,
+        postal_address=postal_address,
+    )
+
+
+def _render_notice(_: Translator, *, subject: str, name: str, **context) -> RenderedEmail:
+    """A short transactional email with one button (notice.html and notice.txt)."""
+    context.update(_=_, subject=subject, greeting=_greeting(_, name), css=Markup(_css()))
     return RenderedEmail(
-        subject=context["subject"],
-        html=inline_css(_env.get_template("confirm.html").render(context)),
-        text=_env.get_template("confirm.txt").render(context),
+        subject=subject,
+        html=inline_css(_env.get_template("notice.html").render(context)),
+        text=_env.get_template("notice.txt").render(context),
     )

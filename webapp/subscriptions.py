@@ -1,19 +1,46 @@
-"""Subscribe, confirm, change topics, unsubscribe.
+"""Subscribe, confirm, change topics, unsubscribe, suppress, erase, and export a reader's data.
 
 Functions here flush and let the caller commit, so a view or task decides where the
-transaction ends; emails are sent by the caller only after that commit.
+transaction ends; emails are sent by the caller only after that commit. Every change to a
+reader is written to `subscriber_events`, whose details never hold the address or the name:
+they outlive an erased reader.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import Table, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .extensions import db
+from .i18n import normalize_locale
 from .mailer import clean_display_name
-from .models import Subscriber, SubscriberStatus, Topic, utcnow
+from .models import (
+    ConsentMethod,
+    Delivery,
+    EventKind,
+    EventSource,
+    Issue,
+    Subscriber,
+    SubscriberEvent,
+    SubscriberStatus,
+    Suppression,
+    SuppressionReason,
+    Topic,
+    utcnow,
+)
+
+# However often an address is submitted, it gets at most one confirmation email in this time.
+CONFIRMATION_INTERVAL = timedelta(hours=24)
+# Readers who left (or whose mail bounced) come back only through a new confirmation.
+LEFT = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 
 class SubscriptionError(ValueError):
@@ -25,9 +52,22 @@ class SubscriptionError(ValueError):
 
 
 @dataclass(frozen=True)
+class Consent:
+    """Evidence of a sign-up, gathered by the caller (domain code never reads the request)."""
+
+    source: str  # "web-form v1", "csv import by staff@example.org", "cli import"
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
 class SubscribeResult:
-    subscriber: Subscriber
+    # None when nothing was stored (a suppressed address). Callers must not show the reader
+    # anything that depends on it: only `needs_confirmation` decides whether an email goes.
+    subscriber: Subscriber | None
     needs_confirmation: bool  # the caller sends the confirmation email after committing
+    # An active reader signed up again: the caller emails them their preferences link.
+    needs_preferences_link: bool = False
 
 
 def normalize_email(address: str) -> str:
@@ -37,6 +77,54 @@ def normalize_email(address: str) -> str:
     except EmailNotValidError as exc:
         raise SubscriptionError(f"not a valid email address: {exc}") from None
     return checked.normalized.lower()
+
+
+def email_hash(address: str) -> str:
+    """The SHA-256 hex digest of the normalized address: how a suppression is recognised."""
+    try:
+        address = normalize_email(address)
+    except SubscriptionError:
+        address = address.strip().lower()
+    return hash_normalized(address)
+
+
+def hash_normalized(address: str) -> str:
+    """`email_hash` for an address that `normalize_email` already returned."""
+    return hashlib.sha256(address.encode("utf-8")).hexdigest()
+
+
+def is_suppressed(email: str) -> bool:
+    """Whether this address must never be signed up or mailed again."""
+    return _has_suppression(email_hash(email))
+
+
+def _has_suppression(digest: str) -> bool:
+    found = db.session.scalar(select(Suppression.id).where(Suppression.email_hash == digest))
+    return found is not None
+
+
+def insert_ignoring_conflicts(table: Table):
+    """An INSERT that skips rows whose unique key already exists, on PostgreSQL and SQLite.
+
+    Two requests signing up the same new address, or an import racing a sign-up, then both
+    succeed instead of one failing on the unique constraint.
+    """
+    dialect = db.session.get_bind().dialect.name
+    dialects = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+    if dialect not in dialects:
+        raise NotImplementedError(f"no INSERT ... ON CONFLICT DO NOTHING for {dialect}")
+    return dialects[dialect](table).on_conflict_do_nothing()
+
+
+def log_event(subscriber_id: int | None, kind: EventKind, source: str, **detail: Any) -> None:
+    """Add one event to the log. `detail` must hold no personal data (ids, counts, names of
+    fields are fine; addresses, names, IPs are not)."""
+    text = json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else ""
+    db.session.add(
+        SubscriberEvent(
+            subscriber_id=subscriber_id, kind=kind, source=str(source)[:20], detail=text
+        )
+    )
 
 
 def active_topics(topic_ids: set[int] | list[int]) -> list[Topic]:
@@ -52,40 +140,149 @@ def active_topics(topic_ids: set[int] | list[int]) -> list[Topic]:
     return list(topics)
 
 
-def subscribe(email: str, name: str, topic_ids: set[int] | list[int]) -> SubscribeResult:
-    """Record a sign-up: a new or returning address becomes pending with these topics.
+def record_consent(subscriber: Subscriber, consent: Consent, method: ConsentMethod) -> None:
+    """Store the evidence of consent on the reader, overwriting older evidence."""
+    subscriber.consented_at = utcnow()
+    subscriber.consent_ip = _ip_or_none(consent.ip)
+    subscriber.consent_user_agent = clean_display_name(consent.user_agent or "", 300) or None
+    subscriber.consent_source = clean_display_name(consent.source, 200) or None
+    subscriber.consent_method = method
 
-    An active reader keeps their status (their topic choice is updated); everyone else
-    must confirm by email before getting any bulletin.
+
+def _ip_or_none(value: str | None) -> str | None:
+    try:
+        return str(ipaddress.ip_address((value or "").strip()))
+    except ValueError:
+        return None
+
+
+def _find_or_create(address: str) -> tuple[Subscriber, bool]:
+    """The reader with this address, created pending when there is none; (reader, created)."""
+    subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == address))
+    if subscriber is not None:
+        return subscriber, False
+    new_id = db.session.scalar(
+        insert_ignoring_conflicts(Subscriber.__table__)
+        .values(email=address, status=SubscriberStatus.PENDING)
+        .returning(Subscriber.id)
+    )
+    subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == address))
+    return subscriber, new_id is not None
+
+
+def _set_topics(subscriber: Subscriber, topics: list[Topic], source: str) -> None:
+    """Give the reader exactly these topics, and log the change if there is one."""
+    before = {t.id for t in subscriber.topics}
+    after = {t.id for t in topics}
+    subscriber.topics = topics
+    if before != after:
+        log_event(
+            subscriber.id,
+            EventKind.TOPICS_CHANGED,
+            source,
+            added=sorted(after - before),
+            removed=sorted(before - after),
+        )
+
+
+def claim_confirmation(
+    subscriber: Subscriber, status: SubscriberStatus = SubscriberStatus.PENDING
+) -> bool:
+    """Reserve the right to email this reader about their sign-up now.
+
+    True at most once per CONFIRMATION_INTERVAL per reader, and only while they are in
+    `status`. A conditional UPDATE, so of many concurrent sign-ups of one address exactly
+    one is told to send.
+    """
+    db.session.flush()
+    now = utcnow()
+    claimed = db.session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber.id,
+            Subscriber.status == status,
+            or_(
+                Subscriber.confirmation_sent_at.is_(None),
+                Subscriber.confirmation_sent_at <= now - CONFIRMATION_INTERVAL,
+            ),
+        )
+        .values(confirmation_sent_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(subscriber, ["confirmation_sent_at", "updated_at"])
+    return claimed == 1
+
+
+def subscribe(
+    email: str,
+    name: str,
+    topic_ids: set[int] | list[int],
+    *,
+    locale: str = "zh",
+    consent: Consent | None = None,
+    source: str = EventSource.WEB,
+) -> SubscribeResult:
+    """Record a sign-up. The outcome is invisible to the person submitting the form.
+
+    - a suppressed address: nothing is stored and no email goes;
+    - a new, pending or departed (unsubscribed, bounced, complained) address becomes pending
+      with these topics and this consent evidence, and must confirm by email;
+    - an active reader keeps everything; they are emailed their preferences link instead
+      (`needs_preferences_link`), since whoever submitted the form may not be them.
+      (Anyone can send the form, so it does not rename a confirmed reader: names change
+      through the signed preferences link, `update_preferences`.)
+
+    `needs_confirmation` is True only when a confirmation email should go now (at most one
+    per address per CONFIRMATION_INTERVAL); the caller sends it after committing.
     """
     address = normalize_email(email)
     topics = active_topics(topic_ids)
-    subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == address))
-    if subscriber is None:
-        subscriber = Subscriber(email=address, status=SubscriberStatus.PENDING)
-        db.session.add(subscriber)
+    if _has_suppression(hash_normalized(address)):
+        return SubscribeResult(None, False)
+    subscriber, created = _find_or_create(address)
+    previous = subscriber.status
+    if previous == SubscriberStatus.ACTIVE:
+        # Anyone can type an address into the form: an active reader's choices change only
+        # through their signed preferences link, which we email them (at most once a day).
+        notify = claim_confirmation(subscriber, SubscriberStatus.ACTIVE)
+        return SubscribeResult(subscriber, False, needs_preferences_link=notify)
+
     subscriber.name = clean_display_name(name)
+    subscriber.locale = normalize_locale(locale)
     subscriber.topics = topics
-    needs_confirmation = subscriber.status != SubscriberStatus.ACTIVE
-    if needs_confirmation:
-        subscriber.status = SubscriberStatus.PENDING
-    db.session.flush()
-    return SubscribeResult(subscriber, needs_confirmation)
+    subscriber.status = SubscriberStatus.PENDING
+    record_consent(subscriber, consent or Consent(source=str(source)), ConsentMethod.DOUBLE_OPT_IN)
+    detail: dict[str, Any] = {"topics": [t.id for t in topics]}
+    if not created:
+        detail["was"] = previous.value
+    log_event(subscriber.id, EventKind.SUBSCRIBED, source, **detail)
+    return SubscribeResult(subscriber, claim_confirmation(subscriber))
 
 
-def confirm(subscriber_id: int) -> Subscriber:
-    """Make a pending reader active (idempotent for one who already is)."""
+def _get(subscriber_id: int) -> Subscriber:
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None:
         raise SubscriptionError("this subscription no longer exists")
+    return subscriber
+
+
+def confirm(subscriber_id: int, *, source: str = EventSource.EMAIL_LINK) -> Subscriber:
+    """Make a pending reader active (idempotent for one who already is)."""
+    subscriber = _get(subscriber_id)
     if subscriber.status == SubscriberStatus.PENDING:
         subscriber.status = SubscriberStatus.ACTIVE
         subscriber.confirmed_at = utcnow()
+        # Readers who signed up before consent evidence was kept: the click is the evidence.
+        subscriber.consent_method = subscriber.consent_method or ConsentMethod.DOUBLE_OPT_IN
+        subscriber.consented_at = subscriber.consented_at or subscriber.confirmed_at
+        log_event(subscriber.id, EventKind.CONFIRMED, source)
     db.session.flush()
     return subscriber
 
 
-def unsubscribe(subscriber_id: int, topic_id: int | None = None) -> Subscriber | None:
+def unsubscribe(
+    subscriber_id: int, topic_id: int | None = None, *, source: str = EventSource.WEB
+) -> Subscriber | None:
     """Stop everything, or just one section (`topic_id`). Idempotent; unknown ids are a no-op.
 
     Leaving the last section is leaving altogether.
@@ -94,12 +291,175 @@ def unsubscribe(subscriber_id: int, topic_id: int | None = None) -> Subscriber |
     if subscriber is None:
         return None
     if topic_id is not None:
-        subscriber.topics = [t for t in subscriber.topics if t.id != topic_id]
-        if subscriber.topics:
+        remaining = [t for t in subscriber.topics if t.id != topic_id]
+        _set_topics(subscriber, remaining, source)
+        if remaining:
             db.session.flush()
             return subscriber
     if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
         subscriber.unsubscribed_at = utcnow()
+        log_event(subscriber.id, EventKind.UNSUBSCRIBED, source)
     db.session.flush()
     return subscriber
+
+
+def update_preferences(
+    subscriber_id: int,
+    topic_ids: set[int] | list[int],
+    name: str,
+    locale: str,
+    source: str = EventSource.WEB,
+    *,
+    consent: Consent | None = None,
+) -> Subscriber:
+    """Save what a reader chose on their (signed) preferences page.
+
+    An unsubscribed reader who chooses sections again is resubscribed at once: the signed
+    link proves they own the address, as a confirmation click would. `consent` is the
+    evidence of that choice. A suppressed address is never reactivated, and readers whose
+    mail bounced or who complained keep their status (their sections are still saved).
+    """
+    subscriber = _get(subscriber_id)
+    topics = active_topics(topic_ids)
+    cleaned_name, chosen_locale = clean_display_name(name), normalize_locale(locale)
+    changed = [
+        field
+        for field, old, new in (
+            ("name", subscriber.name, cleaned_name),
+            ("locale", subscriber.locale, chosen_locale),
+        )
+        if old != new
+    ]
+    subscriber.name, subscriber.locale = cleaned_name, chosen_locale
+    if changed:
+        log_event(subscriber.id, EventKind.PROFILE_CHANGED, source, fields=changed)
+
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED and not is_suppressed(subscriber.email):
+        subscriber.topics = topics
+        subscriber.status = SubscriberStatus.ACTIVE
+        record_consent(
+            subscriber, consent or Consent(source="preferences link"), ConsentMethod.DOUBLE_OPT_IN
+        )
+        log_event(subscriber.id, EventKind.RESUBSCRIBED, source, topics=[t.id for t in topics])
+    else:
+        _set_topics(subscriber, topics, source)
+    db.session.flush()
+    return subscriber
+
+
+def suppress(email: str, reason: SuppressionReason, *, source: str) -> None:
+    """Never mail or sign up this address again; a reader who has it stops getting mail.
+
+    For erasure use `erase`, which also deletes the reader.
+    """
+    if reason == SuppressionReason.ERASED:
+        raise ValueError("use erase() to erase a reader")
+    _add_suppression(email_hash(email), reason)
+    try:
+        address = normalize_email(email)
+    except SubscriptionError:
+        return
+    subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == address))
+    if subscriber is None:
+        return
+    status, kind = {
+        SuppressionReason.HARD_BOUNCE: (SubscriberStatus.BOUNCED, EventKind.BOUNCED),
+        SuppressionReason.COMPLAINT: (SubscriberStatus.COMPLAINED, EventKind.COMPLAINED),
+        SuppressionReason.STAFF: (SubscriberStatus.UNSUBSCRIBED, EventKind.UNSUBSCRIBED),
+    }[reason]
+    if subscriber.status != status:
+        subscriber.status = status
+        subscriber.unsubscribed_at = utcnow()
+        log_event(subscriber.id, kind, source, reason=reason.value)
+    db.session.flush()
+
+
+def _add_suppression(digest: str, reason: SuppressionReason) -> None:
+    # A second suppression of one address keeps the first reason (and date).
+    db.session.execute(
+        insert_ignoring_conflicts(Suppression.__table__).values(
+            email_hash=digest, reason=reason, created_at=utcnow()
+        )
+    )
+
+
+def erase(subscriber_id: int, source: str = EventSource.STAFF) -> bool:
+    """Delete a reader and everything that names them; keep only the suppression hash.
+
+    Their deliveries are deleted (an SMTP reply can quote the address), their events stay
+    without a subscriber id (details hold no personal data), and an `erased` event is
+    written without any id or address. Returns False when there is no such reader.
+    """
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return False
+    _add_suppression(hash_normalized(subscriber.email), SuppressionReason.ERASED)
+    # Done here rather than left to the foreign keys' ON DELETE rules, so the objects this
+    # session already holds are updated too.
+    db.session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
+    db.session.execute(
+        update(SubscriberEvent)
+        .where(SubscriberEvent.subscriber_id == subscriber_id)
+        .values(subscriber_id=None)
+    )
+    db.session.delete(subscriber)
+    log_event(None, EventKind.ERASED, source)
+    db.session.flush()
+    return True
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` with its zone: SQLite hands datetimes back without one (all are UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return as_utc(moment).isoformat() if moment else None
+
+
+def export_data(subscriber_id: int) -> dict[str, Any]:
+    """Everything stored about one reader, as JSON-able data (their right of access)."""
+    subscriber = _get(subscriber_id)
+    events = db.session.scalars(
+        select(SubscriberEvent)
+        .where(SubscriberEvent.subscriber_id == subscriber_id)
+        .order_by(SubscriberEvent.created_at, SubscriberEvent.id)
+    )
+    deliveries = db.session.execute(
+        select(Issue.id, Issue.title, Delivery.status, Delivery.sent_at)
+        .join(Issue, Issue.id == Delivery.issue_id)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .order_by(Delivery.id)
+    )
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "locale": subscriber.locale,
+        "status": subscriber.status.value,
+        "sections": [{"id": t.id, "name": t.name} for t in subscriber.topics],
+        "created_at": _iso(subscriber.created_at),
+        "confirmed_at": _iso(subscriber.confirmed_at),
+        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "consent": {
+            "consented_at": _iso(subscriber.consented_at),
+            "ip": subscriber.consent_ip,
+            "user_agent": subscriber.consent_user_agent,
+            "source": subscriber.consent_source,
+            "method": subscriber.consent_method.value if subscriber.consent_method else None,
+            "confirmation_sent_at": _iso(subscriber.confirmation_sent_at),
+        },
+        "events": [
+            {
+                "kind": e.kind.value,
+                "source": e.source,
+                "detail": json.loads(e.detail) if e.detail.startswith("{") else e.detail,
+                "created_at": _iso(e.created_at),
+            }
+            for e in events
+        ],
+        "deliveries": [
+            {"issue_id": i, "issue_title": title, "status": status.value, "sent_at": _iso(sent)}
+            for i, title, status, sent in deliveries
+        ],
+    }

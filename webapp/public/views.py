@@ -1,18 +1,37 @@
-"""Readers' pages: subscribe, confirm, preferences, unsubscribe, and the archive."""
+"""Readers' pages: subscribe, confirm, preferences, unsubscribe, their data, and the archive.
+
+Views here read the request, call `subscriptions`, commit, and only then queue emails.
+Signed links are the readers' credentials: no reader logs in.
+"""
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+import hashlib
+import json
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import issues as issue_service
 from .. import subscriptions
-from ..extensions import csrf, db
-from ..models import Issue, IssueStatus, Subscriber, SubscriberStatus, Topic
+from ..extensions import csrf, db, limiter
+from ..models import EventSource, Issue, IssueStatus, Subscriber, SubscriberStatus, Topic
 from ..rendering import markdown_to_html
-from ..tokens import Purpose, TokenError, read_token
+from ..subscriptions import Consent, SubscriptionError
+from ..tokens import Purpose, TokenError, make_token, read_token
 from . import bp
-from .forms import ConfirmForm, PreferencesForm, SubscribeForm
+from .forms import SUBSCRIBE_FORM_VERSION, ButtonForm, PreferencesForm, SubscribeForm
 
 PUBLISHED = (IssueStatus.SENDING, IssueStatus.SENT)
 
@@ -24,13 +43,41 @@ def _topic_choices() -> list[tuple[int, str]]:
     return [(t.id, t.name) for t in topics]
 
 
-def _token_or_error_page(purpose: Purpose, token: str):
-    """(payload, None) for a good token, or (None, response) with a clear page, never a 500."""
+def _reader_or_error_page(purpose: Purpose, token: str):
+    """(payload, None) for a good link, else (None, response): a clear page, never a 500."""
     try:
         return read_token(purpose, token), None
     except TokenError as exc:
-        page = render_template("public/bad_link.html", expired=exc.expired)
-        return None, (page, 400)
+        return None, (render_template("public/bad_link.html", expired=exc.expired), 400)
+
+
+def _consent(source: str) -> Consent:
+    return Consent(
+        source=source,
+        ip=request.remote_addr,
+        user_agent=request.user_agent.string,
+    )
+
+
+def _submitted_address() -> str:
+    """Rate-limit key for 'this address', hashed so Redis never holds addresses."""
+    return "address:" + subscriptions.email_hash(request.form.get("email", ""))
+
+
+def _link_key() -> str:
+    """Rate-limit key for one signed link (hashed: the token is the reader's credential).
+
+    One-click unsubscribes (RFC 8058) are POSTed by the mail provider's servers, a handful of
+    IPs for all of its users; counted per IP, every reader there past the first 30 a minute
+    would be refused. Counted per link, one link still cannot be hammered.
+    """
+    return "link:" + hashlib.sha256(request.view_args["token"].encode()).hexdigest()
+
+
+def _field_message(exc: SubscriptionError) -> str:
+    if exc.field == "email":
+        return _("请填写有效的电子邮箱地址，例如 name@example.com。")
+    return _("所选栏目已不存在，请刷新页面后重新选择。")
 
 
 @bp.get("/")
@@ -45,91 +92,188 @@ def index():
 
 
 @bp.route("/subscribe", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_SUBSCRIBE"], methods=["POST"])
+@limiter.limit(
+    lambda: current_app.config["RATELIMIT_SUBSCRIBE_ADDRESS"],
+    key_func=_submitted_address,
+    methods=["POST"],
+)
 def subscribe():
     form = SubscribeForm()
     form.topics.choices = _topic_choices()
     if request.method == "GET":
         form.topics.data = [topic_id for topic_id, _ in form.topics.choices]
     if form.validate_on_submit():
+        if form.website.data:
+            # A bot filled in the honeypot: it gets the same answer, and nothing happens.
+            return render_template("public/check_inbox.html")
+        if not form.topics.data:
+            form.topics.errors.append(_("请至少选择一个栏目。"))
+            return render_template("public/subscribe.html", form=form), 400
         try:
             result = subscriptions.subscribe(
-                form.email.data, form.name.data or "", form.topics.data
+                form.email.data,
+                form.name.data or "",
+                form.topics.data,
+                locale=str(get_locale()),
+                consent=_consent(SUBSCRIBE_FORM_VERSION),
             )
-        except subscriptions.SubscriptionError as exc:
+        except SubscriptionError as exc:
             db.session.rollback()
-            getattr(form, exc.field).errors.append(str(exc))
+            getattr(form, exc.field).errors.append(_field_message(exc))
         else:
             db.session.commit()
-            if result.needs_confirmation:
-                from tasks.mail import send_confirmation
+            from tasks.mail import send_confirmation, send_preferences_link
 
+            if result.needs_confirmation:
                 send_confirmation.delay(result.subscriber.id)
+            elif result.needs_preferences_link:
+                send_preferences_link.delay(result.subscriber.id)
             # The same page whatever the address's history: nobody learns who subscribes.
             return render_template("public/check_inbox.html")
-    return render_template("public/subscribe.html", form=form)
+    status = 400 if request.method == "POST" else 200
+    return render_template("public/subscribe.html", form=form), status
 
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"], methods=["POST"])
 def confirm(token: str):
-    payload, error = _token_or_error_page(Purpose.CONFIRM, token)
+    payload, error = _reader_or_error_page(Purpose.CONFIRM, token)
     if error:
         return error
-    form = ConfirmForm()
+    form = ButtonForm()
     # GET only shows a button: mail scanners follow links, and must not confirm for the reader.
     if form.validate_on_submit():
         try:
-            subscriptions.confirm(payload["s"])
-        except subscriptions.SubscriptionError:
+            subscriber = subscriptions.confirm(payload["s"])
+        except SubscriptionError:
             return render_template("public/bad_link.html", expired=False), 400
+        if subscriber.status != SubscriberStatus.ACTIVE:
+            # Left (or bounced) since this link was sent: an old link does not bring them back.
+            return render_template("public/bad_link.html", expired=True), 400
         db.session.commit()
-        return render_template("public/confirmed.html")
+        return render_template("public/confirmed.html", subscriber=subscriber)
     return render_template("public/confirm.html", form=form)
 
 
+def _preferences_reader(token: str):
+    payload, error = _reader_or_error_page(Purpose.PREFERENCES, token)
+    if error:
+        return None, error
+    subscriber = db.session.get(Subscriber, payload["s"])
+    if subscriber is None:  # erased
+        return None, (render_template("public/bad_link.html", expired=False), 400)
+    return subscriber, None
+
+
 @bp.route("/preferences/<token>", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"], methods=["POST"])
 def preferences(token: str):
-    payload, error = _token_or_error_page(Purpose.PREFERENCES, token)
+    subscriber, error = _preferences_reader(token)
     if error:
         return error
-    subscriber = db.session.get(Subscriber, payload["s"])
-    if subscriber is None:
-        return render_template("public/bad_link.html", expired=False), 400
-    form = PreferencesForm(obj=None)
+    form = PreferencesForm()
     form.topics.choices = _topic_choices()
     if request.method == "GET":
         form.name.data = subscriber.name
+        form.locale.data = subscriber.locale
         form.topics.data = [t.id for t in subscriber.topics]
     if form.validate_on_submit():
-        try:
-            subscriptions.subscribe(subscriber.email, form.name.data or "", form.topics.data)
-        except subscriptions.SubscriptionError as exc:
-            db.session.rollback()
-            form.topics.errors.append(str(exc))
+        if not form.topics.data:
+            form.topics.errors.append(_("请至少选择一个栏目；不想再收到简报请点“退订全部”。"))
         else:
-            db.session.commit()
-            flash("已保存您的订阅设置。")
-            return redirect(url_for("public.preferences", token=token))
-    return render_template("public/preferences.html", form=form, subscriber=subscriber, token=token)
+            try:
+                subscriptions.update_preferences(
+                    subscriber.id,
+                    form.topics.data,
+                    form.name.data or "",
+                    form.locale.data,
+                    EventSource.EMAIL_LINK,
+                    consent=_consent("preferences link"),
+                )
+            except SubscriptionError as exc:
+                db.session.rollback()
+                form.topics.errors.append(_field_message(exc))
+            else:
+                db.session.commit()
+                flash(_("已保存您的订阅设置。"))
+                return redirect(url_for("public.preferences", token=token))
+    status = 400 if request.method == "POST" else 200
+    return render_template(
+        "public/preferences.html",
+        form=form,
+        subscriber=subscriber,
+        token=token,
+        button=ButtonForm(),
+    ), status
+
+
+@bp.post("/preferences/<token>/unsubscribe")
+@limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"])
+def leave(token: str):
+    """'Unsubscribe from everything' on the preferences page."""
+    subscriber, error = _preferences_reader(token)
+    if error:
+        return error
+    if not ButtonForm().validate_on_submit():
+        abort(400)
+    subscriptions.unsubscribe(subscriber.id, source=EventSource.EMAIL_LINK)
+    db.session.commit()
+    return render_template("public/unsubscribed.html", topic=None, left=True, token=token)
+
+
+@bp.get("/preferences/<token>/data.json")
+@limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"])
+def my_data(token: str):
+    """Everything stored about the reader, as a JSON download."""
+    subscriber, error = _preferences_reader(token)
+    if error:
+        return error
+    body = json.dumps(subscriptions.export_data(subscriber.id), ensure_ascii=False, indent=2)
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": 'attachment; filename="bulletin-my-data.json"'},
+    )
+
+
+@bp.route("/preferences/<token>/erase", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"], methods=["POST"])
+def erase(token: str):
+    """Delete the reader's data; GET asks first, POST erases."""
+    subscriber, error = _preferences_reader(token)
+    if error:
+        return error
+    form = ButtonForm()
+    if form.validate_on_submit():
+        subscriptions.erase(subscriber.id, source=EventSource.EMAIL_LINK)
+        db.session.commit()
+        return render_template("public/erased.html")
+    return render_template("public/erase.html", form=form, subscriber=subscriber)
 
 
 # The signed token is the credential here, and one-click unsubscribe (RFC 8058) arrives as a
 # cookie-less POST from the mail provider, which cannot carry a CSRF token.
 @csrf.exempt
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"], key_func=_link_key, methods=["POST"])
 def unsubscribe(token: str):
-    payload, error = _token_or_error_page(Purpose.UNSUBSCRIBE, token)
+    payload, error = _reader_or_error_page(Purpose.UNSUBSCRIBE, token)
     if error:
         return error
     topic = db.session.get(Topic, payload["t"]) if "t" in payload else None
     if request.method == "GET":
         # Changes nothing: link scanners fetch URLs in mail.
         return render_template("public/unsubscribe.html", topic=topic)
-    subscriber = subscriptions.unsubscribe(payload["s"], topic.id if topic else None)
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    source = EventSource.ONE_CLICK if one_click else EventSource.EMAIL_LINK
+    subscriber = subscriptions.unsubscribe(payload["s"], topic.id if topic else None, source=source)
     db.session.commit()
-    if request.form.get("List-Unsubscribe") == "One-Click":
+    if one_click:
         return "unsubscribed\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
     left = subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED
-    return render_template("public/unsubscribed.html", topic=topic, left=left)
+    manage = make_token(Purpose.PREFERENCES, {"s": subscriber.id}) if subscriber else None
+    return render_template("public/unsubscribed.html", topic=topic, left=left, token=manage)
 
 
 @bp.get("/issues/<int:issue_id>")
@@ -138,7 +282,7 @@ def issue(issue_id: int):
     if item.status not in PUBLISHED:
         abort(404)
     content = issue_service.issue_content(item, current_app.config["BULLETIN_NAME"])
-    return render_template("public/issue.html", issue=content, render=markdown_to_html)
+    return render_template("public/issue.html", issue=content)
 
 
 @bp.get("/issues/<int:issue_id>/articles/<int:article_id>")
