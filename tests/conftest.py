@@ -222,28 +222,38 @@ def csrf_token(html: str) -> str:
 STAFF_PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture
-def staff_client(app):
-    """A test client logged in as an admin, through the real login form."""
+def log_in(app, email: str, role) -> object:
+    """A test client signed in through the real login form as a new staff member."""
     from webapp.extensions import db
-    from webapp.models import StaffRole
     from webapp.staff import create_staff
 
     with app.app_context():
-        create_staff("editor@example.org", STAFF_PASSWORD, StaffRole.ADMIN)
+        create_staff(email, STAFF_PASSWORD, role)
         db.session.commit()
     client = app.test_client()
     page = client.get("/admin/login").get_data(as_text=True)
     answer = client.post(
         "/admin/login",
-        data={
-            "csrf_token": csrf_token(page),
-            "email": "editor@example.org",
-            "password": STAFF_PASSWORD,
-        },
+        data={"csrf_token": csrf_token(page), "email": email, "password": STAFF_PASSWORD},
     )
     assert answer.status_code == 302, answer.get_data(as_text=True)
     return client
+
+
+@pytest.fixture
+def staff_client(app):
+    """Signed in as an admin."""
+    from webapp.models import StaffRole
+
+    return log_in(app, "editor@example.org", StaffRole.ADMIN)
+
+
+@pytest.fixture
+def editor_client(app):
+    """Signed in as an editor (issues only)."""
+    from webapp.models import StaffRole
+
+    return log_in(app, "writer@example.org", StaffRole.EDITOR)
 
 
 @pytest.fixture

@@ -2,4 +2,5 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__)
 
-from . import views  # noqa: E402,F401  (routes register themselves on bp)
+# Routes register themselves on bp when their modules are imported.
+from . import auth, issues, subscribers  # noqa: E402,F401

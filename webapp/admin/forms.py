@@ -51,3 +51,26 @@ class ContentModeForm(FlaskForm):
         validators=[DataRequired()],
     )
     submit = SubmitField("保存")
+
+
+class SubscriberImportForm(FlaskForm):
+    """A CSV of readers; staff must say how the readers consented."""
+
+    document = FileField(
+        "CSV 文件（表头：email,name,sections）",
+        validators=[
+            FileRequired("请选择一个文件。"),
+            FileSize(64 * 1024 * 1024, message="文件超过 64 MB。"),
+        ],
+    )
+    consent = RadioField(
+        "这些读者如何同意接收",
+        choices=[
+            SelectChoice("confirm", "向新读者发送确认邮件，确认后才开始接收"),
+            SelectChoice(
+                "consented", "他们已经同意（例如线下登记），直接开始接收；会记录为导入时已同意"
+            ),
+        ],
+        validators=[DataRequired("请选择读者如何同意接收。")],
+    )
+    submit = SubmitField("导入")

@@ -1,44 +1,18 @@
-"""Staff pages: login, the issue list, publishing."""
+"""Staff pages for issues: dashboard, import, preview, test send, publish."""
 
 from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from .. import delivery, preview, staff
-from ..extensions import db, login_manager
+from .. import delivery, preview
+from ..extensions import db
 from ..importing import DocumentError, parse_document
 from ..issues import import_document, issue_topic_ids
-from ..models import Issue, IssueStatus, StaffUser, Subscriber, Topic, utcnow
+from ..models import Issue, IssueStatus, Subscriber, Topic, utcnow
 from . import bp
-from .forms import ActionForm, ContentModeForm, ImportSaveForm, ImportUploadForm, LoginForm
-
-login_manager.login_view = "admin.login"
-
-
-@login_manager.user_loader
-def load_user(user_id: str) -> StaffUser | None:
-    return db.session.get(StaffUser, int(user_id))
-
-
-@bp.route("/login", methods=["GET", "POST"])
-def login():
-    form = LoginForm()
-    if form.validate_on_submit():
-        user = staff.authenticate(form.email.data, form.password.data)
-        if user is not None:
-            login_user(user)
-            return redirect(url_for("admin.dashboard"))
-        form.password.errors.append("邮箱或密码不正确。")
-    return render_template("admin/login.html", form=form)
-
-
-@bp.post("/logout")
-@login_required
-def logout():
-    logout_user()
-    return redirect(url_for("admin.login"))
+from .forms import ActionForm, ContentModeForm, ImportSaveForm, ImportUploadForm
 
 
 @bp.get("/")

@@ -1,0 +1,76 @@
+"""Staff sign-in, and the rule that every staff page needs it.
+
+Every view of the blueprint requires a signed-in, active staff member unless it is listed
+in PUBLIC_ENDPOINTS, so a new page is protected by default. Admin-only pages add
+`@admin_only`.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import abort, current_app, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from .. import staff
+from ..extensions import db, limiter, login_manager
+from ..models import StaffRole, StaffUser
+from ..subscriptions import email_hash
+from . import bp
+from .forms import LoginForm
+
+PUBLIC_ENDPOINTS = {"admin.login"}
+
+login_manager.login_view = "admin.login"
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> StaffUser | None:
+    return db.session.get(StaffUser, int(user_id))
+
+
+@bp.before_request
+def require_staff():
+    if request.endpoint not in PUBLIC_ENDPOINTS and not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return None
+
+
+def admin_only(view):
+    """Editors manage issues; subscribers, sections and staff are for admins."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_user.role != StaffRole.ADMIN:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _login_address() -> str:
+    return "staff-login:" + email_hash(request.form.get("email", ""))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
+@limiter.limit(
+    lambda: current_app.config["RATELIMIT_LOGIN"], key_func=_login_address, methods=["POST"]
+)
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = staff.authenticate(form.email.data, form.password.data)
+        if user is not None:
+            login_user(user)
+            return redirect(url_for("admin.dashboard"))
+        form.password.errors.append("邮箱或密码不正确。")
+    status = 400 if request.method == "POST" else 200
+    return render_template("admin/login.html", form=form), status
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    return redirect(url_for("admin.login"))
