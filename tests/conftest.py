@@ -156,6 +156,7 @@ def _clean_tables(request):
     from webapp.digests import digests
     from webapp.extensions import db, limiter
 
+    _settle_tasks(app)
     # Ids restart with the tables, so a digest cached for "issue 1" must go with them.
     digests.clear()
     with app.app_context():
@@ -169,6 +170,18 @@ def _clean_tables(request):
             else:
                 for table in reversed(db.metadata.sorted_tables):
                     conn.execute(table.delete())
+
+
+def _settle_tasks(app) -> None:
+    """Let no task outlive its test: ids restart with the tables, so a late task for
+    "issue 1" would act on the next test's issue 1. Queued ones are dropped; running ones
+    (the in-process worker shares this module state) are waited for."""
+    from celery.worker import state
+
+    app.extensions["celery"].control.purge()
+    deadline = time.monotonic() + 30
+    while (state.active_requests or state.reserved_requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from sqlalchemy import String, func, select
 
 from tests.conftest import csrf_token, wait_for
 from webapp import subscriptions
-from webapp.delivery import plan_deliveries
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import (
@@ -39,6 +38,7 @@ from webapp.models import (
     Topic,
     utcnow,
 )
+from webapp.publishing import plan_deliveries
 from webapp.tokens import Purpose, make_token
 
 NEWS, HOT, WORLD, RETIRED = "质量要闻", "质量热点", "国际动态", "旧栏目"

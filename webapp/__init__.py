@@ -43,10 +43,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     celery_init_app(app)
 
     from .admin import bp as admin_bp
+    from .hooks import bp as hooks_bp
     from .public import bp as public_bp
 
     app.register_blueprint(public_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(hooks_bp, url_prefix="/hooks")
 
     from .rendering import safe_url
 
@@ -75,6 +77,14 @@ def celery_settings(config: dict[str, Any]) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": config.get("CELERY_QUEUE", "bulletin"),
+        # A batch must end well within the broker's redelivery timeout, or Redis would hand
+        # a still-running task to a second worker (harmless, the claim stops it, but wasteful).
+        "task_soft_time_limit": 1700,
+        "task_time_limit": 1800,
+        "broker_transport_options": {"visibility_timeout": 7200},
+        "beat_schedule": {
+            "sweep": {"task": "bulletin.sweep", "schedule": config.get("SWEEP_SECONDS", 30.0)}
+        },
         "task_always_eager": config.get("CELERY_ALWAYS_EAGER", False),
         "include": ["tasks.sending", "tasks.mail"],
     }

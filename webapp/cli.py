@@ -22,6 +22,10 @@ from .config import ConfigError
 # Commands that do not touch the database (or that start it themselves).
 NO_DATABASE = {"smtp-catcher", "dev", "routes", "--help", "-h", "--version"}
 NEEDS_REDIS = {"publish", "run"}
+# Commands an MTA pipes mail into. sysexits.h's EX_TEMPFAIL makes the MTA keep the message
+# and try again later; any other failure would bounce it (or lose it, for a bounce).
+MTA_COMMANDS = {"ingest-bounce"}
+EX_TEMPFAIL = 75
 
 
 def check_services(app: Flask, *, database: bool = True, redis: bool = True) -> None:
@@ -45,7 +49,7 @@ def check_services(app: Flask, *, database: bool = True, redis: bool = True) -> 
             raise ConfigError("REDIS_URL", f"cannot connect to Redis at {url}: {exc}") from None
 
 
-def app_or_exit(*, check: bool = False, redis: bool = True) -> Flask:
+def app_or_exit(*, check: bool = False, redis: bool = True, status: int = 2) -> Flask:
     """Build the app for a process entry point (WSGI, worker); exit with one line if we can't."""
     from . import create_app
 
@@ -55,7 +59,7 @@ def app_or_exit(*, check: bool = False, redis: bool = True) -> Flask:
             check_services(app, redis=redis)
     except ConfigError as exc:
         print(f"bulletin: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(status) from None
     return app
 
 
@@ -64,13 +68,14 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     command = next((a for a in args if not a.startswith("-")), args[0] if args else "--help")
     wants_help = any(a in ("--help", "-h") for a in args)
-    app = app_or_exit()
+    status = EX_TEMPFAIL if command in MTA_COMMANDS else 2
+    app = app_or_exit(status=status)
     if not wants_help and command not in NO_DATABASE:
         try:
             check_services(app, redis=command in NEEDS_REDIS)
         except ConfigError as exc:
             print(f"bulletin: configuration error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(status) from None
     cli = FlaskGroup(create_app=lambda: app, help="Bulletin: subscriptions and sectioned digests.")
     cli.main(args=args, prog_name="bulletin")
 
@@ -85,6 +90,7 @@ def register_commands(app: Flask) -> None:
         smtp_catcher_command,
         dev_command,
         subscribers_group,
+        ingest_bounce_command,
     ):
         app.cli.add_command(command)
 
@@ -162,8 +168,8 @@ def publish_command(issue_id: int) -> None:
     """Publish an issue now: plan its deliveries and hand them to the workers."""
     from tasks.sending import dispatch_issue
 
-    from .delivery import PublishError, publish_issue
     from .extensions import db
+    from .publishing import PublishError, publish_issue
 
     try:
         planned = publish_issue(issue_id)
@@ -180,9 +186,9 @@ def publish_command(issue_id: int) -> None:
 @with_appcontext
 def issue_status_command(issue_id: int) -> None:
     """Print an issue's status and its delivery counts."""
-    from .delivery import progress
     from .extensions import db
     from .models import Issue
+    from .publishing import progress
 
     issue = db.session.get(Issue, issue_id)
     if issue is None:
@@ -190,6 +196,34 @@ def issue_status_command(issue_id: int) -> None:
     counts = progress(issue_id)
     click.echo(f"Issue {issue.id}: {issue.title} [{issue.status.value}]")
     click.echo("  " + "  ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@click.command("ingest-bounce")
+@click.option("--recipient", metavar="ADDR", help="The envelope recipient (Postfix: ${recipient}).")
+@with_appcontext
+def ingest_bounce_command(recipient: str | None) -> None:
+    """Act on one bounce, complaint or unsubscribe email read from standard input.
+
+    For an MTA pipe transport: exits 0 when the message was handled or ignored (the MTA
+    drops it) and 75 when the database is unreachable (the MTA tries again later).
+    """
+    from .bounces import ingest
+    from .extensions import db
+
+    raw = sys.stdin.buffer.read()
+    try:
+        result = ingest(raw, recipient=recipient)
+        db.session.commit()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        click.echo(f"bulletin: database unavailable, try again later: {reason}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    ids = "".join(
+        f" {name}={value}"
+        for name, value in (("delivery", result.delivery_id), ("subscriber", result.subscriber_id))
+        if value is not None
+    )
+    click.echo(f"{result.kind}{ids}: {result.reason}")
 
 
 @click.group("subscribers")

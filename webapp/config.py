@@ -97,6 +97,16 @@ def _secret_key(env: Mapping[str, str], mode: str, instance_path: Path) -> str:
     return key
 
 
+def _zone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("TIMEZONE", f"unknown time zone {name!r} (try Asia/Shanghai)") from None
+    return name
+
+
 def _dkim(env: Mapping[str, str], mail_domain: str) -> dict[str, Any] | None:
     """DKIM signing settings, or None when no key is configured."""
     path = env.get("DKIM_PRIVATE_KEY_FILE")
@@ -165,8 +175,26 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "DKIM": _dkim(env, mail_domain),
         "BASE_URL": base_url,
         "BULLETIN_NAME": env.get("BULLETIN_NAME") or "工作简报",
+        # Staff type and read times (scheduled publishing) in this zone; stored in UTC.
+        "TIMEZONE": _zone(env.get("TIMEZONE") or "Asia/Shanghai"),
         "POSTAL_ADDRESS": env.get("POSTAL_ADDRESS") or "",
         "SEND_BATCH_SIZE": _int(env, "SEND_BATCH_SIZE", 200, 1, 10000),
+        # Sending (see webapp/delivery.py). A claimed batch that is not finished within the
+        # lease is taken back by the sweeper; temporary failures are retried with backoff
+        # from SEND_RETRY_BASE seconds, up to SEND_MAX_ATTEMPTS tries within SEND_DEADLINE.
+        "SEND_RATE": _float(env, "SEND_RATE", 0.0),  # messages per second, all workers; 0: no limit
+        "SEND_LEASE_SECONDS": _int(env, "SEND_LEASE_SECONDS", 300, 2, 86400),
+        "SEND_FLUSH_EVERY": _int(env, "SEND_FLUSH_EVERY", 50, 1, 10000),
+        "SEND_RETRY_BASE": _float(env, "SEND_RETRY_BASE", 60.0),
+        "SEND_MAX_ATTEMPTS": _int(env, "SEND_MAX_ATTEMPTS", 8, 1, 100),
+        "SEND_DEADLINE_HOURS": _float(env, "SEND_DEADLINE_HOURS", 48.0),
+        # A pending row whose batch task was queued this long ago and never ran lost its task.
+        "SEND_REQUEUE_SECONDS": _int(env, "SEND_REQUEUE_SECONDS", 900, 1, 86400),
+        "SWEEP_SECONDS": _float(env, "SWEEP_SECONDS", 30.0),
+        # Bounces (see webapp/bounces.py): VERP return paths at this domain when it is set.
+        "BOUNCE_DOMAIN": env.get("BOUNCE_DOMAIN", "").strip().lower() or None,
+        "BOUNCE_WEBHOOK_SECRET": env.get("BOUNCE_WEBHOOK_SECRET") or None,
+        "SOFT_BOUNCE_LIMIT": _int(env, "SOFT_BOUNCE_LIMIT", 3, 1, 100),
         # Gmail clips HTML over ~102 KB; auto mode keeps every digest under this many bytes.
         "EMAIL_HTML_BUDGET": _int(env, "EMAIL_HTML_BUDGET", 90 * 1024, 20 * 1024, 1024 * 1024),
         # Public endpoints, per client IP (and per address for sign-ups); "N per minute;M per hour".
@@ -179,6 +207,8 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         # How many reverse proxies set X-Forwarded-For in front of the app (0: none); the rate
         # limits and consent records need the reader's address, not the proxy's.
         "PROXY_COUNT": _int(env, "PROXY_COUNT", 0, 0, 5),
+        # The Celery queue this deployment's workers consume (one Redis can serve several).
+        "CELERY_QUEUE": env.get("CELERY_QUEUE") or "bulletin",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -1,49 +1,64 @@
-"""Plan a send, claim a batch, record results: the never-twice rules live here.
+"""Send an issue: queue batches, claim them, send over one connection, record; and sweep.
 
-The database is the ledger. Publishing inserts one `Delivery` row per eligible reader in the
-same transaction that moves the issue to `sending`; the unique (issue, subscriber) pair means
-nobody can be planned twice. A worker *claims* rows before sending (pending -> sending with a
-lease), so a second worker, or a redelivered Celery task, finds nothing left to claim, and
-it writes each result as soon as the server answers, so a crash loses at most the one
-message in flight, which is then marked `unknown` rather than resent.
+The never-twice rules, in order:
+
+1. The database is the ledger: one `Delivery` row per (issue, reader), unique, planned
+   when the issue is published (`publishing.py`). Redis only carries work.
+2. A worker *claims* its batch in one statement (pending -> sending, with a lease); a row is
+   claimed once. On PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent claimers pass by.
+3. Before a message goes on the wire its row is marked "in flight" in a Redis journal; the
+   server's answer replaces the mark. Answers reach the database in bulk every
+   SEND_FLUSH_EVERY messages, and each flush extends the lease of the rest of the batch.
+4. A row whose lease ran out belongs to a worker that died. The sweeper reads the journal:
+   an answer is recorded as given; an "in flight" mark becomes `unknown` (the message may
+   have arrived: it is never resent automatically); no mark means it never left, and it
+   goes back to pending.
+5. Temporary failures go back to pending with a time to retry (exponential backoff). The
+   sweeper queues rows that are due, and rows whose task was lost (a Redis restart).
+
+A redelivered or duplicated task finds nothing to claim, so running any task twice is a
+no-op. Tasks (`tasks/sending.py`) are thin: they call `dispatch_due`, `send_batch`, `sweep`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from email.utils import parseaddr
+from datetime import UTC, datetime, timedelta
 
+import redis as redis_lib
 from flask import current_app
-from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, update
+from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy import func, select, update
 
+from . import publishing, subscriptions
 from .digests import Recipient, compose
 from .extensions import db
 from .issues import issue_topic_ids
-from .mailer import (
-    MailerError,
-    Outcome,
-    SendResult,
-    SmtpSession,
-)
+from .mailer import MailerError, Outcome, SendResult, SmtpSession
 from .models import (
     Delivery,
     DeliveryStatus,
+    EventSource,
     Issue,
     IssueStatus,
     Subscriber,
     SubscriberStatus,
+    SuppressionReason,
     subscriber_topics,
     utcnow,
 )
 
-LEASE = timedelta(minutes=5)
-OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+log = logging.getLogger(__name__)
 
-
-class PublishError(RuntimeError):
-    """The issue cannot be published in its current state; the message says why."""
+Enqueue = Callable[[int, list[int]], None]  # (issue id, delivery ids): queue a batch task
+IN_FLIGHT = "?"
+JOURNAL_DAYS = 7
 
 
 @dataclass
@@ -52,119 +67,29 @@ class BatchResult:
     failed: int = 0
     unknown: int = 0
     skipped: int = 0
-    retry_ids: list[int] = field(default_factory=list)  # temporary failures, to try again
+    retrying: int = 0
+    released: int = 0  # claimed but not tried (paused, cancelled, SMTP unreachable)
+    stopped: str = ""  # why the batch stopped early, if it did
 
 
-def publish_issue(issue_id: int) -> int:
-    """Move a draft or scheduled issue to `sending` and plan one delivery per eligible reader.
+@dataclass
+class Answer:
+    """What happened to one row, to be written in the next bulk flush."""
 
-    Returns how many readers were planned. The status change is a conditional UPDATE, so of
-    two publishers racing (or a double click) exactly one wins; the other gets PublishError.
-    Flushes only: the caller commits and then enqueues `tasks.sending.dispatch_issue`.
-    """
-    issue = db.session.get(Issue, issue_id)
-    if issue is None:
-        raise PublishError(f"issue {issue_id} does not exist")
-    topic_ids = issue_topic_ids(issue_id)
-    if not topic_ids:
-        raise PublishError(f"issue {issue_id} has no articles")
-    now = utcnow()
-    moved = db.session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id, Issue.status.in_([IssueStatus.DRAFT, IssueStatus.SCHEDULED]))
-        .values(status=IssueStatus.SENDING, published_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if moved != 1:
-        db.session.refresh(issue)
-        raise PublishError(f"issue {issue_id} is already {issue.status.value}")
-    db.session.refresh(issue)
-    return plan_deliveries(issue_id, topic_ids)
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    status: DeliveryStatus
+    reply: str
+    message_id: str = ""
+    next_attempt_at: datetime | None = None
+    hard_bounce: bool = False
 
-
-def plan_deliveries(issue_id: int, topic_ids: set[int]) -> int:
-    """Insert a pending Delivery for every active reader of at least one of `topic_ids`.
-
-    One INSERT ... SELECT: the database streams the subscribers, so memory does not grow
-    with the list.
-    """
-    now = utcnow()
-    chooses_a_topic = select(subscriber_topics.c.subscriber_id).where(
-        subscriber_topics.c.topic_id.in_(topic_ids)
-    )
-    readers = select(
-        literal(issue_id, Integer),
-        Subscriber.id,
-        literal(DeliveryStatus.PENDING.value, String),
-        literal(0, Integer),
-        literal("", String),
-        literal("", String),
-        literal(now, DateTime(timezone=True)),
-        literal(now, DateTime(timezone=True)),
-    ).where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.id.in_(chooses_a_topic))
-    columns = [
-        "issue_id",
-        "subscriber_id",
-        "status",
-        "attempts",
-        "smtp_reply",
-        "message_id",
-        "created_at",
-        "updated_at",
-    ]
-    db.session.execute(insert(Delivery).from_select(columns, readers))
-    # Counted, not read from rowcount: drivers disagree on rowcount for INSERT ... SELECT.
-    return db.session.scalar(
-        select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue_id)
-    )
-
-
-def pending_batches(issue_id: int, size: int) -> Iterator[list[int]]:
-    """Ids of this issue's pending deliveries, in batches, read in keyset pages."""
-    last_id = 0
-    while True:
-        ids = list(
-            db.session.scalars(
-                select(Delivery.id)
-                .where(
-                    Delivery.issue_id == issue_id,
-                    Delivery.status == DeliveryStatus.PENDING,
-                    Delivery.id > last_id,
-                )
-                .order_by(Delivery.id)
-                .limit(size)
-            )
+    def journal_entry(self) -> str:
+        return json.dumps(
+            [self.status.value, self.reply[:500], self.message_id, self.hard_bounce],
+            ensure_ascii=False,
         )
-        if not ids:
-            return
-        yield ids
-        last_id = ids[-1]
-
-
-def claim(delivery_ids: list[int]) -> list[int]:
-    """Atomically take the still-pending rows among `delivery_ids` (or expired leases).
-
-    Concurrent claimers of the same rows serialize on the row locks; the loser's WHERE
-    no longer matches, so each row is claimed once.
-    """
-    now = utcnow()
-    claimed = db.session.scalars(
-        update(Delivery)
-        .where(
-            Delivery.id.in_(delivery_ids),
-            (Delivery.status == DeliveryStatus.PENDING)
-            | ((Delivery.status == DeliveryStatus.SENDING) & (Delivery.lease_expires_at < now)),
-        )
-        .values(
-            status=DeliveryStatus.SENDING,
-            lease_expires_at=now + LEASE,
-            attempts=Delivery.attempts + 1,
-            updated_at=now,
-        )
-        .returning(Delivery.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return sorted(claimed)
 
 
 def smtp_session() -> SmtpSession:
@@ -179,81 +104,424 @@ def smtp_session() -> SmtpSession:
     )
 
 
-def _record(delivery_id: int, status: DeliveryStatus, reply: str, message_id: str = "") -> None:
+def redis_client() -> redis_lib.Redis:
+    """One client (and connection pool) per process."""
+    client = current_app.extensions.get("bulletin.redis")
+    if client is None:
+        client = redis_lib.Redis.from_url(
+            current_app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=5
+        )
+        current_app.extensions["bulletin.redis"] = client
+    return client
+
+
+class JournalError(RuntimeError):
+    """Redis cannot take the journal: stop sending, since a crash could no longer be told
+    apart from a success."""
+
+
+class Journal:
+    """Per issue, in a Redis hash: delivery id -> "?" (on the wire) or the server's answer."""
+
+    def __init__(self, issue_id: int):
+        self.redis = redis_client()
+        self.key = f"bulletin:journal:{issue_id}"
+
+    def _write(self, delivery_id: int, value: str) -> None:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(self.key, str(delivery_id), value)
+            pipe.expire(self.key, JOURNAL_DAYS * 86400)
+            pipe.execute()
+        except redis_lib.RedisError as exc:
+            raise JournalError(str(exc)) from exc
+
+    def on_the_wire(self, delivery_id: int) -> None:
+        self._write(delivery_id, IN_FLIGHT)
+
+    def answered(self, answer: Answer) -> None:
+        self._write(answer.delivery_id, answer.journal_entry())
+
+    def forget(self, delivery_ids: list[int]) -> None:
+        if delivery_ids:
+            try:
+                self.redis.hdel(self.key, *map(str, delivery_ids))
+            except redis_lib.RedisError:
+                pass  # only tidiness: the rows are final in the database; the key expires
+
+    def read(self, delivery_ids: list[int]) -> dict[int, str]:
+        values = self.redis.hmget(self.key, [str(i) for i in delivery_ids])
+        return {i: v.decode() for i, v in zip(delivery_ids, values, strict=True) if v is not None}
+
+
+class SendRate:
+    """The SEND_RATE budget, shared by every worker through Redis (0: no limit)."""
+
+    def __init__(self, per_second: float):
+        self.limiter = None
+        if per_second > 0:
+            storage = storage_from_string(current_app.config["REDIS_URL"])
+            self.limiter = FixedWindowRateLimiter(storage)
+            if per_second >= 1:
+                self.item = RateLimitItemPerSecond(round(per_second))
+            else:
+                self.item = RateLimitItemPerMinute(max(1, round(per_second * 60)))
+
+    def wait(self) -> None:
+        while self.limiter is not None and not self.limiter.hit(self.item, "bulletin-send"):
+            reset = self.limiter.get_window_stats(self.item, "bulletin-send").reset_time
+            time.sleep(min(1.0, max(0.005, reset - time.time())))
+
+
+def _rate() -> SendRate:
+    rate = current_app.extensions.get("bulletin.send_rate")
+    if rate is None:
+        rate = current_app.extensions["bulletin.send_rate"] = SendRate(
+            current_app.config["SEND_RATE"]
+        )
+    return rate
+
+
+# --- queueing ------------------------------------------------------------------------------
+
+
+def dispatch_due(issue_id: int, enqueue: Enqueue, *, size: int | None = None) -> int:
+    """Queue a batch task for every pending row that is due and not already queued.
+
+    Rows are read in keyset pages, so memory stays flat. Each batch is marked `queued_at`
+    and committed before its task is queued; a task lost after that (Redis restarted) is
+    noticed by the sweeper after SEND_REQUEUE_SECONDS. Returns how many rows were queued.
+    """
+    config = current_app.config
+    size = size or config["SEND_BATCH_SIZE"]
     now = utcnow()
-    values = {
-        "status": status,
-        "smtp_reply": reply[:1000],
-        "updated_at": now,
-        "lease_expires_at": None,
-    }
-    if message_id:
-        values["message_id"] = message_id
-    if status == DeliveryStatus.SENT:
-        values["sent_at"] = now
-    db.session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    # Written before the next message goes out: a crash after this point cannot resend it.
-    db.session.commit()
-
-
-def _release(delivery_ids: list[int]) -> None:
-    """Give claimed rows back (a temporary problem): they go out on the retry."""
-    if delivery_ids:
+    stale = now - timedelta(seconds=config["SEND_REQUEUE_SECONDS"])
+    queued, last_id = 0, 0
+    while True:
+        ids = list(
+            db.session.scalars(
+                select(Delivery.id)
+                .where(
+                    Delivery.issue_id == issue_id,
+                    Delivery.status == DeliveryStatus.PENDING,
+                    Delivery.id > last_id,
+                    (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),
+                    (Delivery.queued_at.is_(None)) | (Delivery.queued_at < stale),
+                )
+                .order_by(Delivery.id)
+                .limit(size)
+            )
+        )
+        if not ids:
+            return queued
         db.session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.SENDING)
-            .values(status=DeliveryStatus.PENDING, lease_expires_at=None, updated_at=utcnow())
+            .where(Delivery.id.in_(ids))
+            .values(queued_at=now)
             .execution_options(synchronize_session=False)
         )
+        db.session.commit()
+        enqueue(issue_id, ids)
+        queued += len(ids)
+        last_id = ids[-1]
+
+
+# --- sending -------------------------------------------------------------------------------
+
+
+def claim(issue_id: int, delivery_ids: list[int]) -> list[int]:
+    """Take the rows among `delivery_ids` that are still pending: pending -> sending + lease.
+
+    One statement. On PostgreSQL the inner SELECT locks with SKIP LOCKED, so two workers
+    handed the same ids (a redelivered task) never wait for each other and never share a row.
+    """
+    now = utcnow()
+    lease = timedelta(seconds=current_app.config["SEND_LEASE_SECONDS"])
+    free = (
+        select(Delivery.id)
+        .where(
+            Delivery.id.in_(delivery_ids),
+            Delivery.issue_id == issue_id,
+            Delivery.status == DeliveryStatus.PENDING,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    claimed = db.session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(free.scalar_subquery()), Delivery.status == DeliveryStatus.PENDING)
+        .values(
+            status=DeliveryStatus.SENDING,
+            lease_expires_at=now + lease,
+            attempts=Delivery.attempts + 1,
+            updated_at=now,
+        )
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    ).all()
     db.session.commit()
+    return sorted(claimed)
 
 
 def send_batch(issue_id: int, delivery_ids: list[int]) -> BatchResult:
-    """Claim these deliveries, send each over one SMTP connection and record every answer.
+    """Claim these rows, send each over one SMTP connection, record every answer.
 
-    Safe to run twice with the same ids: rows already claimed or finished are not touched.
-    Raises MailerError (after releasing the claim) when the SMTP server cannot be reached.
+    Safe to run twice with the same ids: rows already claimed or final are not touched.
     """
-    result = BatchResult()
     status = db.session.scalar(select(Issue.status).where(Issue.id == issue_id))
     if status != IssueStatus.SENDING:
-        return result
-    claimed = claim(delivery_ids)
-    db.session.commit()
+        # Paused or cancelled since these were queued: let a resume queue them again.
+        _unqueue(delivery_ids)
+        return BatchResult(stopped=f"issue is {status}")
+    claimed = claim(issue_id, delivery_ids)
     if not claimed:
-        return result
-    issue_topics = issue_topic_ids(issue_id)
-    readers = _recipients(claimed)
-    chosen = _chosen_topics([r.subscriber_id for r in readers])
+        return BatchResult()
+    return _Batch(issue_id, claimed).run()
 
-    envelope_from = parseaddr(current_app.config["MAIL_FROM"])[1]
-    remaining = [r.delivery_id for r in readers]
-    session = smtp_session()
-    try:
-        for reader in readers:
-            topic_ids = frozenset(chosen.get(reader.subscriber_id, set()) & issue_topics)
-            # Re-checked at send time: the reader may have left since the issue was planned.
-            if not reader.active or not topic_ids:
-                _record(reader.delivery_id, DeliveryStatus.SKIPPED, "reader left before sending")
-                result.skipped += 1
-                remaining.remove(reader.delivery_id)
-                continue
-            message_id, data = compose(issue_id, reader, topic_ids)
-            outcome = session.send(envelope_from, reader.email, data)
-            remaining.remove(reader.delivery_id)
-            _apply(reader, outcome, message_id, result)
-    except MailerError:
-        _release(remaining)
-        raise
-    finally:
-        session.close()
-    finish_if_done(issue_id)
-    return result
+
+class _Batch:
+    def __init__(self, issue_id: int, claimed: list[int]):
+        config = current_app.config
+        self.issue_id = issue_id
+        self.readers = _recipients(claimed)
+        self.chosen = _chosen_topics([r.subscriber_id for r in self.readers])
+        self.issue_topics = issue_topic_ids(issue_id)
+        rows = db.session.execute(
+            select(Delivery.id, Delivery.attempts, Delivery.created_at).where(
+                Delivery.id.in_(claimed)
+            )
+        ).all()
+        self.attempts = {row.id: row.attempts for row in rows}
+        self.planned = {row.id: row.created_at for row in rows}
+        self.untried = [r.delivery_id for r in self.readers]
+        self.answers: list[Answer] = []
+        self.result = BatchResult()
+        self.journal = Journal(issue_id)
+        self.rate = _rate()
+        self.flush_every = config["SEND_FLUSH_EVERY"]
+        # Flushing also renews the lease, so it happens at least three times per lease.
+        self.flush_seconds = config["SEND_LEASE_SECONDS"] / 3
+        self.last_flush = time.monotonic()
+        self.retry_delay: float | None = None  # set when the server is unavailable
+
+    def run(self) -> BatchResult:
+        session = smtp_session()
+        try:
+            for reader in self.readers:
+                if self._due_to_flush() and not self._flush_and_check():
+                    break
+                topic_ids = frozenset(self.chosen.get(reader.subscriber_id, set()))
+                topic_ids &= self.issue_topics
+                # Re-checked at send time: the reader may have left since the issue was planned.
+                if not reader.active or not topic_ids:
+                    self._answer(reader, DeliveryStatus.SKIPPED, "reader left before sending")
+                    continue
+                self.rate.wait()
+                message_id, data = compose(self.issue_id, reader, topic_ids)
+                session.ensure_open()
+                self.journal.on_the_wire(reader.delivery_id)
+                outcome = session.send(_envelope_from(reader.delivery_id), reader.email, data)
+                if not self._take(reader, outcome, message_id):
+                    break
+        except MailerError as exc:
+            self.result.stopped = str(exc)
+            self.retry_delay = 0.0  # from attempts: the server could not be reached
+        except JournalError as exc:
+            self.result.stopped = f"Redis journal unavailable: {exc}"
+        finally:
+            session.close()
+            self._flush()
+            self._release()
+        publishing.finish_if_done(self.issue_id)
+        return self.result
+
+    def _take(self, reader: Recipient, outcome: SendResult, message_id: str) -> bool:
+        """Turn the server's answer into an Answer; False when the batch must stop."""
+        if outcome.outcome == Outcome.SENT:
+            self._answer(reader, DeliveryStatus.SENT, outcome.reply, message_id)
+        elif outcome.outcome == Outcome.AMBIGUOUS:
+            self._answer(reader, DeliveryStatus.UNKNOWN, outcome.reply, message_id)
+        elif outcome.outcome == Outcome.PERMANENT:
+            self._answer(reader, DeliveryStatus.FAILED, outcome.reply, hard_bounce=True)
+        elif outcome.outcome == Outcome.POLICY:
+            # The server refuses *us* (5.7.x): nothing is wrong with this reader. Stop the
+            # issue so staff can fix the cause; this row is given back untried.
+            self.untried.insert(0, reader.delivery_id)
+            self._pause(f"the SMTP server refused us: {outcome.reply}")
+            return False
+        else:
+            self._retry(reader, outcome.reply)
+            if outcome.code in (0, 421):
+                # The connection is gone (or the server is closing it): so are the others'
+                # chances on it. They are given back, to be retried after the same delay.
+                self.result.stopped = outcome.reply
+                self.retry_delay = 0.0
+                return False
+        return True
+
+    def _answer(self, reader: Recipient, status: DeliveryStatus, reply: str, message_id="", *,
+                next_attempt_at=None, hard_bounce=False) -> None:  # fmt: skip
+        answer = Answer(
+            reader.delivery_id,
+            reader.subscriber_id,
+            reader.email,
+            status,
+            reply,
+            message_id,
+            next_attempt_at,
+            hard_bounce,
+        )
+        self.untried.remove(reader.delivery_id)
+        self.answers.append(answer)
+        if status != DeliveryStatus.SKIPPED:
+            self.journal.answered(answer)
+        counter = {
+            DeliveryStatus.SENT: "sent",
+            DeliveryStatus.FAILED: "failed",
+            DeliveryStatus.UNKNOWN: "unknown",
+            DeliveryStatus.SKIPPED: "skipped",
+            DeliveryStatus.PENDING: "retrying",
+        }[status]
+        setattr(self.result, counter, getattr(self.result, counter) + 1)
+
+    def _retry(self, reader: Recipient, reply: str) -> None:
+        attempts = self.attempts[reader.delivery_id]
+        when = _next_attempt(attempts, self.planned[reader.delivery_id])
+        if when is None:
+            reply = f"gave up after {attempts} attempts: {reply}"
+            self._answer(reader, DeliveryStatus.FAILED, reply)
+        else:
+            self._answer(reader, DeliveryStatus.PENDING, reply, next_attempt_at=when)
+
+    def _pause(self, reason: str) -> None:
+        try:
+            publishing.pause_issue(self.issue_id, reason)
+            db.session.commit()
+        except publishing.PublishError:
+            db.session.rollback()
+        self.result.stopped = reason
+
+    def _due_to_flush(self) -> bool:
+        return (
+            len(self.answers) >= self.flush_every
+            or time.monotonic() - self.last_flush >= self.flush_seconds
+        )
+
+    def _flush_and_check(self) -> bool:
+        self._flush()
+        status = db.session.scalar(select(Issue.status).where(Issue.id == self.issue_id))
+        if status != IssueStatus.SENDING:
+            self.result.stopped = f"issue is {status}"
+            return False
+        return True
+
+    def _flush(self) -> None:
+        """Write the answers so far in bulk, renew the lease of the rest, clear the journal."""
+        self.last_flush = time.monotonic()
+        answers, self.answers = self.answers, []
+        now = utcnow()
+        if answers:
+            rows = [
+                {
+                    "id": a.delivery_id,
+                    "status": a.status,
+                    "smtp_reply": a.reply[:1000],
+                    "message_id": a.message_id,
+                    "sent_at": now if a.status == DeliveryStatus.SENT else None,
+                    "lease_expires_at": None,
+                    "next_attempt_at": a.next_attempt_at,
+                    "queued_at": None,
+                    "updated_at": now,
+                }
+                for a in answers
+            ]
+            # Only rows still ours: a row the sweeper took back is not overwritten.
+            db.session.execute(
+                update(Delivery)
+                .where(Delivery.status == DeliveryStatus.SENDING)
+                .execution_options(synchronize_session=None),
+                rows,
+            )
+            _after_answers(answers)
+        if self.untried:
+            lease = timedelta(seconds=current_app.config["SEND_LEASE_SECONDS"])
+            db.session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(self.untried), Delivery.status == DeliveryStatus.SENDING)
+                .values(lease_expires_at=now + lease)
+                .execution_options(synchronize_session=False)
+            )
+        db.session.commit()
+        self.journal.forget([a.delivery_id for a in answers])
+
+    def _release(self) -> None:
+        """Give back the rows claimed but never tried (they lose the attempt they were
+        charged); after a connection failure they wait like a retry."""
+        if not self.untried:
+            return
+        when = None
+        if self.retry_delay is not None:
+            attempts = max(self.attempts[i] for i in self.untried)
+            when = _next_attempt(attempts, None) or utcnow() + timedelta(hours=1)
+        db.session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(self.untried), Delivery.status == DeliveryStatus.SENDING)
+            .values(
+                status=DeliveryStatus.PENDING,
+                attempts=Delivery.attempts - 1,
+                lease_expires_at=None,
+                queued_at=None,
+                next_attempt_at=when,
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        # A mark left by a connection that failed before the message went out.
+        self.journal.forget(self.untried)
+        self.result.released = len(self.untried)
+        self.untried = []
+
+
+def _after_answers(answers: list[Answer]) -> None:
+    """A hard bounce at send time suppresses the address. (A 250 from our relay says
+    nothing about the mailbox, so it does not clear soft bounces reported later.)"""
+    for answer in answers:
+        if answer.hard_bounce:
+            subscriptions.suppress(
+                answer.email, SuppressionReason.HARD_BOUNCE, source=EventSource.BOUNCE
+            )
+
+
+def _next_attempt(attempts: int, planned: datetime | None) -> datetime | None:
+    """When to try again after `attempts` tries, or None past the attempts or the deadline."""
+    config = current_app.config
+    if attempts >= config["SEND_MAX_ATTEMPTS"]:
+        return None
+    if planned is not None:
+        planned = planned if planned.tzinfo else planned.replace(tzinfo=UTC)  # SQLite
+        if utcnow() - planned > timedelta(hours=config["SEND_DEADLINE_HOURS"]):
+            return None
+    delay = min(config["SEND_RETRY_BASE"] * 2 ** (attempts - 1), 6 * 3600)
+    return utcnow() + timedelta(seconds=delay)
+
+
+def _envelope_from(delivery_id: int) -> str:
+    """The return path: a signed VERP address when bounces are processed, else MAIL_FROM."""
+    if current_app.config["BOUNCE_DOMAIN"]:
+        from .bounces import verp_address
+
+        return verp_address(delivery_id)
+    return current_app.config["MAIL_FROM_ADDRESS"]
+
+
+def _unqueue(delivery_ids: list[int]) -> None:
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.PENDING)
+        .values(queued_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
 
 
 def _recipients(delivery_ids: list[int]) -> list[Recipient]:
@@ -288,67 +556,120 @@ def _chosen_topics(subscriber_ids: list[int]) -> dict[int, set[int]]:
     return chosen
 
 
-def _apply(reader: Recipient, outcome: SendResult, message_id: str, result: BatchResult) -> None:
-    delivery_id = reader.delivery_id
-    if outcome.outcome == Outcome.SENT:
-        _record(delivery_id, DeliveryStatus.SENT, outcome.reply, message_id)
-        result.sent += 1
-    elif outcome.outcome == Outcome.AMBIGUOUS:
-        _record(delivery_id, DeliveryStatus.UNKNOWN, outcome.reply, message_id)
-        result.unknown += 1
-    elif outcome.outcome == Outcome.TEMPORARY:
-        db.session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id)
-            .values(
-                status=DeliveryStatus.PENDING,
-                smtp_reply=outcome.reply[:1000],
-                lease_expires_at=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
-        result.retry_ids.append(delivery_id)
-    else:
-        if outcome.outcome == Outcome.PERMANENT:
-            # A hard bounce: this address is not mailed again.
+# --- sweeping ------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    recovered: dict[str, int] = field(default_factory=dict)  # status -> rows taken back
+    published: list[int] = field(default_factory=list)  # scheduled issues that came due
+    queued: int = 0
+
+
+def sweep(enqueue: Enqueue) -> SweepResult:
+    """The periodic repair: take back dead workers' rows, publish scheduled issues, queue
+    rows that are due or whose task was lost, and finish issues with nothing left to send."""
+    result = SweepResult()
+    try:
+        result.recovered = recover_expired()
+    except redis_lib.RedisError as exc:
+        # Without the journal a dead worker's rows cannot be told apart; wait for Redis.
+        log.warning("sweep: journal unavailable, expired leases left for later: %s", exc)
+    for issue_id in publishing.due_issues():
+        try:
+            publishing.publish_issue(issue_id)
+            db.session.commit()
+            result.published.append(issue_id)
+        except publishing.PublishError:
+            db.session.rollback()
+    sending = db.session.scalars(select(Issue.id).where(Issue.status == IssueStatus.SENDING))
+    for issue_id in list(sending):
+        if issue_id in result.published:
+            from .digests import prepare_digests
+
+            prepare_digests(issue_id)
+        result.queued += dispatch_due(issue_id, enqueue)
+        publishing.finish_if_done(issue_id)
+    return result
+
+
+def recover_expired() -> dict[str, int]:
+    """Settle claimed rows whose lease ran out, from the journal (see rule 4 above)."""
+    now = utcnow()
+    expired = db.session.execute(
+        select(Delivery.id, Delivery.issue_id, Delivery.subscriber_id, Subscriber.email)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at < now)
+        .order_by(Delivery.issue_id, Delivery.id)
+        .limit(10000)
+    ).all()
+    counts: dict[str, int] = {}
+    by_issue: dict[int, list] = {}
+    for row in expired:
+        by_issue.setdefault(row.issue_id, []).append(row)
+    for issue_id, rows in by_issue.items():
+        journal = Journal(issue_id)
+        entries = journal.read([r.id for r in rows])
+        answers, never_sent = [], []
+        for row in rows:
+            entry = entries.get(row.id)
+            if entry is None:
+                never_sent.append(row.id)
+                continue
+            if entry == IN_FLIGHT:
+                status, reply, message_id, hard = (
+                    DeliveryStatus.UNKNOWN.value,
+                    "worker lost while this message was being sent; not resent",
+                    "",
+                    False,
+                )
+            else:
+                status, reply, message_id, hard = json.loads(entry)
+            answers.append(
+                Answer(row.id, row.subscriber_id, row.email, DeliveryStatus(status), reply,
+                       message_id, hard_bounce=hard)
+            )  # fmt: skip
+        for answer in answers:
             db.session.execute(
-                update(Subscriber)
-                .where(Subscriber.id == reader.subscriber_id)
-                .values(status=SubscriberStatus.BOUNCED)
+                update(Delivery)
+                .where(Delivery.id == answer.delivery_id, Delivery.status == DeliveryStatus.SENDING)
+                .values(
+                    status=answer.status,
+                    smtp_reply=answer.reply[:1000],
+                    message_id=answer.message_id,
+                    sent_at=now if answer.status == DeliveryStatus.SENT else None,
+                    lease_expires_at=None,
+                    # A retry found in the journal is due now: its backoff time was not kept.
+                    next_attempt_at=None,
+                    queued_at=None,
+                    updated_at=now,
+                )
                 .execution_options(synchronize_session=False)
             )
-        _record(delivery_id, DeliveryStatus.FAILED, outcome.reply)
-        result.failed += 1
+            counts[answer.status.value] = counts.get(answer.status.value, 0) + 1
+        _after_answers(answers)
+        if never_sent:
+            db.session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(never_sent), Delivery.status == DeliveryStatus.SENDING)
+                .values(
+                    status=DeliveryStatus.PENDING,
+                    attempts=Delivery.attempts - 1,
+                    lease_expires_at=None,
+                    queued_at=None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            counts["pending"] = counts.get("pending", 0) + len(never_sent)
+        db.session.commit()
+        journal.forget([r.id for r in rows])
+    return counts
 
 
-def finish_if_done(issue_id: int) -> bool:
-    """Mark the issue sent once none of its deliveries is pending or in flight."""
-    open_rows = db.session.scalar(
+def open_rows(issue_id: int) -> int:
+    return db.session.scalar(
         select(func.count())
         .select_from(Delivery)
-        .where(Delivery.issue_id == issue_id, Delivery.status.in_(OPEN_STATUSES))
+        .where(Delivery.issue_id == issue_id, Delivery.status.in_(publishing.OPEN_STATUSES))
     )
-    if open_rows:
-        return False
-    now = utcnow()
-    db.session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
-        .values(status=IssueStatus.SENT, sent_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
-    return True
-
-
-def progress(issue_id: int) -> dict[str, int]:
-    """Delivery counts by status for one issue."""
-    counts = dict(
-        db.session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.issue_id == issue_id)
-            .group_by(Delivery.status)
-        ).all()
-    )
-    return {status.value: counts.get(status, 0) for status in DeliveryStatus}

@@ -269,6 +269,11 @@ class SmtpSession:
             raise MailerError(f"cannot talk to SMTP server {self.host}:{self.port}: {exc}") from exc
         self._smtp = smtp
 
+    def ensure_open(self) -> None:
+        """Connect now if not connected (raises MailerError), before a message is at stake."""
+        if self._smtp is None:
+            self.open()
+
     def close(self) -> None:
         if self._smtp is not None:
             try:
@@ -302,7 +307,16 @@ class SmtpSession:
                 return SendResult(Outcome.AMBIGUOUS, 0, f"connection lost after DATA: {exc}")
             return SendResult(Outcome.TEMPORARY, 0, f"connection lost: {exc}")
         except smtplib.SMTPResponseException as exc:
+            self._reset()
             return _classify(exc.smtp_code, exc.smtp_error)
+
+    def _reset(self) -> None:
+        """After a refusal, start the next transaction clean (some servers keep state)."""
+        try:
+            if self._smtp is not None:
+                self._smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self._smtp = None
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:

@@ -88,6 +88,7 @@ class IssueStatus(enum.StrEnum):
     DRAFT = "draft"
     SCHEDULED = "scheduled"
     SENDING = "sending"
+    PAUSED = "paused"  # by staff, or by us when the SMTP server refuses us (5.7.x)
     SENT = "sent"
     CANCELLED = "cancelled"
 
@@ -167,6 +168,9 @@ class Subscriber(db.Model):
     consent_method: Mapped[ConsentMethod | None] = mapped_column(_status(ConsentMethod))
     # At most one confirmation email per address per day, however often the form is sent.
     confirmation_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Soft bounces (4.x.x DSNs) since the last delivery that got through; past a threshold
+    # the address is treated as a hard bounce.
+    soft_bounces: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     topics: Mapped[list[Topic]] = relationship(secondary=subscriber_topics, order_by=Topic.position)
 
@@ -193,6 +197,8 @@ class Issue(db.Model):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
     scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why sending stopped, for staff: "paused by x", or the SMTP server's 5.7.x answer.
+    pause_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -229,6 +235,8 @@ class Delivery(db.Model):
         UniqueConstraint("issue_id", "subscriber_id"),
         # Claiming and progress counts both ask "rows of this issue in this status".
         Index("ix_deliveries_issue_status", "issue_id", "status"),
+        # The sweeper's question: which claimed rows' leases have run out?
+        Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -243,6 +251,11 @@ class Delivery(db.Model):
     smtp_reply: Mapped[str] = mapped_column(String(1000), default="")
     message_id: Mapped[str] = mapped_column(String(300), default="")
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a batch task was last queued for this row: a pending row queued long ago lost its
+    # task (Redis restarted, say), and the sweeper queues it again.
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # After a temporary failure: not before this time (exponential backoff).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -19,7 +19,6 @@ class Purpose(StrEnum):
     CONFIRM = "confirm"
     PREFERENCES = "preferences"
     UNSUBSCRIBE = "unsubscribe"
-    BOUNCE = "bounce"
 
 
 # How long a link stays good. Unsubscribe links live in archived mail for a long time and
@@ -28,7 +27,6 @@ MAX_AGE = {
     Purpose.CONFIRM: 7 * DAY,
     Purpose.PREFERENCES: 400 * DAY,
     Purpose.UNSUBSCRIBE: 400 * DAY,
-    Purpose.BOUNCE: 60 * DAY,
 }
 
 

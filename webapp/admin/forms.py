@@ -1,6 +1,13 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired, FileSize
-from wtforms import EmailField, HiddenField, PasswordField, RadioField, SubmitField
+from wtforms import (
+    DateTimeLocalField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    RadioField,
+    SubmitField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 
@@ -74,3 +81,8 @@ class SubscriberImportForm(FlaskForm):
         validators=[DataRequired("请选择读者如何同意接收。")],
     )
     submit = SubmitField("导入")
+
+
+class ScheduleForm(FlaskForm):
+    when = DateTimeLocalField("定时发布（本地时间）", validators=[DataRequired("请填写发布时间。")])
+    submit = SubmitField("定时发布")

@@ -6,7 +6,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from .. import delivery, preview
+from .. import preview, publishing
 from ..extensions import db
 from ..importing import DocumentError, parse_document
 from ..issues import import_document, issue_topic_ids
@@ -24,30 +24,10 @@ def dashboard():
             select(Subscriber.status, func.count()).group_by(Subscriber.status)
         ).all()
     )
-    progress = {i.id: delivery.progress(i.id) for i in issues}
+    progress = {i.id: publishing.progress(i.id) for i in issues}
     return render_template(
         "admin/dashboard.html", issues=issues, counts=counts, progress=progress, form=ActionForm()
     )
-
-
-@bp.post("/issues/<int:issue_id>/publish")
-@login_required
-def publish(issue_id: int):
-    form = ActionForm()
-    if not form.validate_on_submit():
-        return "bad request", 400
-    try:
-        planned = delivery.publish_issue(issue_id)
-    except delivery.PublishError as exc:
-        db.session.rollback()
-        flash(str(exc))
-        return render_template("admin/conflict.html", message=str(exc)), 409
-    db.session.commit()
-    from tasks.sending import dispatch_issue
-
-    dispatch_issue.delay(issue_id)
-    flash(f"已开始发送，共 {planned} 位读者。")
-    return redirect(request.referrer or url_for("admin.dashboard"))
 
 
 @bp.route("/issues/import", methods=["GET", "POST"])
@@ -91,13 +71,14 @@ def save_import():
 @bp.get("/issues/<int:issue_id>")
 @login_required
 def issue(issue_id: int):
+    from .sending import sending_context
+
     issue = db.get_or_404(Issue, issue_id)
     return render_template(
         "admin/issue.html",
         issue=issue,
-        progress=delivery.progress(issue_id),
-        form=ActionForm(),
         mode_form=ContentModeForm(mode=issue.content_mode),
+        **sending_context(issue),
     )
 
 

@@ -1,0 +1,151 @@
+"""Publishing, pausing, resuming, cancelling, scheduling and resending, from the staff site
+and through the engine, against the real database and a real SMTP server."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from tests.conftest import csrf_token
+from webapp import delivery, publishing
+from webapp.extensions import db
+from webapp.issues import add_article, create_issue, ensure_topics
+from webapp.models import Delivery, DeliveryStatus, Issue, IssueStatus, Subscriber, utcnow
+from webapp.models import SubscriberStatus as Status
+
+
+@pytest.fixture
+def issue(app, db_session) -> Issue:
+    [topic] = ensure_topics(["质量要闻"])
+    db.session.add_all(
+        Subscriber(email=f"r{n}@example.com", status=Status.ACTIVE, topics=[topic])
+        for n in range(30)
+    )
+    item = create_issue("第十期")
+    add_article(item, topic, "文章", "正文。", lead="导语。")
+    db.session.commit()
+    return item
+
+
+def post(client, path: str, issue: Issue, **data):
+    page = client.get(f"/admin/issues/{issue.id}").get_data(as_text=True)
+    return client.post(path, data={"csrf_token": csrf_token(page), **data})
+
+
+def run_queued(issue_id: int) -> None:
+    """What the workers would do: queue the due rows and send each batch, here, in turn."""
+    batches: list[list[int]] = []
+    delivery.dispatch_due(issue_id, lambda _, ids: batches.append(ids))
+    for ids in batches:
+        delivery.send_batch(issue_id, ids)
+
+
+def rows(issue_id: int) -> dict[DeliveryStatus, int]:
+    db.session.expire_all()
+    return dict(
+        db.session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.issue_id == issue_id)
+            .group_by(Delivery.status)
+        ).all()
+    )
+
+
+def test_publishing_twice_from_the_staff_site_is_a_409_and_one_plan(staff_client, issue):
+    first = post(staff_client, f"/admin/issues/{issue.id}/publish", issue)
+    assert first.status_code == 302
+    second = post(staff_client, f"/admin/issues/{issue.id}/publish", issue)
+    assert second.status_code == 409
+    assert "is sending" in second.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(Delivery)) == 30
+
+
+def test_a_paused_issue_sends_nothing_until_resumed(app, issue, inbox):
+    publishing.publish_issue(issue.id)
+    db.session.commit()
+    publishing.pause_issue(issue.id, "checking a typo")
+    db.session.commit()
+    run_queued(issue.id)
+    assert inbox.messages == [] and rows(issue.id) == {DeliveryStatus.PENDING: 30}
+    publishing.resume_issue(issue.id)
+    db.session.commit()
+    run_queued(issue.id)
+    assert rows(issue.id) == {DeliveryStatus.SENT: 30} and len(inbox.messages) == 30
+    assert db.session.get(Issue, issue.id).status == IssueStatus.SENT
+
+
+def test_cancelling_skips_everyone_not_yet_sent(staff_client, issue, inbox):
+    publishing.publish_issue(issue.id)
+    db.session.commit()
+    batches: list[list[int]] = []
+    delivery.dispatch_due(issue.id, lambda _, ids: batches.append(ids), size=10)
+    delivery.send_batch(issue.id, batches[0])  # ten go out
+    answer = post(staff_client, f"/admin/issues/{issue.id}/cancel", issue)
+    assert answer.status_code == 302
+    for ids in batches[1:]:
+        delivery.send_batch(issue.id, ids)  # queued before the cancel: they find nothing
+    assert rows(issue.id) == {DeliveryStatus.SENT: 10, DeliveryStatus.SKIPPED: 20}
+    assert len(inbox.messages) == 10
+    assert db.session.get(Issue, issue.id).status == IssueStatus.CANCELLED
+
+
+def test_a_server_that_refuses_us_pauses_the_issue_and_says_why(app, issue, inbox):
+    inbox.replies["r3@example.com"] = (530, "5.7.0 Authentication required")
+    publishing.publish_issue(issue.id)
+    db.session.commit()
+    run_queued(issue.id)
+    paused = db.session.get(Issue, issue.id)
+    assert paused.status == IssueStatus.PAUSED
+    assert "5.7.0 Authentication required" in paused.pause_reason
+    counts = rows(issue.id)
+    assert counts[DeliveryStatus.PENDING] == 30 - counts.get(DeliveryStatus.SENT, 0)
+    assert counts.get(DeliveryStatus.FAILED, 0) == 0  # nothing is the readers' fault
+
+
+def test_resend_unknown_puts_those_rows_back_and_the_issue_back_to_sending(staff_client, issue):
+    publishing.publish_issue(issue.id)
+    db.session.execute(update(Delivery).values(status=DeliveryStatus.SENT).where(Delivery.id <= 25))
+    db.session.execute(
+        update(Delivery).values(status=DeliveryStatus.UNKNOWN).where(Delivery.id > 25)
+    )
+    db.session.execute(update(Issue).values(status=IssueStatus.SENT))
+    db.session.commit()
+    answer = post(staff_client, f"/admin/issues/{issue.id}/resend/unknown", issue)
+    assert answer.status_code == 302
+    assert rows(issue.id) == {DeliveryStatus.SENT: 25, DeliveryStatus.PENDING: 5}
+    assert db.session.get(Issue, issue.id).status == IssueStatus.SENDING
+
+
+def test_a_scheduled_issue_is_published_by_the_sweeper_when_due(staff_client, issue):
+    answer = post(
+        staff_client, f"/admin/issues/{issue.id}/schedule", issue, when="2999-01-01T08:00"
+    )
+    assert answer.status_code == 302
+    assert db.session.get(Issue, issue.id).status == IssueStatus.SCHEDULED
+    past = post(staff_client, f"/admin/issues/{issue.id}/schedule", issue, when="2000-01-01T08:00")
+    assert past.status_code == 409 and "future" in past.get_data(as_text=True)
+
+    queued: list[int] = []
+    delivery.sweep(lambda _, ids: queued.extend(ids))
+    assert queued == []  # not yet
+    db.session.execute(update(Issue).values(scheduled_at=utcnow() - timedelta(minutes=1)))
+    db.session.commit()
+    result = delivery.sweep(lambda _, ids: queued.extend(ids))
+    assert result.published == [issue.id] and len(queued) == 30
+    assert db.session.get(Issue, issue.id).status == IssueStatus.SENDING
+
+
+def test_the_live_counts_are_json(staff_client, issue):
+    publishing.publish_issue(issue.id)
+    db.session.commit()
+    data = staff_client.get(f"/admin/issues/{issue.id}/progress.json").get_json()
+    assert data["status"] == "sending" and data["counts"]["pending"] == 30
+
+
+def test_sending_controls_need_a_csrf_token(staff_client, issue):
+    for action in ("publish", "pause", "resume", "cancel", "schedule", "resend/failed"):
+        answer = staff_client.post(f"/admin/issues/{issue.id}/{action}", data={})
+        assert answer.status_code == 400, action
+    assert db.session.get(Issue, issue.id).status == IssueStatus.DRAFT

@@ -1,0 +1,127 @@
+"""Staff pages for sending an issue: publish now or later, pause, resume, cancel, resend,
+and the live counts. Every action is a POST with a CSRF token; conflicts answer 409."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
+
+from .. import publishing
+from ..extensions import db
+from ..models import DeliveryStatus, Issue
+from . import bp
+from .forms import ActionForm, ScheduleForm
+
+
+def _queue_sending(issue_id: int) -> None:
+    from tasks.sending import dispatch_issue
+
+    dispatch_issue.delay(issue_id)
+
+
+def _act(issue_id: int, action, done: str, *, queue: bool = False):
+    """Run one status change; a change the issue's state does not allow is a 409 page."""
+    db.get_or_404(Issue, issue_id)
+    if not ActionForm().validate_on_submit():
+        return render_template("admin/conflict.html", message="表单已过期，请刷新后重试。"), 400
+    try:
+        outcome = action()
+    except publishing.PublishError as exc:
+        db.session.rollback()
+        return render_template("admin/conflict.html", message=str(exc)), 409
+    db.session.commit()
+    if queue:
+        _queue_sending(issue_id)
+    flash(done.format(outcome=outcome))
+    return redirect(url_for("admin.issue", issue_id=issue_id))
+
+
+@bp.post("/issues/<int:issue_id>/publish")
+def publish(issue_id: int):
+    return _act(
+        issue_id,
+        lambda: publishing.publish_issue(issue_id),
+        "已开始发送，共 {outcome} 位读者。",
+        queue=True,
+    )
+
+
+@bp.post("/issues/<int:issue_id>/pause")
+def pause(issue_id: int):
+    from flask_login import current_user
+
+    reason = f"由 {current_user.email} 暂停"
+    return _act(issue_id, lambda: publishing.pause_issue(issue_id, reason), "已暂停发送。")
+
+
+@bp.post("/issues/<int:issue_id>/resume")
+def resume(issue_id: int):
+    return _act(issue_id, lambda: publishing.resume_issue(issue_id), "已继续发送。", queue=True)
+
+
+@bp.post("/issues/<int:issue_id>/cancel")
+def cancel(issue_id: int):
+    return _act(
+        issue_id,
+        lambda: publishing.cancel_issue(issue_id),
+        "已取消发送，{outcome} 位读者不再发送。",
+    )
+
+
+@bp.post("/issues/<int:issue_id>/resend/<status>")
+def resend(issue_id: int, status: str):
+    if status not in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
+        return render_template("admin/conflict.html", message="只能重发失败或未知的邮件。"), 400
+    return _act(
+        issue_id,
+        lambda: publishing.resend(issue_id, DeliveryStatus(status)),
+        "已重新排队 {outcome} 封。",
+        queue=True,
+    )
+
+
+@bp.post("/issues/<int:issue_id>/schedule")
+def schedule(issue_id: int):
+    db.get_or_404(Issue, issue_id)
+    form = ScheduleForm()
+    if not form.validate_on_submit():
+        errors = "；".join(form.when.errors) or "表单已过期，请刷新后重试。"
+        return render_template("admin/conflict.html", message=errors), 400
+    zone = ZoneInfo(current_app.config["TIMEZONE"])
+    when = form.when.data.replace(tzinfo=zone)
+    try:
+        publishing.schedule_issue(issue_id, when)
+    except publishing.PublishError as exc:
+        db.session.rollback()
+        return render_template("admin/conflict.html", message=str(exc)), 409
+    db.session.commit()
+    flash(f"将于 {when:%Y-%m-%d %H:%M}（{zone.key}）自动发布。")
+    return redirect(url_for("admin.issue", issue_id=issue_id))
+
+
+@bp.post("/issues/<int:issue_id>/unschedule")
+def unschedule(issue_id: int):
+    return _act(issue_id, lambda: publishing.unschedule_issue(issue_id), "已取消定时发布。")
+
+
+@bp.get("/issues/<int:issue_id>/progress.json")
+def progress_json(issue_id: int):
+    issue = db.get_or_404(Issue, issue_id)
+    return jsonify(
+        status=issue.status.value,
+        pause_reason=issue.pause_reason,
+        counts=publishing.progress(issue_id),
+    )
+
+
+def sending_context(issue: Issue) -> dict:
+    zone = ZoneInfo(current_app.config["TIMEZONE"])
+    return {
+        "progress": publishing.progress(issue.id),
+        "form": ActionForm(),
+        "schedule_form": ScheduleForm(),
+        "zone": zone,
+        "scheduled_local": issue.scheduled_at.astimezone(zone) if issue.scheduled_at else None,
+        "refresh": request.args.get("refresh", type=int),
+    }

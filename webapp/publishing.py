@@ -1,0 +1,216 @@
+"""An issue's sending life: publish (now or scheduled), pause, resume, cancel, finish.
+
+Every change of an issue's status is one conditional UPDATE ("from these statuses to that
+one"), so two staff members, two browser tabs or a double click cannot both win: the loser
+gets `PublishError` (the web answers 409). Functions flush and let the caller commit; the
+caller enqueues work only after the commit (`tasks.sending.dispatch_issue`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, update
+
+from .extensions import db
+from .issues import issue_topic_ids
+from .models import (
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+    subscriber_topics,
+    utcnow,
+)
+
+OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+
+
+class PublishError(RuntimeError):
+    """The issue cannot do this in its current state; the message says why."""
+
+
+def _move(issue_id: int, allowed: tuple[IssueStatus, ...], to: IssueStatus, **values) -> Issue:
+    issue = db.session.get(Issue, issue_id)
+    if issue is None:
+        raise PublishError(f"issue {issue_id} does not exist")
+    now = utcnow()
+    moved = db.session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.status.in_(allowed))
+        .values(status=to, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(issue)
+    if moved != 1:
+        raise PublishError(f"issue {issue_id} is {issue.status.value}")
+    return issue
+
+
+def publish_issue(issue_id: int) -> int:
+    """Move a draft or scheduled issue to `sending` and plan one delivery per eligible reader.
+
+    Returns how many readers were planned. The status change and the plan are in the
+    caller's one transaction: either both happen or neither.
+    """
+    topic_ids = issue_topic_ids(issue_id)
+    if db.session.get(Issue, issue_id) is not None and not topic_ids:
+        raise PublishError(f"issue {issue_id} has no articles")
+    _move(
+        issue_id,
+        (IssueStatus.DRAFT, IssueStatus.SCHEDULED),
+        IssueStatus.SENDING,
+        published_at=utcnow(),
+        scheduled_at=None,
+    )
+    return plan_deliveries(issue_id, topic_ids)
+
+
+def schedule_issue(issue_id: int, when: datetime) -> Issue:
+    """Publish automatically at `when` (the sweeper publishes due issues)."""
+    if when <= utcnow():
+        raise PublishError("the scheduled time must be in the future")
+    if not issue_topic_ids(issue_id):
+        raise PublishError(f"issue {issue_id} has no articles")
+    return _move(
+        issue_id, (IssueStatus.DRAFT, IssueStatus.SCHEDULED), IssueStatus.SCHEDULED,
+        scheduled_at=when,
+    )  # fmt: skip
+
+
+def unschedule_issue(issue_id: int) -> Issue:
+    return _move(issue_id, (IssueStatus.SCHEDULED,), IssueStatus.DRAFT, scheduled_at=None)
+
+
+def due_issues() -> list[int]:
+    return list(
+        db.session.scalars(
+            select(Issue.id).where(
+                Issue.status == IssueStatus.SCHEDULED, Issue.scheduled_at <= utcnow()
+            )
+        )
+    )
+
+
+def pause_issue(issue_id: int, reason: str = "") -> Issue:
+    """Stop sending; workers finish the message on the wire and give their rows back."""
+    return _move(issue_id, (IssueStatus.SENDING,), IssueStatus.PAUSED, pause_reason=reason[:500])
+
+
+def resume_issue(issue_id: int) -> Issue:
+    return _move(issue_id, (IssueStatus.PAUSED,), IssueStatus.SENDING, pause_reason="")
+
+
+def cancel_issue(issue_id: int) -> int:
+    """Stop for good: rows not yet sent become `skipped`. Returns how many were skipped."""
+    _move(
+        issue_id,
+        (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SCHEDULED),
+        IssueStatus.CANCELLED,
+    )
+    return db.session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.SKIPPED, smtp_reply="cancelled", updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def resend(issue_id: int, status: DeliveryStatus) -> int:
+    """Try `failed` or `unknown` rows again (staff decide: an unknown one may be a duplicate).
+
+    Readers who have left since are not brought back: the send re-checks every reader.
+    """
+    if status not in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
+        raise PublishError(f"only failed or unknown deliveries can be resent, not {status}")
+    issue = db.session.get(Issue, issue_id)
+    if issue is None:
+        raise PublishError(f"issue {issue_id} does not exist")
+    if issue.status == IssueStatus.CANCELLED:
+        raise PublishError(f"issue {issue_id} is cancelled")
+    count = db.session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status == status)
+        .values(
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=None,
+            queued_at=None,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if count and issue.status == IssueStatus.SENT:
+        _move(issue_id, (IssueStatus.SENT,), IssueStatus.SENDING)
+    return count
+
+
+def plan_deliveries(issue_id: int, topic_ids: set[int]) -> int:
+    """Insert a pending Delivery for every active reader of at least one of `topic_ids`.
+
+    One INSERT ... SELECT: the database streams the subscribers, so memory stays flat
+    however long the list. Readers who left, bounced or complained are not active.
+    """
+    now = utcnow()
+    chooses_a_topic = select(subscriber_topics.c.subscriber_id).where(
+        subscriber_topics.c.topic_id.in_(topic_ids)
+    )
+    readers = select(
+        literal(issue_id, Integer),
+        Subscriber.id,
+        literal(DeliveryStatus.PENDING.value, String),
+        literal(0, Integer),
+        literal("", String),
+        literal("", String),
+        literal(now, DateTime(timezone=True)),
+        literal(now, DateTime(timezone=True)),
+    ).where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.id.in_(chooses_a_topic))
+    columns = [
+        "issue_id",
+        "subscriber_id",
+        "status",
+        "attempts",
+        "smtp_reply",
+        "message_id",
+        "created_at",
+        "updated_at",
+    ]
+    db.session.execute(insert(Delivery).from_select(columns, readers))
+    # Counted, not read from rowcount: drivers disagree on rowcount for INSERT ... SELECT.
+    return db.session.scalar(
+        select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue_id)
+    )
+
+
+def finish_if_done(issue_id: int) -> bool:
+    """Mark a sending issue sent once none of its deliveries is pending or in flight."""
+    open_rows = db.session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status.in_(OPEN_STATUSES))
+    )
+    if open_rows:
+        return False
+    now = utcnow()
+    db.session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
+        .values(status=IssueStatus.SENT, sent_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return True
+
+
+def progress(issue_id: int) -> dict[str, int]:
+    """Delivery counts by status for one issue."""
+    counts = dict(
+        db.session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.issue_id == issue_id)
+            .group_by(Delivery.status)
+        ).all()
+    )
+    return {status.value: counts.get(status, 0) for status in DeliveryStatus}
