@@ -329,6 +329,23 @@ class Suppression(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class AuditEntry(db.Model):
+    """Who did what to which issue (or section, or reader list), and when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_issue_created", "issue_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The address is kept as text so the entry survives the account's deletion.
+    staff_email: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(40))  # "publish", "pause", "edit-article"...
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="SET NULL"), nullable=True
+    )
+    detail: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class StaffUser(UserMixin, db.Model):
     __tablename__ = "staff_users"
 

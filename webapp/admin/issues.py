@@ -4,30 +4,15 @@ from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from .. import preview, publishing
+from .. import preview
 from ..extensions import db
 from ..importing import DocumentError, parse_document
 from ..issues import import_document, issue_topic_ids
-from ..models import Issue, IssueStatus, Subscriber, Topic, utcnow
+from ..models import Issue, IssueStatus, Topic, utcnow
 from . import bp
 from .forms import ActionForm, ContentModeForm, ImportSaveForm, ImportUploadForm
-
-
-@bp.get("/")
-@login_required
-def dashboard():
-    issues = db.session.scalars(select(Issue).order_by(Issue.created_at.desc()).limit(50)).all()
-    counts = dict(
-        db.session.execute(
-            select(Subscriber.status, func.count()).group_by(Subscriber.status)
-        ).all()
-    )
-    progress = {i.id: publishing.progress(i.id) for i in issues}
-    return render_template(
-        "admin/dashboard.html", issues=issues, counts=counts, progress=progress, form=ActionForm()
-    )
 
 
 @bp.route("/issues/import", methods=["GET", "POST"])
