@@ -149,3 +149,36 @@ def test_sending_controls_need_a_csrf_token(staff_client, issue):
         answer = staff_client.post(f"/admin/issues/{issue.id}/{action}", data={})
         assert answer.status_code == 400, action
     assert db.session.get(Issue, issue.id).status == IssueStatus.DRAFT
+
+
+def test_the_publish_page_says_how_many_readers_get_it_per_section(staff_client, issue):
+    topic = issue.articles[0].topic
+    db.session.add(Subscriber(email="p@example.com", status=Status.PENDING, topics=[topic]))
+    db.session.commit()
+    page = staff_client.get(f"/admin/issues/{issue.id}/publish").get_data(as_text=True)
+    assert '<strong id="audience">30</strong>' in page  # the pending reader is not counted
+    assert "<td>质量要闻</td><td>30</td>" in page
+    assert db.session.get(Issue, issue.id).status == IssueStatus.DRAFT  # asking is not doing
+
+
+def test_the_sending_page_lists_every_recipient_filters_and_exports(staff_client, issue, inbox):
+    post(staff_client, f"/admin/issues/{issue.id}/publish", issue)
+    run_queued(issue.id)
+    page = staff_client.get(f"/admin/issues/{issue.id}/sending").get_data(as_text=True)
+    assert page.count("250 2.0.0 Ok: queued as test") == 30
+    assert "r7@example.com" in page
+    filtered = staff_client.get(f"/admin/issues/{issue.id}/sending?status=failed")
+    assert "r7@example.com" not in filtered.get_data(as_text=True)
+    export = staff_client.get(f"/admin/issues/{issue.id}/deliveries.csv")
+    lines = export.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert lines[0] == '"email","status","attempts","smtp_reply","updated_at","sent_at"'
+    assert len(lines) == 31 and all('"sent"' in line for line in lines[1:])
+
+
+def test_publishing_and_pausing_are_in_the_audit_log(staff_client, issue):
+    post(staff_client, f"/admin/issues/{issue.id}/publish", issue)
+    post(staff_client, f"/admin/issues/{issue.id}/pause", issue)
+    page = staff_client.get(f"/admin/issues/{issue.id}/sending").get_data(as_text=True)
+    audit_table = page[page.index('id="audit"') :]
+    assert audit_table.index("pause") < audit_table.index("publish")  # newest first
+    assert "editor@example.org" in audit_table and "<td>30</td>" in audit_table

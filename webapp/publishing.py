@@ -8,7 +8,7 @@ caller enqueues work only after the commit (`tasks.sending.dispatch_issue`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, update
 
@@ -21,6 +21,7 @@ from .models import (
     IssueStatus,
     Subscriber,
     SubscriberStatus,
+    Topic,
     subscriber_topics,
     utcnow,
 )
@@ -214,3 +215,34 @@ def progress(issue_id: int) -> dict[str, int]:
         ).all()
     )
     return {status.value: counts.get(status, 0) for status in DeliveryStatus}
+
+
+def audience(issue_id: int) -> tuple[int, list[tuple[str, int]]]:
+    """Who would get the issue if it were published now: (readers, [(section, readers)])."""
+    topic_ids = issue_topic_ids(issue_id)
+    active = Subscriber.status == SubscriberStatus.ACTIVE
+    per_section = db.session.execute(
+        select(Topic.name, func.count(subscriber_topics.c.subscriber_id))
+        .join(subscriber_topics, subscriber_topics.c.topic_id == Topic.id)
+        .join(Subscriber, Subscriber.id == subscriber_topics.c.subscriber_id)
+        .where(Topic.id.in_(topic_ids), active)
+        .group_by(Topic.id, Topic.name, Topic.position)
+        .order_by(Topic.position)
+    ).all()
+    total = db.session.scalar(
+        select(func.count(func.distinct(subscriber_topics.c.subscriber_id)))
+        .join(Subscriber, Subscriber.id == subscriber_topics.c.subscriber_id)
+        .where(subscriber_topics.c.topic_id.in_(topic_ids), active)
+    )
+    return total or 0, [(name, count) for name, count in per_section]
+
+
+def send_rate(issue_id: int, seconds: int = 60) -> float:
+    """Messages per second over the last `seconds`, from the rows' sent times."""
+    since = utcnow() - timedelta(seconds=seconds)
+    recent = db.session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.sent_at >= since)
+    )
+    return (recent or 0) / seconds

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Response,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 
-from .. import publishing
+from .. import audit, delivery_log, publishing
 from ..extensions import db
 from ..models import DeliveryStatus, Issue
 from . import bp
@@ -20,7 +30,7 @@ def _queue_sending(issue_id: int) -> None:
     dispatch_issue.delay(issue_id)
 
 
-def _act(issue_id: int, action, done: str, *, queue: bool = False):
+def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
     """Run one status change; a change the issue's state does not allow is a 409 page."""
     db.get_or_404(Issue, issue_id)
     if not ActionForm().validate_on_submit():
@@ -30,6 +40,8 @@ def _act(issue_id: int, action, done: str, *, queue: bool = False):
     except publishing.PublishError as exc:
         db.session.rollback()
         return render_template("admin/conflict.html", message=str(exc)), 409
+    # A count (readers planned, rows skipped or requeued) is worth keeping with the entry.
+    audit.record(name, issue_id=issue_id, detail=str(outcome) if isinstance(outcome, int) else "")
     db.session.commit()
     if queue:
         _queue_sending(issue_id)
@@ -43,6 +55,7 @@ def publish(issue_id: int):
         issue_id,
         lambda: publishing.publish_issue(issue_id),
         "已开始发送，共 {outcome} 位读者。",
+        name="publish",
         queue=True,
     )
 
@@ -52,12 +65,20 @@ def pause(issue_id: int):
     from flask_login import current_user
 
     reason = f"由 {current_user.email} 暂停"
-    return _act(issue_id, lambda: publishing.pause_issue(issue_id, reason), "已暂停发送。")
+    return _act(
+        issue_id, lambda: publishing.pause_issue(issue_id, reason), "已暂停发送。", name="pause"
+    )
 
 
 @bp.post("/issues/<int:issue_id>/resume")
 def resume(issue_id: int):
-    return _act(issue_id, lambda: publishing.resume_issue(issue_id), "已继续发送。", queue=True)
+    return _act(
+        issue_id,
+        lambda: publishing.resume_issue(issue_id),
+        "已继续发送。",
+        name="resume",
+        queue=True,
+    )
 
 
 @bp.post("/issues/<int:issue_id>/cancel")
@@ -66,6 +87,7 @@ def cancel(issue_id: int):
         issue_id,
         lambda: publishing.cancel_issue(issue_id),
         "已取消发送，{outcome} 位读者不再发送。",
+        name="cancel",
     )
 
 
@@ -77,6 +99,7 @@ def resend(issue_id: int, status: str):
         issue_id,
         lambda: publishing.resend(issue_id, DeliveryStatus(status)),
         "已重新排队 {outcome} 封。",
+        name=f"resend-{status}",
         queue=True,
     )
 
@@ -95,6 +118,7 @@ def schedule(issue_id: int):
     except publishing.PublishError as exc:
         db.session.rollback()
         return render_template("admin/conflict.html", message=str(exc)), 409
+    audit.record("schedule", issue_id=issue_id, detail=f"{when.isoformat()}")
     db.session.commit()
     flash(f"将于 {when:%Y-%m-%d %H:%M}（{zone.key}）自动发布。")
     return redirect(url_for("admin.issue", issue_id=issue_id))
@@ -102,16 +126,75 @@ def schedule(issue_id: int):
 
 @bp.post("/issues/<int:issue_id>/unschedule")
 def unschedule(issue_id: int):
-    return _act(issue_id, lambda: publishing.unschedule_issue(issue_id), "已取消定时发布。")
+    return _act(
+        issue_id,
+        lambda: publishing.unschedule_issue(issue_id),
+        "已取消定时发布。",
+        name="unschedule",
+    )
 
 
 @bp.get("/issues/<int:issue_id>/progress.json")
 def progress_json(issue_id: int):
     issue = db.get_or_404(Issue, issue_id)
+    counts = publishing.progress(issue_id)
+    rate = publishing.send_rate(issue_id)
+    left = counts["pending"] + counts["sending"]
     return jsonify(
         status=issue.status.value,
         pause_reason=issue.pause_reason,
-        counts=publishing.progress(issue_id),
+        counts=counts,
+        rate=round(rate, 1),
+        seconds_left=round(left / rate) if rate and left else None,
+    )
+
+
+@bp.get("/issues/<int:issue_id>/publish")
+def confirm_publish(issue_id: int):
+    """Before publishing: how many readers get it, per section; then publish or schedule."""
+    issue = db.get_or_404(Issue, issue_id)
+    total, per_section = publishing.audience(issue_id)
+    return render_template(
+        "admin/publish_confirm.html",
+        issue=issue,
+        total=total,
+        per_section=per_section,
+        **sending_context(issue),
+    )
+
+
+@bp.get("/issues/<int:issue_id>/sending")
+def sending_page(issue_id: int):
+    """Live progress, then the per-recipient log with a filter, pages and a CSV."""
+    issue = db.get_or_404(Issue, issue_id)
+    status = request.args.get("status") or None
+    status = DeliveryStatus(status) if status in set(DeliveryStatus) else None
+    search = request.args.get("q", "")
+    rows, next_after = delivery_log.page(
+        issue_id, status=status, search=search, after_id=request.args.get("after", 0, type=int)
+    )
+    return render_template(
+        "admin/sending_page.html",
+        issue=issue,
+        rows=rows,
+        next_after=next_after,
+        status=status,
+        search=search,
+        statuses=list(DeliveryStatus),
+        history=audit.entries(issue_id=issue_id),
+        **sending_context(issue),
+    )
+
+
+@bp.get("/issues/<int:issue_id>/deliveries.csv")
+def deliveries_csv(issue_id: int):
+    db.get_or_404(Issue, issue_id)
+    status = request.args.get("status") or None
+    status = DeliveryStatus(status) if status in set(DeliveryStatus) else None
+    return Response(
+        stream_with_context(delivery_log.csv_lines(issue_id, status=status)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="issue-{issue_id}-deliveries.csv"'},
     )
 
 

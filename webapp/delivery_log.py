@@ -1,0 +1,86 @@
+"""The per-recipient record of an issue's sending, as staff read it: pages and a CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from .extensions import db
+from .models import Delivery, DeliveryStatus, Subscriber
+from .subscriber_csv import formula_safe
+
+PAGE = 100
+
+
+@dataclass(frozen=True)
+class LogRow:
+    id: int
+    email: str
+    status: DeliveryStatus
+    attempts: int
+    smtp_reply: str
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+def _query(issue_id: int, status: DeliveryStatus | None, search: str):
+    query = (
+        select(
+            Delivery.id,
+            Subscriber.email,
+            Delivery.status,
+            Delivery.attempts,
+            Delivery.smtp_reply,
+            Delivery.updated_at,
+            Delivery.sent_at,
+        )
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.issue_id == issue_id)
+        .order_by(Delivery.id)
+    )
+    if status is not None:
+        query = query.where(Delivery.status == status)
+    if search.strip():
+        query = query.where(Subscriber.email.contains(search.strip().lower(), autoescape=True))
+    return query
+
+
+def page(
+    issue_id: int,
+    *,
+    status: DeliveryStatus | None = None,
+    search: str = "",
+    after_id: int = 0,
+    limit: int = PAGE,
+) -> tuple[list[LogRow], int | None]:
+    """One page of the log in row order, and the id to continue after (None at the end)."""
+    query = _query(issue_id, status, search).where(Delivery.id > after_id).limit(limit + 1)
+    rows = [LogRow(*row) for row in db.session.execute(query)]
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
+
+
+def csv_lines(issue_id: int, *, status: DeliveryStatus | None = None) -> Iterator[str]:
+    """The whole log as CSV lines, streamed; cells made safe for spreadsheets."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
+
+    def line(cells) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([formula_safe(str(c)) for c in cells])
+        return buffer.getvalue()
+
+    yield "\ufeff" + line(["email", "status", "attempts", "smtp_reply", "updated_at", "sent_at"])
+    query = _query(issue_id, status, "").execution_options(yield_per=2000)
+    for row in db.session.execute(query):
+        yield line(
+            [row.email, row.status.value, row.attempts, row.smtp_reply,
+             row.updated_at.isoformat(), row.sent_at.isoformat() if row.sent_at else ""]
+        )  # fmt: skip
