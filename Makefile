@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench translations clean
+.PHONY: install run test lint bench translations screenshots clean
 
 # Reinstall only when the dependencies change.
 $(STAMP): pyproject.toml
@@ -37,6 +37,10 @@ translations: install
 		--sort-output --omit-header -o $(CATALOG)/messages.pot .
 	$(BIN)/pybabel update -i $(CATALOG)/messages.pot -d $(CATALOG) -l en --no-fuzzy-matching
 	$(BIN)/pybabel compile -d $(CATALOG)
+
+## The README's screenshots, taken by the newsroom browser test.
+screenshots: install
+	SCREENSHOTS_DIR=webapp/static/screenshots $(BIN)/python -m pytest -q tests/test_browser_newsroom.py
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import lxml.html
 import pytest
 from sqlalchemy import func, select
 
@@ -109,11 +110,15 @@ def test_staff_see_the_report_before_anything_is_saved_then_save_a_draft(
     assert "删去的转换残留（1）" in page
     assert count(Issue) == 0  # checked, not saved
 
+    # Save what the report page carries, as a browser would send it back.
+    form = lxml.html.fromstring(page).xpath('//form[contains(@action, "/save")]')[0]
+    carried = form.xpath('.//textarea[@name="document"]')[0].text_content()
+    assert carried.strip() == SAMPLE.read_text(encoding="utf-8").strip()
     saved = staff_client.post(
         "/admin/issues/import/save",
         data={
             "csrf_token": csrf_token(page),
-            "document": SAMPLE.read_text(encoding="utf-8"),
+            "document": carried.replace("\n", "\r\n"),  # browsers send CRLF
             "filename": "bulletin.md",
         },
     )

@@ -7,6 +7,7 @@ from wtforms import (
     PasswordField,
     RadioField,
     SubmitField,
+    TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
@@ -40,9 +41,12 @@ class ImportUploadForm(FlaskForm):
 
 
 class ImportSaveForm(FlaskForm):
-    """Step 2: the checked document travels back in a hidden field and is parsed again."""
+    """Step 2: the checked document travels back in a hidden field and is parsed again.
 
-    document = HiddenField(validators=[DataRequired()])
+    A hidden <textarea>, not <input type=hidden>: browsers strip line breaks from input
+    values, and the document's structure is its lines."""
+
+    document = TextAreaField(validators=[DataRequired()])
     filename = HiddenField()
     submit = SubmitField("保存为草稿")
 

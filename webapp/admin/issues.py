@@ -30,7 +30,10 @@ def import_issue():
     except DocumentError as exc:
         form.document.errors.append(f"{upload.filename}: {exc}")
         return render_template("admin/import.html", form=form), 400
-    save = ImportSaveForm(document=data.decode("utf-8-sig"), filename=upload.filename)
+    # formdata=None: the request holds the upload under the same name, which would win.
+    save = ImportSaveForm(
+        formdata=None, document=data.decode("utf-8-sig"), filename=upload.filename
+    )
     return render_template("admin/import_report.html", report=report, form=save)
 
 
@@ -46,7 +49,7 @@ def save_import():
     except DocumentError as exc:
         db.session.rollback()
         upload = ImportUploadForm()
-        upload.document.errors.append(f"{form.filename.data}: {exc}")
+        upload.document.errors = [f"{form.filename.data}: {exc}"]
         return render_template("admin/import.html", form=upload), 400
     db.session.commit()
     flash(f"已保存为草稿 #{issue.id}：{issue.title}")
