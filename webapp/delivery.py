@@ -462,24 +462,30 @@ class _Batch:
         if self.retry_delay is not None:
             attempts = max(self.attempts[i] for i in self.untried)
             when = _next_attempt(attempts, None) or utcnow() + timedelta(hours=1)
-        db.session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(self.untried), Delivery.status == DeliveryStatus.SENDING)
-            .values(
-                status=DeliveryStatus.PENDING,
-                attempts=Delivery.attempts - 1,
-                lease_expires_at=None,
-                queued_at=None,
-                next_attempt_at=when,
-                updated_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
-        )
+        _give_back(self.untried, next_attempt_at=when)
         db.session.commit()
         # A mark left by a connection that failed before the message went out.
         self.journal.forget(self.untried)
         self.result.released = len(self.untried)
         self.untried = []
+
+
+def _give_back(delivery_ids: list[int], *, next_attempt_at: datetime | None = None) -> None:
+    """Claimed rows that never went out: pending again, without the attempt they were
+    charged when claimed."""
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.SENDING)
+        .values(
+            status=DeliveryStatus.PENDING,
+            attempts=Delivery.attempts - 1,
+            lease_expires_at=None,
+            queued_at=None,
+            next_attempt_at=next_attempt_at,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _after_answers(answers: list[Answer]) -> None:
@@ -649,18 +655,7 @@ def recover_expired() -> dict[str, int]:
             counts[answer.status.value] = counts.get(answer.status.value, 0) + 1
         _after_answers(answers)
         if never_sent:
-            db.session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(never_sent), Delivery.status == DeliveryStatus.SENDING)
-                .values(
-                    status=DeliveryStatus.PENDING,
-                    attempts=Delivery.attempts - 1,
-                    lease_expires_at=None,
-                    queued_at=None,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
+            _give_back(never_sent)
             counts["pending"] = counts.get("pending", 0) + len(never_sent)
         db.session.commit()
         journal.forget([r.id for r in rows])
