@@ -890,3 +890,28 @@ def test_a_failure_inside_the_site_shows_a_page_in_the_readers_language(app, sec
     assert "服务器出了点问题，请稍后再试。" in html(answer)
     assert "secret internals" not in html(answer)
     assert "Traceback" not in html(answer)
+
+
+def test_saving_preferences_keeps_a_section_staff_have_archived(app, sections):
+    reader_id = add_reader(
+        app, "keeper@example.com", SubscriberStatus.ACTIVE, [sections[NEWS], sections[HOT]]
+    )
+    with app.app_context():
+        db.session.get(Topic, sections[HOT]).active = False
+        db.session.commit()
+        token = make_token(Purpose.PREFERENCES, {"s": reader_id})
+    client = app.test_client()
+    page = client.get(f"/preferences/{token}").get_data(as_text=True)
+    answer = client.post(
+        f"/preferences/{token}",
+        data={
+            "csrf_token": csrf_token(page),
+            "name": "",
+            "locale": "zh",
+            "topics": [sections[NEWS]],
+        },
+    )
+    assert answer.status_code == 302
+    with app.app_context():
+        kept = {t.id for t in db.session.get(Subscriber, reader_id).topics}
+    assert kept == {sections[NEWS], sections[HOT]}

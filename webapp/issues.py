@@ -1,17 +1,57 @@
-"""Issues and articles: create, import a document, and read an issue for rendering."""
+"""Issues and articles: create, import a document, write and arrange articles, and read an
+issue for rendering.
+
+Staff edits (`add_staff_article`, `edit_article`, `delete_article`, `move_article`) only touch
+a draft or scheduled issue: once an issue is sending, what readers get is the record. Each
+edit flushes with its audit entry and leaves the commit to the caller.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from . import audit
 from .extensions import db
-from .importing import ImportReport, parse_document
-from .models import Article, Issue, Topic
+from .importing import ImportReport, make_lead, parse_document
+from .models import Article, Issue, IssueStatus, Topic, utcnow
 from .rendering import ArticleContent, IssueContent, SectionContent, safe_url
 from .tokens import external_url
+
+# Statuses whose content staff may still change. Anything later has gone (or is going) to
+# readers, and the digests already rendered from it must stay what was sent.
+EDITABLE_STATUSES = (IssueStatus.DRAFT, IssueStatus.SCHEDULED)
+
+TITLE_MAX = 300  # Article.title
+SOURCE_NAME_MAX = 300  # Article.source_name
+SOURCE_URL_MAX = 2000  # Article.source_url
+
+
+class IssueNotEditable(RuntimeError):
+    """The issue's content cannot change now; the message, for staff, says why."""
+
+
+class ArticleError(ValueError):
+    """An article value we refuse. `field` names the form field it belongs to."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ArticleDraft:
+    """What staff typed for an article, before it is checked and saved."""
+
+    topic_id: int
+    title: str
+    body: str
+    lead: str = ""
+    source_name: str = ""
+    source_url: str = ""
 
 
 def slugify(name: str) -> str:
@@ -136,3 +176,201 @@ def import_document(data: bytes | str) -> tuple[Issue, ImportReport]:
             source_url=imported.source_url or "",
         )
     return issue, report
+
+
+# ============================================================================ staff newsroom
+
+
+def create_blank_issue(title: str, period: str = "") -> Issue:
+    """A new, empty draft issue for staff to write articles into (flushed, audited)."""
+    issue = create_issue(title.strip(), period=period.strip())
+    audit.record("create-issue", issue_id=issue.id, detail=issue.title)
+    return issue
+
+
+def issue_article_counts() -> dict[int, int]:
+    """Articles per issue id, in one query (issues without articles are absent)."""
+    return dict(
+        db.session.execute(select(Article.issue_id, func.count()).group_by(Article.issue_id)).all()
+    )
+
+
+def topic_choices(current_topic_id: int | None = None) -> list[Topic]:
+    """The sections an article may be put in: the active ones, plus the one it is already in.
+
+    An article keeps an archived section when it is edited for a typo; it cannot be moved
+    into one.
+    """
+    condition = Topic.active.is_(True)
+    if current_topic_id is not None:
+        condition = condition | (Topic.id == current_topic_id)
+    return list(
+        db.session.scalars(select(Topic).where(condition).order_by(Topic.position, Topic.id))
+    )
+
+
+def claim_for_edit(issue_id: int) -> Issue:
+    """Mark an issue as changed now, if it may still change; raises `IssueNotEditable`.
+
+    One conditional UPDATE, like the status moves in `publishing`: it bumps `updated_at`
+    (previews are cached by it) and holds the row until the caller commits, so an edit and
+    a publish cannot interleave: a publish that commits first makes this refuse, and one
+    that comes second waits for this edit's commit.
+    """
+    issue = db.session.get(Issue, issue_id)
+    if issue is None:
+        raise LookupError(f"issue {issue_id} does not exist")
+    claimed = db.session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.status.in_(EDITABLE_STATUSES))
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(issue, ["status", "updated_at"])
+    if claimed != 1:
+        ensure_editable(issue)  # its status is why the UPDATE matched nothing; says which
+        raise IssueNotEditable(f"第 {issue_id} 期现在不能修改，请刷新后重试。")
+    return issue
+
+
+def ensure_editable(issue: Issue) -> None:
+    """Raise `IssueNotEditable` unless the issue is a draft or scheduled. A check for pages
+    that show an edit form; the edit itself is guarded by `claim_for_edit`."""
+    if issue.status not in EDITABLE_STATUSES:
+        raise IssueNotEditable(
+            f"第 {issue.id} 期的状态是 {issue.status.value}："
+            "发送开始后，内容以发出的为准，不能再修改。"
+        )
+
+
+def _checked(draft: ArticleDraft, *, current_topic_id: int | None = None) -> tuple[dict, Topic]:
+    """The draft's values as stored, and its section; raises `ArticleError`.
+
+    The form checks the same things for the person typing; these checks hold for every
+    caller. The source URL matters most: email templates link it as it is stored.
+    """
+    title = draft.title.strip()
+    if not title:
+        raise ArticleError("title", "请填写标题。")
+    if len(title) > TITLE_MAX:
+        raise ArticleError("title", f"标题最多 {TITLE_MAX} 个字。")
+    if not draft.body.strip():
+        raise ArticleError("body", "请填写正文。")
+    source_url = draft.source_url.strip()
+    if source_url and (safe_url(source_url) != source_url or len(source_url) > SOURCE_URL_MAX):
+        raise ArticleError("source_url", "来源链接只接受 http:// 或 https:// 开头的网址。")
+    source_name = draft.source_name.strip()
+    if len(source_name) > SOURCE_NAME_MAX:
+        raise ArticleError("source_name", f"来源名称最多 {SOURCE_NAME_MAX} 个字。")
+    topic = db.session.get(Topic, draft.topic_id)
+    if topic is None or not (topic.active or topic.id == current_topic_id):
+        raise ArticleError("topic_id", "请选择一个在用的栏目。")
+    values = {
+        "title": title,
+        "body": draft.body,
+        "lead": draft.lead.strip(),
+        "source_name": source_name,
+        "source_url": source_url,
+    }
+    return values, topic
+
+
+def _renumber(issue: Issue) -> None:
+    """Positions 0..n-1 in the order readers see the articles: by section, then as arranged.
+
+    Digests group articles by section in section order whatever their positions, so
+    keeping positions in that order makes "up" and "down" on the staff page mean what a
+    reader will see.
+    """
+    db.session.flush()
+    db.session.expire(issue, ["articles"])
+    ordered = sorted(issue.articles, key=lambda a: (a.topic.position, a.topic_id, a.position, a.id))
+    for position, article in enumerate(ordered):
+        article.position = position
+    db.session.flush()
+    db.session.expire(issue, ["articles"])
+
+
+def add_staff_article(issue_id: int, draft: ArticleDraft) -> Article:
+    """Write a new article at the end of its section (flushed, audited).
+
+    Raises `IssueNotEditable` or `ArticleError`. An empty lead is made from the body.
+    """
+    issue = claim_for_edit(issue_id)
+    values, topic = _checked(draft)
+    article = add_article(
+        issue,
+        topic,
+        values["title"],
+        values["body"],
+        lead=values["lead"] or make_lead(values["body"]),
+        source_name=values["source_name"],
+        source_url=values["source_url"],
+    )
+    _renumber(issue)
+    audit.record("add-article", issue_id=issue.id, detail=article.title)
+    return article
+
+
+def edit_article(article: Article, draft: ArticleDraft) -> Article:
+    """Change an article's text, source or section (flushed, audited).
+
+    Raises `IssueNotEditable` or `ArticleError`. An article moved to another section goes
+    to the end of it. An empty lead is made from the body, and so is one that was still
+    the lead made from the old body: staff who rewrote the body and left that lead alone
+    get one that matches the new text, while a lead they wrote themselves is kept.
+    """
+    issue = claim_for_edit(article.issue_id)
+    values, topic = _checked(draft, current_topic_id=article.topic_id)
+    lead = values["lead"]
+    if not lead or (values["body"] != article.body and lead == make_lead(article.body)):
+        lead = make_lead(values["body"])
+    if topic.id != article.topic_id:
+        article.topic = topic
+        article.position = len(issue.articles)  # past every other: the end of its section
+    article.title = values["title"]
+    article.body = values["body"]
+    article.lead = lead
+    article.source_name = values["source_name"]
+    article.source_url = values["source_url"]
+    _renumber(issue)
+    audit.record("edit-article", issue_id=issue.id, detail=article.title)
+    return article
+
+
+def delete_article(article: Article) -> None:
+    """Remove an article; the others close up (flushed, audited). Raises `IssueNotEditable`.
+
+    A scheduled issue keeps at least one article: scheduling refuses an empty issue, and
+    the sweeper could not publish one.
+    """
+    issue = claim_for_edit(article.issue_id)
+    if issue.status == IssueStatus.SCHEDULED and len(issue.articles) <= 1:
+        raise IssueNotEditable("这一期已定时发布，不能删去最后一篇文章；请先取消定时。")
+    title = article.title
+    issue.articles.remove(article)  # delete-orphan: the row goes at the flush
+    _renumber(issue)
+    audit.record("delete-article", issue_id=issue.id, detail=title)
+
+
+def move_article(article: Article, step: int) -> bool:
+    """Swap an article with its neighbour in its section: `step` -1 is up, +1 is down.
+
+    Returns False, changing nothing, when it is already first (or last) in its section.
+    Raises `IssueNotEditable`. Flushed and audited when it moves.
+    """
+    if step not in (-1, 1):
+        raise ValueError("step must be -1 or 1")
+    issue = claim_for_edit(article.issue_id)
+    section = sorted(
+        (a for a in issue.articles if a.topic_id == article.topic_id),
+        key=lambda a: (a.position, a.id),
+    )
+    index = section.index(article) + step
+    if not 0 <= index < len(section):
+        return False
+    neighbour = section[index]
+    article.position, neighbour.position = neighbour.position, article.position
+    _renumber(issue)
+    audit.record("move-article", issue_id=issue.id, detail=article.title)
+    return True

@@ -54,11 +54,10 @@ def publish_issue(issue_id: int) -> int:
     """Move a draft or scheduled issue to `sending` and plan one delivery per eligible reader.
 
     Returns how many readers were planned. The status change and the plan are in the
-    caller's one transaction: either both happen or neither.
+    caller's one transaction: either both happen or neither. The sections are read after
+    the status change, which holds the issue's row, so an article edit cannot slip a new
+    section in between.
     """
-    topic_ids = issue_topic_ids(issue_id)
-    if db.session.get(Issue, issue_id) is not None and not topic_ids:
-        raise PublishError(f"issue {issue_id} has no articles")
     _move(
         issue_id,
         (IssueStatus.DRAFT, IssueStatus.SCHEDULED),
@@ -66,6 +65,9 @@ def publish_issue(issue_id: int) -> int:
         published_at=utcnow(),
         scheduled_at=None,
     )
+    topic_ids = issue_topic_ids(issue_id)
+    if not topic_ids:
+        raise PublishError(f"issue {issue_id} has no articles")
     return plan_deliveries(issue_id, topic_ids)
 
 

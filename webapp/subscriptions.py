@@ -321,7 +321,9 @@ def update_preferences(
     mail bounced or who complained keep their status (their sections are still saved).
     """
     subscriber = _get(subscriber_id)
-    topics = active_topics(topic_ids)
+    # Archived sections are not on the page, so not in the form: keep the reader's choice
+    # of them, in case staff bring a section back.
+    topics = active_topics(topic_ids) + [t for t in subscriber.topics if not t.active]
     cleaned_name, chosen_locale = clean_display_name(name), normalize_locale(locale)
     changed = [
         field

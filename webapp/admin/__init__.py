@@ -3,4 +3,4 @@ from flask import Blueprint
 bp = Blueprint("admin", __name__)
 
 # Routes register themselves on bp when their modules are imported.
-from . import auth, dashboard, issues, sending, subscribers  # noqa: E402,F401
+from . import articles, auth, dashboard, issues, sections, sending, subscribers  # noqa: E402,F401

@@ -1,0 +1,191 @@
+"""Figures for the staff dashboard: sign-ups and unsubscribes per day, and the chart of them.
+
+The chart is SVG written on the server, so the page needs no JavaScript; screen readers
+get its title and a summary (the page shows the figures themselves in a table).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from markupsafe import Markup, escape
+from sqlalchemy import Date, func, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+from .extensions import db
+from .models import EventKind, SubscriberEvent
+
+
+class utc_day(FunctionElement):  # noqa: N801 (reads like the SQL function it stands for)
+    """The UTC calendar day of a timestamp column, on SQLite and PostgreSQL alike."""
+
+    type = Date()
+    name = "utc_day"
+    inherit_cache = True
+
+
+@compiles(utc_day)
+def _utc_day_sqlite(element, compiler, **kw):
+    # SQLite keeps timestamps as text in UTC (every one is written with models.utcnow),
+    # so date() of that text is the UTC day.
+    return f"date({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element, compiler, **kw):
+    # A timestamptz cast straight to date would use the session's time zone.
+    return f"CAST(timezone('UTC', {compiler.process(element.clauses, **kw)}) AS DATE)"
+
+
+@dataclass(frozen=True)
+class DailyCounts:
+    days: list[date]  # oldest first; the last is today (UTC)
+    signups: list[int]  # "subscribed" events that day (a pending reader's resubmission counts)
+    unsubscribes: list[int]  # "unsubscribed" events that day
+
+    @property
+    def total_signups(self) -> int:
+        return sum(self.signups)
+
+    @property
+    def total_unsubscribes(self) -> int:
+        return sum(self.unsubscribes)
+
+
+def daily_counts(days: int = 90, *, today: date | None = None) -> DailyCounts:
+    """Sign-ups and unsubscribes per UTC day over the last `days` days, today included,
+    counted in the database from the readers' events log (days without any are zeros)."""
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    today = today or datetime.now(UTC).date()
+    first = today - timedelta(days=days - 1)
+    start = datetime.combine(first, time.min, tzinfo=UTC)
+    end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+    day = utc_day(SubscriberEvent.created_at)
+    rows = db.session.execute(
+        select(day, SubscriberEvent.kind, func.count())
+        .where(
+            SubscriberEvent.created_at >= start,
+            SubscriberEvent.created_at < end,
+            SubscriberEvent.kind.in_([EventKind.SUBSCRIBED, EventKind.UNSUBSCRIBED]),
+        )
+        .group_by(day, SubscriberEvent.kind)
+    )
+    counts = {(d, kind): n for d, kind, n in rows}
+    every_day = [first + timedelta(days=i) for i in range(days)]
+    return DailyCounts(
+        days=every_day,
+        signups=[counts.get((d, EventKind.SUBSCRIBED), 0) for d in every_day],
+        unsubscribes=[counts.get((d, EventKind.UNSUBSCRIBED), 0) for d in every_day],
+    )
+
+
+@dataclass(frozen=True)
+class Series:
+    key: str  # names the series in data-series, for styles and tests
+    label: str  # in the legend and the accessible text
+    values: Sequence[int]  # one per day
+    color: str
+    dashed: bool = False  # so the series differ by more than colour
+
+
+# The drawing's own units; the page scales it to the width available.
+WIDTH, HEIGHT = 640, 260
+LEFT, RIGHT, TOP, BOTTOM = 44, 16, 40, 52
+X_TICK_EVERY = 15  # days between date labels
+
+
+def svg_chart(
+    days: Sequence[date],
+    series: Sequence[Series],
+    *,
+    title: str,
+    description: str,
+    x_label: str,
+    y_label: str,
+    chart_id: str = "chart",
+) -> Markup:
+    """An inline <svg> line chart of daily figures: a title and a description for screen
+    readers, a legend, axes with labels, and a mark with a tooltip on every non-zero day
+    (with data-date and data-count). Every text is escaped."""
+    if not days or any(len(s.values) != len(days) for s in series):
+        raise ValueError("every series needs one value per day")
+    top_value, step = _y_scale(max((max(s.values) for s in series), default=0))
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(i: int) -> float:
+        return LEFT + (plot_w * i / (len(days) - 1) if len(days) > 1 else plot_w / 2)
+
+    def y(value: int) -> float:
+        return TOP + plot_h - plot_h * value / top_value
+
+    ident = escape(chart_id)
+    parts = [
+        f'<svg class="chart" id="{ident}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-labelledby="{ident}-title {ident}-desc" xmlns="http://www.w3.org/2000/svg" '
+        f'data-first-day="{days[0].isoformat()}" data-last-day="{days[-1].isoformat()}">',
+        f'<title id="{ident}-title">{escape(title)}</title>',
+        f'<desc id="{ident}-desc">{escape(description)}</desc>',
+    ]
+    # Horizontal grid lines with their values on the y axis.
+    for value in range(0, top_value + 1, step):
+        parts.append(
+            f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" '
+            f'y2="{y(value):.1f}" stroke="#e5e7eb"/>'
+            f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value}</text>'
+        )
+    # Date labels every X_TICK_EVERY days, counted back from the last day so it is labelled.
+    for i in range(len(days) - 1, -1, -X_TICK_EVERY):
+        parts.append(
+            f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{TOP + plot_h}" y2="{TOP + plot_h + 4}" '
+            f'stroke="#6b7280"/><text x="{x(i):.1f}" y="{TOP + plot_h + 18}" '
+            f'text-anchor="middle">{escape(days[i].strftime("%m-%d"))}</text>'
+        )
+    parts.append(
+        f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" '
+        f'stroke="#6b7280"/>'
+        f'<text class="axis-label" x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 8}" '
+        f'text-anchor="middle">{escape(x_label)}</text>'
+        f'<text class="axis-label" x="12" y="{TOP + plot_h / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {TOP + plot_h / 2:.1f})">{escape(y_label)}</text>'
+    )
+    legend_x = LEFT
+    for s in series:
+        color, dash = escape(s.color), ' stroke-dasharray="6 4"' if s.dashed else ""
+        parts.append(
+            f'<g class="legend" aria-hidden="true"><line x1="{legend_x}" x2="{legend_x + 24}" '
+            f'y1="16" y2="16" stroke="{color}" stroke-width="2"{dash}/>'
+            f'<text x="{legend_x + 30}" y="20">{escape(s.label)}</text></g>'
+        )
+        legend_x += 30 + 14 * len(s.label) + 24
+    for s in series:
+        color, dash = escape(s.color), ' stroke-dasharray="6 4"' if s.dashed else ""
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(s.values))
+        parts.append(
+            f'<g class="series" data-series="{escape(s.key)}" data-total="{sum(s.values)}">'
+            f'<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{points}"/>'
+        )
+        for i, value in enumerate(s.values):
+            if value:
+                day = days[i].isoformat()
+                parts.append(
+                    f'<circle cx="{x(i):.1f}" cy="{y(value):.1f}" r="3" fill="{color}" '
+                    f'data-date="{day}" data-count="{value}">'
+                    f"<title>{escape(f'{day} {s.label}: {value}')}</title></circle>"
+                )
+        parts.append("</g>")
+    parts.append("</svg>")
+    return Markup("\n".join(parts))
+
+
+def _y_scale(highest: int) -> tuple[int, int]:
+    """(top of the axis, step between grid lines): whole numbers, 1, 2 or 5 times a power of
+    ten, at most four steps, and the top at or just above the highest value."""
+    wanted = max(highest, 1) / 4
+    magnitude = 10 ** math.floor(math.log10(wanted)) if wanted >= 1 else 1
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= wanted)
+    return step * max(1, math.ceil(highest / step)), step

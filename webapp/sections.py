@@ -1,0 +1,202 @@
+"""Sections (topics) as staff manage them: create, rename, reorder, archive and unarchive.
+
+Functions flush and leave the commit to the caller; each change writes an audit entry in
+the same transaction. Archiving only sets `Topic.active`: the subscribe form, the readers'
+preferences page and the CSV import already offer active sections only. Readers who chose
+an archived section keep it, so unarchiving brings it back for them (unless they saved
+their preferences meanwhile: that page offers, and so keeps, only open sections).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from . import audit
+from .extensions import db
+from .issues import slugify
+from .models import Topic
+
+NAME_MAX_LENGTH = 100  # Topic.name is String(100)
+
+
+class SectionError(Exception):
+    """A change to sections that cannot be made; the view says why."""
+
+
+class UnknownSection(SectionError):
+    def __init__(self, topic_id: int) -> None:
+        super().__init__(f"no section {topic_id}")
+        self.topic_id = topic_id
+
+
+class EmptySectionName(SectionError):
+    def __init__(self) -> None:
+        super().__init__("a section needs a name")
+
+
+class SectionNameTooLong(SectionError):
+    def __init__(self) -> None:
+        super().__init__(f"a section name has at most {NAME_MAX_LENGTH} characters")
+
+
+class DuplicateSectionName(SectionError):
+    def __init__(self, name: str, existing: Topic, *, slug: bool = False) -> None:
+        super().__init__(f"{name!r} clashes with the section {existing.name!r}")
+        self.name = name
+        self.existing = existing  # the section it clashes with
+        self.slug = slug  # True when it clashes with that section's slug, not its name
+
+
+class ConcurrentSectionChange(SectionError):
+    def __init__(self) -> None:
+        super().__init__("another change to the sections got there first")
+
+
+class LastActiveSection(SectionError):
+    def __init__(self) -> None:
+        super().__init__("the last open section cannot be archived")
+
+
+def ordered() -> list[Topic]:
+    """Every section, archived ones included, in the bulletin's order."""
+    return list(db.session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
+
+
+def create_section(name: str) -> Topic:
+    """Add an open section at the end, with a unique slug made from its name."""
+    name = _clean_name(name)
+    _refuse_duplicate(name)
+    topics = _renumber()
+    topic = Topic(name=name, slug=_unique_slug(name), position=len(topics) + 1, active=True)
+    db.session.add(topic)
+    _flush(name)
+    audit.record("section-create", detail=f"#{topic.id} {topic.name} ({topic.slug})")
+    return topic
+
+
+def rename_section(topic_id: int, name: str) -> Topic:
+    """Give a section a new name. The slug stays, so CSV files that name the section by its
+    slug and links already sent keep working."""
+    topic = _get(topic_id)
+    name = _clean_name(name)
+    if name == topic.name:
+        return topic
+    _refuse_duplicate(name, exclude_id=topic.id)
+    old = topic.name
+    topic.name = name
+    _flush(name)
+    audit.record("section-rename", detail=f"#{topic.id} {old} → {name}")
+    return topic
+
+
+def move_section(topic_id: int, offset: int) -> bool:
+    """Move a section up (offset -1) or down (+1) in the order, renumbering every section
+    1..n so positions stay dense. False when it is already first or last."""
+    if offset not in (-1, 1):
+        raise ValueError(f"a section moves one place at a time, not {offset}")
+    topic = _get(topic_id)
+    topics = _renumber()
+    index = topics.index(topic)
+    target = index + offset
+    if not 0 <= target < len(topics):
+        return False
+    other = topics[target]
+    topic.position, other.position = other.position, topic.position
+    db.session.flush()
+    audit.record(
+        "section-move-up" if offset < 0 else "section-move-down",
+        detail=f"#{topic.id} {topic.name}: {index + 1} → {target + 1}",
+    )
+    return True
+
+
+def archive_section(topic_id: int) -> bool:
+    """Stop offering a section to new readers, issues and imports; readers who chose it keep
+    it. False when it was already archived."""
+    topic = _get(topic_id)
+    if not topic.active:
+        return False
+    others_open = db.session.scalar(
+        select(func.count()).select_from(Topic).where(Topic.active.is_(True), Topic.id != topic.id)
+    )
+    if not others_open:
+        # With no open section the subscribe form could accept nobody.
+        raise LastActiveSection()
+    topic.active = False
+    db.session.flush()
+    audit.record("section-archive", detail=f"#{topic.id} {topic.name}")
+    return True
+
+
+def unarchive_section(topic_id: int) -> bool:
+    """Offer an archived section again. False when it was not archived."""
+    topic = _get(topic_id)
+    if topic.active:
+        return False
+    topic.active = True
+    db.session.flush()
+    audit.record("section-unarchive", detail=f"#{topic.id} {topic.name}")
+    return True
+
+
+def _get(topic_id: int) -> Topic:
+    topic = db.session.get(Topic, topic_id)
+    if topic is None:
+        raise UnknownSection(topic_id)
+    return topic
+
+
+def _clean_name(name: str) -> str:
+    # Line breaks and runs of spaces in a pasted name would show up in every email.
+    name = " ".join((name or "").split())
+    if not name:
+        raise EmptySectionName()
+    if len(name) > NAME_MAX_LENGTH:
+        raise SectionNameTooLong()
+    return name
+
+
+def _key(text: str) -> str:
+    """What makes two names the same to a reader: full-width or half-width, case, spaces."""
+    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
+
+
+def _refuse_duplicate(name: str, *, exclude_id: int | None = None) -> None:
+    # The CSV import finds sections by lower-cased name or slug, so a name that matches
+    # another section's slug would make a CSV file ambiguous too.
+    key = _key(name)
+    for topic in ordered():
+        if topic.id == exclude_id:
+            continue
+        if key == _key(topic.name):
+            raise DuplicateSectionName(name, topic)
+        if key == _key(topic.slug):
+            raise DuplicateSectionName(name, topic, slug=True)
+
+
+def _unique_slug(name: str) -> str:
+    base = slug = slugify(name)[:90]
+    n = 2
+    while db.session.scalar(select(Topic.id).where(Topic.slug == slug)) is not None:
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def _renumber() -> list[Topic]:
+    """Positions 1..n in the current order (closing gaps left by imports or older data)."""
+    topics = ordered()
+    for position, topic in enumerate(topics, start=1):
+        topic.position = position
+    return topics
+
+
+def _flush(name: str) -> None:
+    # The unique constraints catch a twin created by another admin at the same moment;
+    # the caller rolls back.
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        raise ConcurrentSectionChange() from exc
