@@ -9,6 +9,7 @@ README.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,14 @@ from tests.conftest import STAFF_PASSWORD, wait_for
 from tests.sample_content import SAMPLE_DOCUMENT
 from webapp.extensions import db
 from webapp.issues import ensure_topics
-from webapp.models import StaffRole, Subscriber, SubscriberStatus
+from webapp.models import (
+    EventKind,
+    StaffRole,
+    Subscriber,
+    SubscriberEvent,
+    SubscriberStatus,
+    utcnow,
+)
 from webapp.staff import create_staff
 
 CHROMIUM = "/usr/bin/chromium"
@@ -56,6 +64,14 @@ def test_import_preview_test_publish_and_watch_in_a_real_browser(
         for n in range(50)
     )
     create_staff(EDITOR, STAFF_PASSWORD, StaffRole.EDITOR)
+    # Some history for the dashboard's chart: sign-ups over two months, a few leaving.
+    now = utcnow()
+    db.session.add_all(
+        SubscriberEvent(kind=kind, source="web", created_at=now - timedelta(days=days))
+        for n in range(120)
+        for kind, days in [(EventKind.SUBSCRIBED, (n * 7) % 61)]
+        + ([(EventKind.UNSUBSCRIBED, (n * 5) % 61)] if n % 6 == 0 else [])
+    )
     db.session.commit()
 
     page.goto(f"{live_server}/admin/login")
@@ -74,6 +90,15 @@ def test_import_preview_test_publish_and_watch_in_a_real_browser(
     page.get_by_role("button", name="保存为草稿").click()
     expect(page.get_by_text("已保存为草稿")).to_be_visible()
     screenshot(page, "issue")
+    issue_url = page.url
+
+    # The editor opens on an article of the draft, with a Markdown preview.
+    page.get_by_role("link", name="市场监管总局查处哄抬煤炭价格 服务迎峰度夏").click()
+    expect(page.get_by_role("heading", name="修改文章")).to_be_visible()
+    page.get_by_role("button", name="预览").click()
+    expect(page.get_by_text("一是突出重点问题").first).to_be_visible()
+    screenshot(page, "editor")
+    page.goto(issue_url)
 
     # Preview as one section, then a test to myself.
     page.get_by_role("link", name="预览与测试发送").click()
@@ -89,7 +114,7 @@ def test_import_preview_test_publish_and_watch_in_a_real_browser(
     assert test_message["Subject"].startswith("[测试] ")
 
     # Publish, after the confirmation that says who gets it.
-    page.goto(page.url.split("/preview")[0])
+    page.goto(issue_url)
     page.get_by_role("link", name="发布…").click()
     expect(page.locator("#audience")).to_have_text("50")
     page.get_by_role("button", name="确认发布（50 位读者）").click()
