@@ -59,9 +59,13 @@ LOCALE_COOKIE = "lang"
 
 
 def select_locale() -> str:
-    """The web page language: an explicit `?lang=`, then the reader's switch, then the browser."""
-    from flask import request
+    """The web page language: an explicit `?lang=`, then the reader's switch, then the browser.
 
+    Outside a request (a shell, a CLI command calling code that translates), the default."""
+    from flask import has_request_context, request
+
+    if not has_request_context():
+        return DEFAULT_LOCALE
     chosen = request.args.get("lang") or request.cookies.get(LOCALE_COOKIE)
     if chosen:
         return normalize_locale(chosen)

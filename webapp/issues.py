@@ -12,6 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
 from . import audit
@@ -229,7 +230,7 @@ def claim_for_edit(issue_id: int) -> Issue:
     db.session.refresh(issue, ["status", "updated_at"])
     if claimed != 1:
         ensure_editable(issue)  # its status is why the UPDATE matched nothing; says which
-        raise IssueNotEditable(f"第 {issue_id} 期现在不能修改，请刷新后重试。")
+        raise IssueNotEditable(_("第 %(id)s 期现在不能修改，请刷新后重试。", id=issue_id))
     return issue
 
 
@@ -238,8 +239,11 @@ def ensure_editable(issue: Issue) -> None:
     that show an edit form; the edit itself is guarded by `claim_for_edit`."""
     if issue.status not in EDITABLE_STATUSES:
         raise IssueNotEditable(
-            f"第 {issue.id} 期的状态是 {issue.status.value}："
-            "发送开始后，内容以发出的为准，不能再修改。"
+            _(
+                "第 %(id)s 期的状态是 %(status)s：发送开始后，内容以发出的为准，不能再修改。",
+                id=issue.id,
+                status=issue.status.value,
+            )
         )
 
 
@@ -251,20 +255,20 @@ def _checked(draft: ArticleDraft, *, current_topic_id: int | None = None) -> tup
     """
     title = draft.title.strip()
     if not title:
-        raise ArticleError("title", "请填写标题。")
+        raise ArticleError("title", _("请填写标题。"))
     if len(title) > TITLE_MAX:
-        raise ArticleError("title", f"标题最多 {TITLE_MAX} 个字。")
+        raise ArticleError("title", _("标题最多 %(count)s 个字。", count=TITLE_MAX))
     if not draft.body.strip():
-        raise ArticleError("body", "请填写正文。")
+        raise ArticleError("body", _("请填写正文。"))
     source_url = draft.source_url.strip()
     if source_url and (safe_url(source_url) != source_url or len(source_url) > SOURCE_URL_MAX):
-        raise ArticleError("source_url", "来源链接只接受 http:// 或 https:// 开头的网址。")
+        raise ArticleError("source_url", _("来源链接只接受 http:// 或 https:// 开头的网址。"))
     source_name = draft.source_name.strip()
     if len(source_name) > SOURCE_NAME_MAX:
-        raise ArticleError("source_name", f"来源名称最多 {SOURCE_NAME_MAX} 个字。")
+        raise ArticleError("source_name", _("来源名称最多 %(count)s 个字。", count=SOURCE_NAME_MAX))
     topic = db.session.get(Topic, draft.topic_id)
     if topic is None or not (topic.active or topic.id == current_topic_id):
-        raise ArticleError("topic_id", "请选择一个在用的栏目。")
+        raise ArticleError("topic_id", _("请选择一个在用的栏目。"))
     values = {
         "title": title,
         "body": draft.body,
@@ -346,7 +350,7 @@ def delete_article(article: Article) -> None:
     """
     issue = claim_for_edit(article.issue_id)
     if issue.status == IssueStatus.SCHEDULED and len(issue.articles) <= 1:
-        raise IssueNotEditable("这一期已定时发布，不能删去最后一篇文章；请先取消定时。")
+        raise IssueNotEditable(_("这一期已定时发布，不能删去最后一篇文章；请先取消定时。"))
     title = article.title
     issue.articles.remove(article)  # delete-orphan: the row goes at the flush
     _renumber(issue)

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from sqlalchemy import select
@@ -35,30 +37,33 @@ def _strip(value: str | None) -> str | None:
 
 class NewIssueForm(FlaskForm):
     title = StringField(
-        "标题",
+        lazy_gettext("标题"),
         filters=[_strip],
-        validators=[DataRequired("请填写标题。"), Length(max=200, message="标题最多 200 个字。")],
+        validators=[
+            DataRequired(lazy_gettext("请填写标题。")),
+            Length(max=200, message=lazy_gettext("标题最多 200 个字。")),
+        ],
     )
     period = StringField(
-        "期号或日期（可不填）",
+        lazy_gettext("期号或日期（可不填）"),
         filters=[_strip],
-        validators=[Optional(), Length(max=100, message="最多 100 个字。")],
+        validators=[Optional(), Length(max=100, message=lazy_gettext("最多 100 个字。"))],
     )
-    submit = SubmitField("新建一期")
+    submit = SubmitField(lazy_gettext("新建一期"))
 
 
 def _http_only(form, field) -> None:
     value = (field.data or "").strip()
     if value and safe_url(value) != value:
         # Stop here: this message says what is wrong; URL()'s would only add noise.
-        raise StopValidation("来源链接只接受 http:// 或 https:// 开头的网址。")
+        raise StopValidation(_("来源链接只接受 http:// 或 https:// 开头的网址。"))
 
 
 def _name_with_url(form, field) -> None:
     # Digests and web pages show the link on the source's name; a URL without one would
     # never be seen by a reader.
     if (form.source_url.data or "").strip() and not (field.data or "").strip():
-        raise ValidationError("填写了来源链接，也请填写来源名称：读者点的是名称。")
+        raise ValidationError(_("填写了来源链接，也请填写来源名称：读者点的是名称。"))
 
 
 def _int_or_none(value) -> int | None:
@@ -71,48 +76,55 @@ def _int_or_none(value) -> int | None:
 def _offered_choice(form, field) -> None:
     # Instead of SelectField's own check, whose message is WTForms' English.
     if field.data not in {value for value, _label in field.choices}:
-        raise ValidationError("请选择一个在用的栏目。")
+        raise ValidationError(_("请选择一个在用的栏目。"))
 
 
 class ArticleForm(FlaskForm):
     title = StringField(
-        "标题",
+        lazy_gettext("标题"),
         filters=[_strip],
         validators=[
-            DataRequired("请填写标题。"),
-            Length(max=issue_service.TITLE_MAX, message="标题最多 300 个字。"),
+            DataRequired(lazy_gettext("请填写标题。")),
+            Length(max=issue_service.TITLE_MAX, message=lazy_gettext("标题最多 300 个字。")),
         ],
     )
     topic_id = SelectField(
-        "栏目", coerce=_int_or_none, validate_choice=False, validators=[_offered_choice]
+        lazy_gettext("栏目"),
+        coerce=_int_or_none,
+        validate_choice=False,
+        validators=[_offered_choice],
     )
     source_name = StringField(
-        "来源名称（可不填）",
+        lazy_gettext("来源名称（可不填）"),
         filters=[_strip],
         validators=[
             _name_with_url,
-            Length(max=issue_service.SOURCE_NAME_MAX, message="来源名称最多 300 个字。"),
+            Length(
+                max=issue_service.SOURCE_NAME_MAX, message=lazy_gettext("来源名称最多 300 个字。")
+            ),
         ],
     )
     source_url = StringField(
-        "来源链接（可不填，只接受 http:// 或 https://）",
+        lazy_gettext("来源链接（可不填，只接受 http:// 或 https://）"),
         filters=[_strip],
         validators=[
             Optional(),
             _http_only,
-            URL(require_tld=False, message="这不是一个完整的网址。"),
-            Length(max=issue_service.SOURCE_URL_MAX, message="网址太长。"),
+            URL(require_tld=False, message=lazy_gettext("这不是一个完整的网址。")),
+            Length(max=issue_service.SOURCE_URL_MAX, message=lazy_gettext("网址太长。")),
         ],
     )
-    lead = TextAreaField("导语（可不填，留空则自动生成）")
-    body = TextAreaField("正文（Markdown）", validators=[DataRequired("请填写正文。")])
-    preview = SubmitField("预览")
-    submit = SubmitField("保存")
+    lead = TextAreaField(lazy_gettext("导语（可不填，留空则自动生成）"))
+    body = TextAreaField(
+        lazy_gettext("正文（Markdown）"), validators=[DataRequired(lazy_gettext("请填写正文。"))]
+    )
+    preview = SubmitField(lazy_gettext("预览"))
+    submit = SubmitField(lazy_gettext("保存"))
 
     def __init__(self, *args, current_topic_id: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.topic_id.choices = [
-            (t.id, t.name if t.active else f"{t.name}（已归档）")
+            (t.id, t.name if t.active else _("%(name)s（已归档）", name=t.name))
             for t in issue_service.topic_choices(current_topic_id)
         ]
 
@@ -165,7 +177,7 @@ def new_issue():
         return _issues_page(form, 400)
     issue = issue_service.create_blank_issue(form.title.data, form.period.data or "")
     db.session.commit()
-    flash(f"已新建草稿 #{issue.id}：{issue.title}。现在可以添加文章。")
+    flash(_("已新建草稿 #%(id)s：%(title)s。现在可以添加文章。", id=issue.id, title=issue.title))
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
@@ -220,7 +232,7 @@ def _save(form: ArticleForm, issue: Issue, article: Article | None, write):
         getattr(form, exc.field).errors.append(str(exc))
         return _form_page(form, issue, article, 400)
     db.session.commit()
-    flash(f"已保存：{saved.title}")
+    flash(_("已保存：%(title)s", title=saved.title))
     return redirect(url_for("admin.issue", issue_id=issue.id, _anchor="articles"))
 
 
@@ -262,7 +274,7 @@ def delete_article(issue_id: int, article_id: int):
     except issue_service.IssueNotEditable as exc:
         return _refused(issue_id, str(exc))
     db.session.commit()
-    flash(f"已删除：{title}")
+    flash(_("已删除：%(title)s", title=title))
     return redirect(url_for("admin.issue", issue_id=issue_id, _anchor="articles"))
 
 
@@ -281,6 +293,8 @@ def move_article(issue_id: int, article_id: int):
         db.session.commit()
     else:
         db.session.rollback()
-        edge = "最前" if direction == "up" else "最后"
-        flash(f"《{article.title}》已在本栏目{edge}。")
+        if direction == "up":
+            flash(_("《%(title)s》已在本栏目最前。", title=article.title))
+        else:
+            flash(_("《%(title)s》已在本栏目最后。", title=article.title))
     return redirect(url_for("admin.issue", issue_id=issue_id, _anchor="articles"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import wraps
 
 from flask import abort, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import staff
@@ -65,7 +66,7 @@ def login():
         if user is not None:
             login_user(user)
             return redirect(url_for("admin.dashboard"))
-        form.password.errors.append("邮箱或密码不正确。")
+        form.password.errors.append(_("邮箱或密码不正确。"))
     status = 400 if request.method == "POST" else 200
     return render_template("admin/login.html", form=form), status
 

@@ -4,6 +4,8 @@ their figures."""
 from __future__ import annotations
 
 from flask import render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from sqlalchemy import select
 
 from .. import charts, directory, publishing
@@ -15,33 +17,41 @@ from .forms import ActionForm
 CHART_DAYS = 90
 
 STATUS_LABELS = {
-    SubscriberStatus.ACTIVE: "正在接收",
-    SubscriberStatus.PENDING: "待确认",
-    SubscriberStatus.UNSUBSCRIBED: "已退订",
-    SubscriberStatus.BOUNCED: "退信",
-    SubscriberStatus.COMPLAINED: "投诉",
+    SubscriberStatus.ACTIVE: lazy_gettext("正在接收"),
+    SubscriberStatus.PENDING: lazy_gettext("待确认"),
+    SubscriberStatus.UNSUBSCRIBED: lazy_gettext("已退订"),
+    SubscriberStatus.BOUNCED: lazy_gettext("退信"),
+    SubscriberStatus.COMPLAINED: lazy_gettext("投诉"),
 }
 
 
 def _signup_chart(daily: charts.DailyCounts):
     busiest = max(range(len(daily.days)), key=lambda i: daily.signups[i])
-    summary = (
-        f"{daily.days[0]:%Y-%m-%d} 至 {daily.days[-1]:%Y-%m-%d}（UTC）每天的新订阅和退订："
-        f"新订阅共 {daily.total_signups} 次，退订共 {daily.total_unsubscribes} 次"
+    summary = _(
+        "%(first)s 至 %(last)s（UTC）每天的新订阅和退订："
+        "新订阅共 %(signups)s 次，退订共 %(unsubscribes)s 次",
+        first=f"{daily.days[0]:%Y-%m-%d}",
+        last=f"{daily.days[-1]:%Y-%m-%d}",
+        signups=daily.total_signups,
+        unsubscribes=daily.total_unsubscribes,
     )
     if daily.total_signups:
         day, count = daily.days[busiest], daily.signups[busiest]
-        summary += f"；新订阅最多的一天是 {day:%Y-%m-%d}，{count} 次"
+        summary += _(
+            "；新订阅最多的一天是 %(day)s，%(count)s 次", day=f"{day:%Y-%m-%d}", count=count
+        )
     return charts.svg_chart(
         daily.days,
         [
-            charts.Series("signups", "新订阅", daily.signups, color="#1d4ed8"),
-            charts.Series("unsubscribes", "退订", daily.unsubscribes, color="#9b1c1c", dashed=True),
+            charts.Series("signups", _("新订阅"), daily.signups, color="#1d4ed8"),
+            charts.Series(
+                "unsubscribes", _("退订"), daily.unsubscribes, color="#9b1c1c", dashed=True
+            ),
         ],
-        title=f"近 {len(daily.days)} 天的新订阅与退订",
-        description=summary + "。",
-        x_label="日期（UTC）",
-        y_label="次数",
+        title=_("近 %(days)s 天的新订阅与退订", days=len(daily.days)),
+        description=summary + _("。"),
+        x_label=_("日期（UTC）"),
+        y_label=_("次数"),
         chart_id="signups-chart",
     )
 

@@ -1,3 +1,4 @@
+from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired, FileSize
 from wtforms import (
@@ -16,9 +17,9 @@ MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # a bulletin is ~100 KB of text; 2 MB is g
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("邮箱", validators=[DataRequired()])
-    password = PasswordField("密码", validators=[DataRequired()])
-    submit = SubmitField("登录")
+    email = EmailField(lazy_gettext("邮箱"), validators=[DataRequired()])
+    password = PasswordField(lazy_gettext("密码"), validators=[DataRequired()])
+    submit = SubmitField(lazy_gettext("登录"))
 
 
 class ActionForm(FlaskForm):
@@ -31,13 +32,13 @@ class ImportUploadForm(FlaskForm):
     """Step 1: choose a document; the importer's report is shown before anything is saved."""
 
     document = FileField(
-        "简报文件（Markdown 或纯文本，UTF-8）",
+        lazy_gettext("简报文件（Markdown 或纯文本，UTF-8）"),
         validators=[
-            FileRequired("请选择一个文件。"),
-            FileSize(MAX_DOCUMENT_BYTES, message="文件超过 2 MB，不像是一期简报。"),
+            FileRequired(lazy_gettext("请选择一个文件。")),
+            FileSize(MAX_DOCUMENT_BYTES, message=lazy_gettext("文件超过 2 MB，不像是一期简报。")),
         ],
     )
-    submit = SubmitField("检查")
+    submit = SubmitField(lazy_gettext("检查"))
 
 
 class ImportSaveForm(FlaskForm):
@@ -48,45 +49,51 @@ class ImportSaveForm(FlaskForm):
 
     document = TextAreaField(validators=[DataRequired()])
     filename = HiddenField()
-    submit = SubmitField("保存为草稿")
+    submit = SubmitField(lazy_gettext("保存为草稿"))
 
 
 class ContentModeForm(FlaskForm):
     mode = RadioField(
-        "正文形式",
+        lazy_gettext("正文形式"),
         choices=[
-            SelectChoice("auto", "自动：放得下就全文，超出邮件大小上限的长文改为导语和链接"),
-            SelectChoice("full", "全文"),
-            SelectChoice("leads", "只有导语和“阅读全文”链接"),
+            SelectChoice(
+                "auto", lazy_gettext("自动：放得下就全文，超出邮件大小上限的长文改为导语和链接")
+            ),
+            SelectChoice("full", lazy_gettext("全文")),
+            SelectChoice("leads", lazy_gettext("只有导语和“阅读全文”链接")),
         ],
         validators=[DataRequired()],
     )
-    submit = SubmitField("保存")
+    submit = SubmitField(lazy_gettext("保存"))
 
 
 class SubscriberImportForm(FlaskForm):
     """A CSV of readers; staff must say how the readers consented."""
 
     document = FileField(
-        "CSV 文件（表头：email,name,sections）",
+        lazy_gettext("CSV 文件（表头：email,name,sections）"),
         validators=[
-            FileRequired("请选择一个文件。"),
-            FileSize(64 * 1024 * 1024, message="文件超过 64 MB。"),
+            FileRequired(lazy_gettext("请选择一个文件。")),
+            FileSize(64 * 1024 * 1024, message=lazy_gettext("文件超过 64 MB。")),
         ],
     )
     consent = RadioField(
-        "这些读者如何同意接收",
+        lazy_gettext("这些读者如何同意接收"),
         choices=[
-            SelectChoice("confirm", "向新读者发送确认邮件，确认后才开始接收"),
+            SelectChoice("confirm", lazy_gettext("向新读者发送确认邮件，确认后才开始接收")),
             SelectChoice(
-                "consented", "他们已经同意（例如线下登记），直接开始接收；会记录为导入时已同意"
+                "consented",
+                lazy_gettext("他们已经同意（例如线下登记），直接开始接收；会记录为导入时已同意"),
             ),
         ],
-        validators=[DataRequired("请选择读者如何同意接收。")],
+        validators=[DataRequired(lazy_gettext("请选择读者如何同意接收。"))],
     )
-    submit = SubmitField("导入")
+    submit = SubmitField(lazy_gettext("导入"))
 
 
 class ScheduleForm(FlaskForm):
-    when = DateTimeLocalField("定时发布（本地时间）", validators=[DataRequired("请填写发布时间。")])
-    submit = SubmitField("定时发布")
+    when = DateTimeLocalField(
+        lazy_gettext("定时发布（本地时间）"),
+        validators=[DataRequired(lazy_gettext("请填写发布时间。"))],
+    )
+    submit = SubmitField(lazy_gettext("定时发布"))

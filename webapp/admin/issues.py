@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -42,17 +43,17 @@ def import_issue():
 def save_import():
     form = ImportSaveForm()
     if not form.validate_on_submit():
-        flash("表单已过期，请重新上传文件。")
+        flash(_("表单已过期，请重新上传文件。"))
         return redirect(url_for("admin.import_issue"))
     try:
-        issue, _ = import_document(form.document.data)
+        issue, _report = import_document(form.document.data)
     except DocumentError as exc:
         db.session.rollback()
         upload = ImportUploadForm()
         upload.document.errors = [f"{form.filename.data}: {exc}"]
         return render_template("admin/import.html", form=upload), 400
     db.session.commit()
-    flash(f"已保存为草稿 #{issue.id}：{issue.title}")
+    flash(_("已保存为草稿 #%(id)s：%(title)s", id=issue.id, title=issue.title))
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
@@ -78,12 +79,12 @@ def set_content_mode(issue_id: int):
     if not form.validate_on_submit():
         abort(400)
     if issue.status not in (IssueStatus.DRAFT, IssueStatus.SCHEDULED):
-        flash("已发出的简报不能再改正文形式。")
+        flash(_("已发出的简报不能再改正文形式。"))
         return redirect(url_for("admin.issue", issue_id=issue.id)), 409
     issue.content_mode = form.mode.data
     issue.updated_at = utcnow()  # previews render afresh
     db.session.commit()
-    flash("已保存正文形式。")
+    flash(_("已保存正文形式。"))
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
@@ -147,7 +148,7 @@ def send_test(issue_id: int):
     topic_ids = request.form.getlist("topics", type=int) or sorted(issue_topic_ids(issue.id))
     locale = request.form.get("locale", "zh")
     send_test_issue.delay(issue.id, topic_ids, locale, current_user.email)
-    flash(f"测试邮件已排队，将发到 {current_user.email}。")
+    flash(_("测试邮件已排队，将发到 %(email)s。", email=current_user.email))
     return redirect(
         url_for("admin.preview_issue", issue_id=issue.id, topics=topic_ids, locale=locale)
     )

@@ -7,6 +7,8 @@ shows the list again with the reason, and changes nothing.
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField, SubmitField
 from wtforms.validators import AnyOf, DataRequired
@@ -21,8 +23,10 @@ from .auth import admin_only
 class SectionNameForm(FlaskForm):
     """Create a section, or rename one (the same field, posted to another address)."""
 
-    name = StringField("名称", validators=[DataRequired("请填写栏目名称。")])
-    submit = SubmitField("保存")
+    name = StringField(
+        lazy_gettext("名称"), validators=[DataRequired(lazy_gettext("请填写栏目名称。"))]
+    )
+    submit = SubmitField(lazy_gettext("保存"))
 
 
 class MoveForm(FlaskForm):
@@ -38,24 +42,29 @@ def _message(exc: sections.SectionError) -> str:
     if isinstance(exc, sections.DuplicateSectionName):
         existing = exc.existing
         if exc.slug:
-            return (
-                f"“{exc.name}”与栏目“{existing.name}”的标识 {existing.slug} 相同，"
-                "导入读者名单时会分不清。请换一个名称。"
+            return _(
+                "“%(name)s”与栏目“%(existing)s”的标识 %(slug)s 相同，"
+                "导入读者名单时会分不清。请换一个名称。",
+                name=exc.name,
+                existing=existing.name,
+                slug=existing.slug,
             )
         if exc.name == existing.name:
-            return f"已经有名为“{existing.name}”的栏目。请换一个名称。"
-        return (
-            f"“{exc.name}”与已有的栏目“{existing.name}”只差大小写、全角半角或空格，"
-            "读者会以为是同一个栏目。请换一个名称。"
+            return _("已经有名为“%(name)s”的栏目。请换一个名称。", name=existing.name)
+        return _(
+            "“%(name)s”与已有的栏目“%(existing)s”只差大小写、全角半角或空格，"
+            "读者会以为是同一个栏目。请换一个名称。",
+            name=exc.name,
+            existing=existing.name,
         )
     if isinstance(exc, sections.ConcurrentSectionChange):
-        return "另一位管理员刚刚修改了栏目，请刷新页面后再试。"
+        return _("另一位管理员刚刚修改了栏目，请刷新页面后再试。")
     if isinstance(exc, sections.SectionNameTooLong):
-        return f"栏目名称最多 {sections.NAME_MAX_LENGTH} 个字。"
+        return _("栏目名称最多 %(count)s 个字。", count=sections.NAME_MAX_LENGTH)
     if isinstance(exc, sections.EmptySectionName):
-        return "请填写栏目名称。"
+        return _("请填写栏目名称。")
     if isinstance(exc, sections.LastActiveSection):
-        return "这是最后一个开放的栏目，归档后订阅页将无栏目可选。请先添加或恢复另一个栏目。"
+        return _("这是最后一个开放的栏目，归档后订阅页将无栏目可选。请先添加或恢复另一个栏目。")
     return str(exc)
 
 
@@ -101,7 +110,7 @@ def section_create():
         form.name.errors = [_message(exc)]
         return _refused(exc, create_form=form)
     db.session.commit()
-    flash(f"已添加栏目“{topic.name}”。")
+    flash(_("已添加栏目“%(name)s”。", name=topic.name))
     return redirect(url_for("admin.sections_list"))
 
 
@@ -118,7 +127,7 @@ def section_rename(topic_id: int):
         rename = {"id": topic_id, "value": form.name.data, "errors": [_message(exc)]}
         return _refused(exc, rename=rename)
     db.session.commit()
-    flash(f"栏目已改名为“{topic.name}”。")
+    flash(_("栏目已改名为“%(name)s”。", name=topic.name))
     return redirect(url_for("admin.sections_list"))
 
 
@@ -134,7 +143,10 @@ def section_move(topic_id: int):
         return _refused(exc)
     db.session.commit()
     if not moved:
-        flash("这个栏目已经在最前面。" if form.direction.data == "up" else "这个栏目已经在最后面。")
+        if form.direction.data == "up":
+            flash(_("这个栏目已经在最前面。"))
+        else:
+            flash(_("这个栏目已经在最后面。"))
     return redirect(url_for("admin.sections_list"))
 
 
@@ -160,5 +172,8 @@ def _set_active(topic_id: int, *, active: bool):
         return _refused(exc)
     db.session.commit()
     name = db.session.get(Topic, topic_id).name
-    flash(f"已恢复栏目“{name}”，订阅页重新显示它。" if active else f"已归档栏目“{name}”。")
+    if active:
+        flash(_("已恢复栏目“%(name)s”，订阅页重新显示它。", name=name))
+    else:
+        flash(_("已归档栏目“%(name)s”。", name=name))
     return redirect(url_for("admin.sections_list"))

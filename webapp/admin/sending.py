@@ -16,6 +16,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
 
 from .. import audit, delivery_log, publishing
 from ..extensions import db
@@ -31,10 +32,12 @@ def _queue_sending(issue_id: int) -> None:
 
 
 def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
-    """Run one status change; a change the issue's state does not allow is a 409 page."""
+    """Run one status change; a change the issue's state does not allow is a 409 page.
+
+    `done` is the translated message flashed afterwards; `%(count)s` in it is the outcome."""
     db.get_or_404(Issue, issue_id)
     if not ActionForm().validate_on_submit():
-        return render_template("admin/conflict.html", message="表单已过期，请刷新后重试。"), 400
+        return render_template("admin/conflict.html", message=_("表单已过期，请刷新后重试。")), 400
     try:
         outcome = action()
     except publishing.PublishError as exc:
@@ -45,7 +48,7 @@ def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
     db.session.commit()
     if queue:
         _queue_sending(issue_id)
-    flash(done.format(outcome=outcome))
+    flash(done % {"count": outcome})
     return redirect(url_for("admin.issue", issue_id=issue_id))
 
 
@@ -54,7 +57,7 @@ def publish(issue_id: int):
     return _act(
         issue_id,
         lambda: publishing.publish_issue(issue_id),
-        "已开始发送，共 {outcome} 位读者。",
+        _("已开始发送，共 %(count)s 位读者。"),
         name="publish",
         queue=True,
     )
@@ -66,7 +69,7 @@ def pause(issue_id: int):
 
     reason = f"由 {current_user.email} 暂停"
     return _act(
-        issue_id, lambda: publishing.pause_issue(issue_id, reason), "已暂停发送。", name="pause"
+        issue_id, lambda: publishing.pause_issue(issue_id, reason), _("已暂停发送。"), name="pause"
     )
 
 
@@ -75,7 +78,7 @@ def resume(issue_id: int):
     return _act(
         issue_id,
         lambda: publishing.resume_issue(issue_id),
-        "已继续发送。",
+        _("已继续发送。"),
         name="resume",
         queue=True,
     )
@@ -86,7 +89,7 @@ def cancel(issue_id: int):
     return _act(
         issue_id,
         lambda: publishing.cancel_issue(issue_id),
-        "已取消发送，{outcome} 位读者不再发送。",
+        _("已取消发送，%(count)s 位读者不再发送。"),
         name="cancel",
     )
 
@@ -94,11 +97,12 @@ def cancel(issue_id: int):
 @bp.post("/issues/<int:issue_id>/resend/<status>")
 def resend(issue_id: int, status: str):
     if status not in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
-        return render_template("admin/conflict.html", message="只能重发失败或未知的邮件。"), 400
+        message = _("只能重发失败或未知的邮件。")
+        return render_template("admin/conflict.html", message=message), 400
     return _act(
         issue_id,
         lambda: publishing.resend(issue_id, DeliveryStatus(status)),
-        "已重新排队 {outcome} 封。",
+        _("已重新排队 %(count)s 封。"),
         name=f"resend-{status}",
         queue=True,
     )
@@ -109,7 +113,8 @@ def schedule(issue_id: int):
     db.get_or_404(Issue, issue_id)
     form = ScheduleForm()
     if not form.validate_on_submit():
-        errors = "；".join(form.when.errors) or "表单已过期，请刷新后重试。"
+        errors = _("；").join(str(error) for error in form.when.errors)
+        errors = errors or _("表单已过期，请刷新后重试。")
         return render_template("admin/conflict.html", message=errors), 400
     zone = ZoneInfo(current_app.config["TIMEZONE"])
     when = form.when.data.replace(tzinfo=zone)
@@ -120,7 +125,7 @@ def schedule(issue_id: int):
         return render_template("admin/conflict.html", message=str(exc)), 409
     audit.record("schedule", issue_id=issue_id, detail=f"{when.isoformat()}")
     db.session.commit()
-    flash(f"将于 {when:%Y-%m-%d %H:%M}（{zone.key}）自动发布。")
+    flash(_("将于 %(when)s（%(zone)s）自动发布。", when=f"{when:%Y-%m-%d %H:%M}", zone=zone.key))
     return redirect(url_for("admin.issue", issue_id=issue_id))
 
 
@@ -129,7 +134,7 @@ def unschedule(issue_id: int):
     return _act(
         issue_id,
         lambda: publishing.unschedule_issue(issue_id),
-        "已取消定时发布。",
+        _("已取消定时发布。"),
         name="unschedule",
     )
 
