@@ -122,15 +122,16 @@ class Processes:
         self.started: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None):
-        process = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=open(self.folder / f"{name}.log", "ab"),  # noqa: SIM115 (closed with it)
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: Ctrl-C does not reach it, killpg does
-        )
+        with open(self.folder / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: Ctrl-C does not reach it, killpg does
+            )
         self.started.append((name, process))
         return process
 
@@ -180,7 +181,8 @@ def start_redis(processes: Processes) -> str:
 
     def pings() -> bool:
         try:
-            return redis.Redis(port=port, socket_connect_timeout=0.2).ping()
+            with redis.Redis(port=port, socket_connect_timeout=0.2) as client:
+                return client.ping()
         except redis.RedisError:
             processes.check_alive()
             return False
@@ -259,7 +261,7 @@ def wait_for_workers(celery_app, processes: Processes, count: int, timeout: floa
             raise RuntimeError(f"only {len(replies)} of {count} workers answered a ping")
 
 
-# --- memory --------------------------------------------------------------------------------
+# --- memory and CPU ------------------------------------------------------------------------
 
 
 def proc_status_kb(pid: int | str, field: str) -> int:
@@ -613,7 +615,7 @@ def print_profile(path: str, top: int = 25) -> None:
             file = "/".join(parts[-2:]) if len(parts) > 1 else file
         return f"{file}:{line}:{name}"
 
-    print(f"profile of the worker ({path}), {total:.1f} s of CPU in total")
+    print(f"profile of the worker ({path}): {total:.1f} s inside it (wall clock, waits included)")
     print(f"top {top} by own time:")
     for file, line, name, calls, tottime, cumtime in sorted(rows, key=lambda r: -r[4])[:top]:
         print(
@@ -690,7 +692,7 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
         config = app.config
         celery_app = app.extensions["celery"]
         pool = "solo under cProfile" if args.profile else "prefork"
-        if not args.shipped_worker:
+        if not args.shipped_worker and not args.profile:
             pool += ", children open their own database connections"
         print(
             f"layout: {args.workers} worker(s) x {args.concurrency} ({pool}), "
@@ -816,7 +818,9 @@ def main() -> int:
             )
         if shutil.which("redis-server") is None:
             raise SystemExit("bench/send.py: redis-server not found: apt-get install redis-server")
-    # SIGTERM ends the run like Ctrl-C: through the finally below.
+    # Ctrl-C (even when started in the background, where SIGINT comes ignored) and SIGTERM
+    # end the run through the finally below, which stops everything this bench started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     folder = Path(tempfile.mkdtemp(prefix="bulletin-bench-"))
     processes = Processes(folder)
