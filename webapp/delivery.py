@@ -34,7 +34,7 @@ from flask import current_app
 from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from . import publishing, subscriptions
 from .digests import Recipient, compose
@@ -300,7 +300,7 @@ class _Batch:
         self.flush_every = config["SEND_FLUSH_EVERY"]
         # Flushing also renews the lease, so it happens at least three times per lease.
         self.flush_seconds = config["SEND_LEASE_SECONDS"] / 3
-        self.last_flush = time.monotonic()
+        self.last_flush = self.last_renewal = time.monotonic()
         self.retry_delay: float | None = None  # set when the server is unavailable
 
     def run(self) -> BatchResult:
@@ -442,7 +442,9 @@ class _Batch:
                 rows,
             )
             _after_answers(answers)
-        if self.untried:
+        # Renewing touches every untried row, so it follows the clock, not each flush.
+        if self.untried and time.monotonic() - self.last_renewal >= self.flush_seconds:
+            self.last_renewal = time.monotonic()
             lease = timedelta(seconds=current_app.config["SEND_LEASE_SECONDS"])
             db.session.execute(
                 update(Delivery)
@@ -660,11 +662,3 @@ def recover_expired() -> dict[str, int]:
         db.session.commit()
         journal.forget([r.id for r in rows])
     return counts
-
-
-def open_rows(issue_id: int) -> int:
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Delivery)
-        .where(Delivery.issue_id == issue_id, Delivery.status.in_(publishing.OPEN_STATUSES))
-    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -357,10 +357,6 @@ def _fill(document: str, values: dict[str, str], *, escape: bool) -> str:
 
 def _greeting(_: Translator, name: str) -> str:
     return _("%(name)s，您好：", name=name) if name else _("您好：")
-
-
-def with_mode(content: IssueContent, mode: str) -> IssueContent:
-    return replace(content, content_mode=mode)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ verify, so rotating the key does not break links already sitting in inboxes.
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import lru_cache
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -39,9 +40,15 @@ class TokenError(ValueError):
 
 
 def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
-    keys = [*current_app.config.get("SECRET_KEY_FALLBACKS", []), current_app.config["SECRET_KEY"]]
-    # itsdangerous signs with the last key and accepts any of them.
-    return URLSafeTimedSerializer(keys, salt=f"bulletin.{purpose}")
+    keys = (*current_app.config.get("SECRET_KEY_FALLBACKS", []), current_app.config["SECRET_KEY"])
+    return _cached_serializer(purpose, keys)
+
+
+@lru_cache(maxsize=32)
+def _cached_serializer(purpose: Purpose, keys: tuple[str, ...]) -> URLSafeTimedSerializer:
+    # Sending signs four links per reader: build each serializer once per (purpose, keys),
+    # not per link. itsdangerous signs with the last key and accepts any of them.
+    return URLSafeTimedSerializer(list(keys), salt=f"bulletin.{purpose}")
 
 
 def make_token(purpose: Purpose, payload: dict) -> str:
