@@ -19,8 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import premailer  # noqa: E402
 
 from tests.sample_content import sample_content  # noqa: E402
-from webapp.mailer import MessageSkeleton  # noqa: E402
-from webapp.rendering import Personal, personalize, render_digest  # noqa: E402
+from webapp.mailer import Base64Template, MessageSkeleton  # noqa: E402
+from webapp.rendering import (  # noqa: E402
+    Personal,
+    html_values,
+    personal_values,
+    pieces,
+    render_digest,
+)
 
 runs = 0
 _transform = premailer.Premailer.transform
@@ -55,6 +61,8 @@ def main() -> None:
 
     digest = render_digest(content, frozenset({1, 2, 3, 4}))
     skeleton = MessageSkeleton(sender="工作简报 <bulletin@example.org>", subject=digest.subject)
+    # As sending does: the bodies are base64-encoded once, each reader fills the holes.
+    text_body, html_body = Base64Template(pieces(digest.text)), Base64Template(pieces(digest.html))
     readers = 2000
     start = time.perf_counter()
     for n in range(readers):
@@ -66,18 +74,18 @@ def main() -> None:
                 i: f"https://bulletin.example.org/unsubscribe/{'z' * 80}{i}" for i in range(1, 5)
             },
         )
-        html, text = personalize(digest, personal)
+        values = personal_values(personal)
         skeleton.render(
             to_email=f"reader{n}@example.com",
             to_name=personal.name,
-            text=text,
-            html=html,
+            text=text_body.fill(values),
+            html=html_body.fill(html_values(values)),
             message_id=f"<{n}@example.org>",
             headers={"List-Unsubscribe": f"<{personal.unsubscribe_url}>"},
         )
     per = (time.perf_counter() - start) / readers
     print(
-        f"per reader (all four sections, personalize + MIME): {per * 1000:.3f} ms "
+        f"per reader (all four sections, fill + MIME): {per * 1000:.3f} ms "
         f"-> {1 / per:,.0f} messages/s/core"
     )
 

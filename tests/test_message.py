@@ -11,12 +11,14 @@ from pathlib import Path
 
 import dkim
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from webapp.config import ConfigError, load_config
 from webapp.digests import Recipient, compose
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
-from webapp.mailer import MessageSkeleton, build_message, clean_display_name
+from webapp.mailer import Base64Template, MessageSkeleton, build_message, clean_display_name
 from webapp.models import Subscriber, SubscriberStatus
 
 TITLE = "上海交通大学中国质量发展研究院 工作简报（2022年第8期）"
@@ -222,8 +224,8 @@ def test_the_skeleton_builds_the_same_message_as_the_email_package(name):
         skeleton.render(
             to_email="han@example.com",
             to_name=name,
-            text=text,
-            html=html,
+            text=Base64Template.plain(text).fill(),
+            html=Base64Template.plain(html).fill(),
             message_id="<1@example.org>",
             headers=personal,
         )
@@ -260,7 +262,48 @@ def test_the_skeleton_refuses_to_address_a_line_break():
         skeleton.render(
             to_email="a@example.org\r\nBcc: x@example.org",
             to_name="",
-            text="t",
-            html="h",
+            text=b"dA==\r\n",
+            html=b"aA==\r\n",
             message_id="<1@example.org>",
         )
+
+
+# --- base64 bodies encoded once per digest ---------------------------------------------------
+
+_texts = st.text(st.sampled_from("简报质量a.=\n\r 😀"), max_size=12)
+_names = st.sampled_from(["GREETING", "URL", "STOP_URL_1"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fixed=st.lists(_texts, min_size=1, max_size=6),
+    names=st.lists(_names, min_size=5, max_size=5),
+    values=st.dictionaries(_names, st.text(st.sampled_from("读者Ab&<>"), max_size=7)),
+)
+def test_a_filled_template_decodes_to_the_filled_text(fixed, names, values):
+    pieces = [fixed[0]]
+    for name, text in zip(names, fixed[1:], strict=False):
+        pieces += [name, text]
+    template = Base64Template(pieces)
+    expected = "".join(
+        values.get(piece, f"@@{piece}@@") if i % 2 else piece for i, piece in enumerate(pieces)
+    )
+    expected_bytes = expected.replace("\r", "").replace("\n", "\r\n").encode()
+    for _ in range(2):  # the second fill reuses the pieces encoded by the first
+        body = template.fill(values)
+        assert body == b"" or body.endswith(b"\r\n")
+        lines = body.split(b"\r\n")[:-1]
+        assert all(0 < len(line) <= 76 for line in lines)
+        joined = b"".join(lines)
+        assert b"=" not in joined.rstrip(b"="), "padding only at the very end"
+        assert base64.b64decode(joined, validate=True) == expected_bytes
+
+
+def test_a_template_without_holes_encodes_like_the_email_package():
+    text = "纯文本正文。\n" * 300
+    message = build_message(
+        sender="a@example.org", to_email="b@example.org", to_name="", subject="s", text=text
+    )
+    assert Base64Template.plain(text).fill() == message.get_payload().encode().replace(
+        b"\n", b"\r\n"
+    )

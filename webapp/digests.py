@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
 from .issues import issue_content, issue_topic_ids
-from .mailer import MessageSkeleton, build_message, dkim_sign
+from .mailer import Base64Template, MessageSkeleton, build_message, dkim_sign
 from .models import (
     Delivery,
     DeliveryStatus,
@@ -30,7 +30,15 @@ from .models import (
     Subscriber,
     subscriber_topics,
 )
-from .rendering import DigestTemplate, Personal, personalize, render_digest
+from .rendering import (
+    DigestTemplate,
+    Personal,
+    html_values,
+    personal_values,
+    personalize,
+    pieces,
+    render_digest,
+)
 from .tokens import Purpose, external_url, make_token
 
 
@@ -64,8 +72,26 @@ def render_issue(issue: Issue, topic_ids: frozenset[int], locale: str) -> Digest
 
 @dataclass(frozen=True)
 class Digest:
+    """A rendered digest and what every reader's message is assembled from."""
+
     template: DigestTemplate
     skeleton: MessageSkeleton
+    text_body: Base64Template
+    html_body: Base64Template
+
+    @classmethod
+    def of(cls, template: DigestTemplate, issue_id: int) -> Digest:
+        skeleton = MessageSkeleton(
+            sender=current_app.config["MAIL_FROM"],
+            subject=template.subject,
+            headers=shared_headers(issue_id),
+        )
+        return cls(
+            template,
+            skeleton,
+            Base64Template(pieces(template.text)),
+            Base64Template(pieces(template.html)),
+        )
 
 
 class DigestStore:
@@ -88,12 +114,7 @@ class DigestStore:
             digest = self._items.get(key)
             if digest is None:
                 template = self._load(*key) or self._render(issue_id, topic_ids, locale)
-                skeleton = MessageSkeleton(
-                    sender=current_app.config["MAIL_FROM"],
-                    subject=template.subject,
-                    headers=shared_headers(issue_id),
-                )
-                digest = self._items[key] = Digest(template, skeleton)
+                digest = self._items[key] = Digest.of(template, issue_id)
                 if len(self._items) > self.size:
                     self._items.popitem(last=False)
             else:
@@ -220,17 +241,18 @@ def list_headers(personal: Personal, issue_id: int) -> dict[str, str]:
 def compose(issue_id: int, reader: Recipient, topic_ids: frozenset[int]) -> tuple[str, bytes]:
     """One reader's message: returns (Message-ID, bytes to send).
 
-    Assembled from the section set's skeleton; only the reader's parts are encoded here.
+    Assembled from the section set's skeleton and pre-encoded bodies; only the reader's parts
+    are encoded here.
     """
     digest = digests.get(issue_id, topic_ids, reader.locale)
     personal = personal_links(reader.subscriber_id, reader.name, topic_ids)
-    html, text = personalize(digest.template, personal, locale=reader.locale)
+    values = personal_values(personal, locale=reader.locale)
     message_id = make_msgid(domain=current_app.config["MAIL_DOMAIN"])
     data = digest.skeleton.render(
         to_email=reader.email,
         to_name=reader.name,
-        text=text,
-        html=html,
+        text=digest.text_body.fill(values),
+        html=digest.html_body.fill(html_values(values)),
         message_id=message_id,
         headers=unsubscribe_header(personal),
     )

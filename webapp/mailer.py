@@ -12,6 +12,7 @@ import re
 import secrets
 import smtplib
 import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
@@ -132,11 +133,12 @@ class MessageSkeleton:
         *,
         to_email: str,
         to_name: str,
-        text: str,
-        html: str,
+        text: bytes,
+        html: bytes,
         message_id: str,
         headers: dict[str, str] | None = None,
     ) -> bytes:
+        """One reader's message; `text` and `html` are base64 bodies (`Base64Template`)."""
         if not to_email.isascii() or CONTROL_CHARS.search(to_email):
             raise ValueError(f"cannot address {to_email!r}")
         lines = [self._head, b"To: ", _address_header(to_name, to_email), b"\r\n"]
@@ -153,12 +155,12 @@ class MessageSkeleton:
             boundary,
             b"\r\n",
             _PART_HEAD % b"plain",
-            _base64(text),
+            text,
             b"--",
             boundary,
             b"\r\n",
             _PART_HEAD % b"html",
-            _base64(html),
+            html,
             b"--",
             boundary,
             b"--\r\n",
@@ -169,13 +171,87 @@ class MessageSkeleton:
 _PART_HEAD = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
 
 
-def _base64(text: str) -> bytes:
-    # Text parts are encoded in canonical form (CRLF line ends), as the email package does.
-    canonical = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-    # One C call for the whole body, then 76-character lines (RFC 2045): base64.encodebytes
-    # loops in Python over 57-byte chunks, which was the largest cost of sending.
-    encoded = binascii.b2a_base64(canonical, newline=False)
-    return b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76)) + b"\r\n"
+def _canonical(text: str) -> bytes:
+    # Canonical form for text parts: CRLF line ends. A bare CR is dropped rather than kept, so
+    # the mapping works character by character and a text can be converted piece by piece.
+    return text.replace("\r", "").replace("\n", "\r\n").encode("utf-8")
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """Base64 in lines of at most 76 characters (RFC 2045), each ending in CRLF.
+
+    One C call for the whole input, then slicing: base64.encodebytes loops in Python over
+    57-byte chunks, which was once the largest cost of sending.
+    """
+    encoded = binascii.b2a_base64(data, newline=False)
+    if len(encoded) <= 76:
+        return encoded + b"\r\n" if encoded else b""
+    return b"\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
+
+
+class Base64Template:
+    """A text with named holes, base64-encoded once, for many readers.
+
+    A digest body is ~60 KB, and what one reader adds (greeting, signed links) ~1 KB.
+    Encoding the whole body for each reader was the largest cost of sending, so the fixed
+    pieces are encoded once and `fill()` encodes only the holes and the bytes beside them.
+
+    Base64 encodes 3-byte groups, so a fixed piece's encoding depends on how many of its
+    first bytes complete the group left open by the hole before it: each piece is encoded
+    (when first needed) for each of the three cases, and the bytes left over at its end are
+    carried into the next hole. RFC 2045 limits base64 lines to 76 characters but does not
+    require full lines, and decoders skip line breaks, so encoded pieces are joined as they
+    are. `tests/test_message.py` checks that decoding gives the filled text, byte for byte.
+    """
+
+    def __init__(self, pieces: Sequence[str]):
+        """`pieces`: fixed text, hole name, fixed text, ..., fixed text (as `re.split`
+        gives them with one group)."""
+        if len(pieces) % 2 != 1:
+            raise ValueError("pieces must alternate text and names, text first and last")
+        self._fixed = [_canonical(piece) for piece in pieces[0::2]]
+        self._names = list(pieces[1::2])
+        # (piece index, bytes it gives to the group before it) -> (its encoded middle,
+        # the bytes left over at its end)
+        self._middles: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+
+    @classmethod
+    def plain(cls, text: str) -> Base64Template:
+        return cls((text,))
+
+    def fill(self, values: Mapping[str, str] | None = None) -> bytes:
+        """The base64 body of the text with each hole replaced by its value; a hole without
+        a value keeps its marker, `@@NAME@@`."""
+        values = values or {}
+        out: list[bytes] = []
+        open_group = b""  # bytes waiting for the rest of their 3-byte group
+        for index, fixed in enumerate(self._fixed):
+            if index:
+                name = self._names[index - 1]
+                value = values.get(name)
+                open_group += _canonical(f"@@{name}@@" if value is None else value)
+            give = -len(open_group) % 3
+            if len(fixed) < give:  # a fixed piece too short to close the group
+                open_group += fixed
+                continue
+            open_group += fixed[:give]
+            if open_group:
+                out.append(_base64_lines(open_group))
+            middle, open_group = self._middle(index, give)
+            out.append(middle)
+        if open_group:
+            out.append(_base64_lines(open_group))
+        return b"".join(out)
+
+    def _middle(self, index: int, give: int) -> tuple[bytes, bytes]:
+        key = (index, give)
+        found = self._middles.get(key)
+        if found is None:
+            fixed = self._fixed[index]
+            end = give + (len(fixed) - give) // 3 * 3
+            # Two threads may both compute it: the results are equal, so no lock is needed.
+            found = self._middles[key] = (_base64_lines(fixed[give:end]), fixed[end:])
+        return found
 
 
 def _address_header(name: str, address: str) -> bytes:

@@ -5,7 +5,8 @@ Chinese digest) runs once per (issue, set of sections) and never once per recipi
 
 1. `render_digest()` builds a `DigestTemplate`: the inlined HTML and the text part, with
    `@@PLACEHOLDER@@` markers where personal parts go (greeting, signed links).
-2. `personalize()` fills the markers for one reader with a single regex pass.
+2. `personalize()` fills the markers for one reader; sending fills them straight into the
+   base64 bodies (`mailer.Base64Template`, from `pieces()` and `personal_values()`).
 
 This module knows nothing of the database or the request: it takes plain dataclasses.
 """
@@ -326,33 +327,41 @@ def personalize(
     template: DigestTemplate, personal: Personal, *, locale: str = "zh"
 ) -> tuple[str, str]:
     """Fill one reader's greeting and signed links into a digest: returns (html, text)."""
-    greeting = _greeting(Translator(locale), personal.name)
+    values = personal_values(personal, locale=locale)
+    return _fill(template.html, html_values(values)), _fill(template.text, values)
+
+
+def personal_values(personal: Personal, *, locale: str = "zh") -> dict[str, str]:
+    """What each marker stands for in one reader's copy, as text (see `html_values`)."""
     values = {
-        "GREETING": greeting,
+        "GREETING": _greeting(Translator(locale), personal.name),
         "PREFERENCES_URL": personal.preferences_url,
         "UNSUBSCRIBE_URL": personal.unsubscribe_url,
     }
     for topic_id, url in personal.stop_urls.items():
         values[f"STOP_URL_{topic_id}"] = url
-    return _fill(template.html, values, escape=True), _fill(template.text, values, escape=False)
+    return values
+
+
+def html_values(values: dict[str, str]) -> dict[str, str]:
+    """The same values escaped for the HTML part (markers sit in text and in attributes)."""
+    return {name: html.escape(value) for name, value in values.items()}
 
 
 @lru_cache(maxsize=256)
-def _pieces(document: str) -> tuple[str, ...]:
+def pieces(document: str) -> tuple[str, ...]:
     """The document split at its markers: text, name, text, name, ..., text. Done once per
     digest (a str caches its hash), so each reader costs a join, not a regex pass."""
     return tuple(PLACEHOLDER.split(document))
 
 
-def _fill(document: str, values: dict[str, str], *, escape: bool) -> str:
-    pieces = list(_pieces(document))
-    for i in range(1, len(pieces), 2):
-        value = values.get(pieces[i])
-        if value is None:  # not ours (an article may contain "@@NAME@@"): leave it be
-            pieces[i] = f"@@{pieces[i]}@@"
-        else:
-            pieces[i] = html.escape(value) if escape else value
-    return "".join(pieces)
+def _fill(document: str, values: dict[str, str]) -> str:
+    parts = list(pieces(document))
+    for i in range(1, len(parts), 2):
+        value = values.get(parts[i])
+        # A marker that is not ours (an article may contain "@@NAME@@") is left be.
+        parts[i] = f"@@{parts[i]}@@" if value is None else value
+    return "".join(parts)
 
 
 def _greeting(_: Translator, name: str) -> str:
