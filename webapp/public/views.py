@@ -252,6 +252,14 @@ def erase(token: str):
     return render_template("public/erase.html", form=form, subscriber=subscriber)
 
 
+def _section(value) -> Topic | None:
+    try:
+        topic_id = int(value)
+    except (TypeError, ValueError):
+        return None
+    return db.session.get(Topic, topic_id) if 0 < topic_id < 2**31 else None
+
+
 # The signed token is the credential here, and one-click unsubscribe (RFC 8058) arrives as a
 # cookie-less POST from the mail provider, which cannot carry a CSRF token.
 @csrf.exempt
@@ -261,7 +269,13 @@ def unsubscribe(token: str):
     payload, error = _reader_or_error_page(Purpose.UNSUBSCRIBE, token)
     if error:
         return error
-    topic = db.session.get(Topic, payload["t"]) if "t" in payload else None
+    # A section's stop link is this link with ?section=ID (older emails signed the section
+    # into the token as "t"). An unknown section is refused rather than read as "all".
+    topic = None
+    if "t" in payload or "section" in request.args:
+        topic = _section(payload["t"] if "t" in payload else request.args["section"])
+        if topic is None:
+            return render_template("public/bad_link.html", expired=False), 400
     if request.method == "GET":
         # Changes nothing: link scanners fetch URLs in mail.
         return render_template("public/unsubscribe.html", topic=topic)
