@@ -7,8 +7,9 @@ The never-twice rules, in order:
 2. A worker *claims* its batch in one statement (pending -> sending, with a lease); a row is
    claimed once. On PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent claimers pass by.
 3. Before a message goes on the wire its row is marked "in flight" in a Redis journal; the
-   server's answer replaces the mark. Answers reach the database in bulk every
-   SEND_FLUSH_EVERY messages, and each flush extends the lease of the rest of the batch.
+   server's answer replaces the mark (written with the next message's mark, see `Journal`).
+   Answers reach the database in bulk every SEND_FLUSH_EVERY messages, and each flush
+   extends the lease of the rest of the batch.
 4. A row whose lease ran out belongs to a worker that died. The sweeper reads the journal:
    an answer is recorded as given; an "in flight" mark becomes `unknown` (the message may
    have arrived: it is never resent automatically); no mark means it never left, and it
@@ -121,29 +122,50 @@ class JournalError(RuntimeError):
 
 
 class Journal:
-    """Per issue, in a Redis hash: delivery id -> "?" (on the wire) or the server's answer."""
+    """Per issue, in a Redis hash: delivery id -> "?" (on the wire) or the server's answer.
+
+    One round trip per message: an answer is written together with the next message's mark
+    (or before any pause, or at the end of the batch when the database takes it). A worker
+    that dies in between leaves that answer's row marked "?", so it ends `unknown`: a
+    message that did arrive is reported as maybe arrived, and never sent again.
+    """
 
     def __init__(self, issue_id: int):
         self.redis = redis_client()
         self.key = f"bulletin:journal:{issue_id}"
-
-    def _write(self, delivery_id: int, value: str) -> None:
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hset(self.key, str(delivery_id), value)
-            pipe.expire(self.key, JOURNAL_DAYS * 86400)
-            pipe.execute()
-        except redis_lib.RedisError as exc:
-            raise JournalError(str(exc)) from exc
+        self._unwritten: dict[str, str] = {}
+        self._expires = False
 
     def on_the_wire(self, delivery_id: int) -> None:
-        self._write(delivery_id, IN_FLIGHT)
+        self._unwritten[str(delivery_id)] = IN_FLIGHT
+        self.save()
 
     def answered(self, answer: Answer) -> None:
-        self._write(answer.delivery_id, answer.journal_entry())
+        self._unwritten[str(answer.delivery_id)] = answer.journal_entry()
+
+    def save(self) -> None:
+        """Write the answers kept so far (and a mark, from `on_the_wire`)."""
+        if not self._unwritten:
+            return
+        try:
+            if self._expires:
+                self.redis.hset(self.key, mapping=self._unwritten)
+            else:
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.hset(self.key, mapping=self._unwritten)
+                pipe.expire(self.key, JOURNAL_DAYS * 86400)
+                pipe.execute()
+                self._expires = True
+        except redis_lib.RedisError as exc:
+            raise JournalError(str(exc)) from exc
+        self._unwritten = {}
 
     def forget(self, delivery_ids: list[int]) -> None:
+        """The database has these rows' answers now: drop them here."""
         if delivery_ids:
+            for delivery_id in delivery_ids:
+                self._unwritten.pop(str(delivery_id), None)
+            self._expires = False  # renewed with the next write, in case Redis lost the key
             try:
                 self.redis.hdel(self.key, *map(str, delivery_ids))
             except redis_lib.RedisError:
@@ -167,8 +189,9 @@ class SendRate:
             else:
                 self.item = RateLimitItemPerMinute(max(1, round(per_second * 60)))
 
-    def wait(self) -> None:
+    def wait(self, before_sleeping: Callable[[], None] = lambda: None) -> None:
         while self.limiter is not None and not self.limiter.hit(self.item, "bulletin-send"):
+            before_sleeping()
             reset = self.limiter.get_window_stats(self.item, "bulletin-send").reset_time
             time.sleep(min(1.0, max(0.005, reset - time.time())))
 
@@ -315,7 +338,7 @@ class _Batch:
                 if not reader.active or not topic_ids:
                     self._answer(reader, DeliveryStatus.SKIPPED, "reader left before sending")
                     continue
-                self.rate.wait()
+                self.rate.wait(before_sleeping=self.journal.save)
                 message_id, data = compose(self.issue_id, reader, topic_ids)
                 session.ensure_open()
                 self.journal.on_the_wire(reader.delivery_id)
