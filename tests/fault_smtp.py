@@ -1,7 +1,8 @@
 """An SMTP server on loopback that misbehaves on a schedule, for the delivery fault tests.
 
 It is aiosmtpd, a real SMTP server: the faults are real SMTP answers (451, 421, 550, 554)
-and real dropped connections, seen by the sender exactly as from a troubled MTA. It keeps
+and real dropped connections, seen by the sender exactly as from a troubled MTA. Like
+Postfix it offers PIPELINING, so the sender's pipelined path meets every fault. It keeps
 how many times each recipient's message was received, which is what "never twice" means.
 """
 
@@ -13,6 +14,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
+
+
+def advertise_pipelining(session, hostname: str, responses: list[str]) -> list[str]:
+    """EHLO as Postfix answers it, with PIPELINING (RFC 2920), so that senders batch
+    MAIL, RCPT and DATA; aiosmtpd reads pipelined commands one after another anyway."""
+    session.host_name = hostname  # what aiosmtpd does itself when no EHLO hook is set
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
 
 @dataclass
@@ -38,6 +46,9 @@ class FaultyServer:
         self.refusals: Counter[str] = Counter()
         self._tried: set[str] = set()
         self._lock = threading.Lock()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        return advertise_pipelining(session, hostname, responses)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
         if time.monotonic() < self.faults.closed_until:

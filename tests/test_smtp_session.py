@@ -1,16 +1,46 @@
-"""One SMTP connection, many messages: what reaches a real server (aiosmtpd on loopback) and
-how each answer is classified."""
+"""One SMTP connection, many messages: what reaches a real server (aiosmtpd on loopback), how
+each answer is classified, and STARTTLS + AUTH against a relay that demands them."""
 
 from __future__ import annotations
 
-import pytest
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
-from webapp.mailer import Outcome, SmtpSession
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from tests.conftest import Inbox, free_port
+from tests.fault_smtp import advertise_pipelining
+from webapp.mailer import MailerError, Outcome, SmtpSession
+
+
+class PipeliningInbox(Inbox):
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        return advertise_pipelining(session, hostname, responses)
+
+
+@pytest.fixture(params=["one command at a time", "pipelining"])
+def server(request) -> Iterator[tuple[Inbox, int]]:
+    """An SMTP server with and without PIPELINING: the session speaks both ways."""
+    inbox = PipeliningInbox() if request.param == "pipelining" else Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
 
 
 @pytest.fixture
-def session(smtp_server):
-    _, port = smtp_server
+def inbox(server) -> Inbox:
+    return server[0]
+
+
+@pytest.fixture
+def session(server) -> Iterator[SmtpSession]:
+    _, port = server
     with SmtpSession("127.0.0.1", port, timeout=10) as smtp:
         yield smtp
 
@@ -51,3 +81,138 @@ def test_one_connection_carries_many_messages_and_refusals(session, inbox):
     # A refused recipient does not spoil the transaction of the next one.
     assert len(inbox.to("first@example.com")) == len(inbox.to("last@example.com")) == 1
     assert len(inbox.messages) == 2
+
+
+def test_pipelining_is_used_only_when_the_server_offers_it(session, server):
+    inbox, _ = server
+    assert session._smtp.has_extn("pipelining") == isinstance(inbox, PipeliningInbox)
+
+
+@pytest.mark.parametrize(
+    "address", ["a@b.org\r\nRCPT TO:<x@evil.org>", "<a@b.org>", "a b@c.org", "用户@例子.中国", "ab"]
+)
+def test_an_address_that_would_break_the_smtp_command_is_refused(session, inbox, address):
+    with pytest.raises(ValueError, match="cannot use"):
+        session.send("bulletin@example.org", address, b"Subject: x\r\n\r\nhi\r\n")
+    with pytest.raises(ValueError, match="cannot use"):
+        session.send(address, "han@example.com", b"Subject: x\r\n\r\nhi\r\n")
+    assert inbox.messages == []
+
+
+# --- STARTTLS and AUTH, as a relay asks for them -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (made by the openssl command)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=relay.test",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+class Relay:
+    """A relay that takes mail only over TLS and only from `bulletin` / `s3cret`."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bool, list[str]]] = []  # (user, over TLS, recipients)
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        ok = (auth_data.login, auth_data.password) == (b"bulletin", b"s3cret")
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.received.append((session.auth_data.login.decode(), session.ssl is not None,
+                              list(envelope.rcpt_tos)))  # fmt: skip
+        return "250 2.0.0 Ok: queued"
+
+
+@pytest.fixture
+def relay(certificate) -> Iterator[tuple[Relay, int]]:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    relay, port = Relay(), free_port()
+    controller = Controller(
+        relay,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=relay.authenticate,
+        auth_require_tls=True,
+    )
+    controller.start()
+    yield relay, port
+    controller.stop()
+
+
+def test_starttls_then_login_then_mail_through_a_relay(relay, certificate, monkeypatch):
+    server, port = relay
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust the relay's certificate
+    with SmtpSession(
+        "127.0.0.1", port, username="bulletin", password="s3cret", starttls=True, timeout=10
+    ) as session:
+        result = session.send("bulletin@example.org", "han@example.com", b"Subject: x\r\n\r\nhi")
+    assert result.outcome == Outcome.SENT
+    assert server.received == [("bulletin", True, ["han@example.com"])]
+
+
+def test_a_wrong_password_is_a_clear_error_and_nothing_is_sent(relay, certificate, monkeypatch):
+    server, port = relay
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    session = SmtpSession(
+        "127.0.0.1", port, username="bulletin", password="wrong", starttls=True, timeout=10
+    )
+    with pytest.raises(MailerError, match=rf"SMTP login refused by 127\.0\.0\.1:{port}: 535"):
+        session.open()
+    assert server.received == []
+
+
+def test_a_relay_with_an_untrusted_certificate_is_refused(relay):
+    _, port = relay
+    session = SmtpSession(
+        "127.0.0.1", port, username="bulletin", password="s3cret", starttls=True, timeout=10
+    )
+    with pytest.raises(MailerError, match="certificate verify failed"):
+        session.open()
+
+
+def test_without_starttls_a_relay_that_requires_it_refuses_to_log_in(relay):
+    _, port = relay
+    session = SmtpSession("127.0.0.1", port, username="bulletin", password="s3cret", timeout=10)
+    with pytest.raises(MailerError, match=f"127.0.0.1:{port}"):
+        session.open()
+
+
+class CarelessServer(PipeliningInbox):
+    """Refuses a recipient at RCPT yet answers 354 to DATA, as RFC 2920 says a server may."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        envelope.rcpt_tos.append(address)
+        return "550 5.1.1 No such user" if address.startswith("gone") else "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if envelope.rcpt_tos[0].startswith("gone"):
+            return "554 5.5.1 No valid recipients"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_data_accepted_after_a_refused_recipient_carries_no_message():
+    inbox, port = CarelessServer(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with SmtpSession("127.0.0.1", port, timeout=10) as session:
+            gone = session.send("bulletin@example.org", "gone@example.com", b"Subject: x\r\n\r\nhi")
+            kept = session.send("bulletin@example.org", "kept@example.com", b"Subject: x\r\n\r\nhi")
+    finally:
+        controller.stop()
+    assert (gone.outcome, gone.reply) == (Outcome.PERMANENT, "550 5.1.1 No such user")
+    assert kept.outcome == Outcome.SENT
+    assert [rcpts for rcpts, _, _ in inbox._messages] == [["kept@example.com"]]

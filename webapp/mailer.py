@@ -342,7 +342,7 @@ class SmtpSession:
                 smtp.login(self.username, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             raise MailerError(
-                f"SMTP login refused by {self.host}:{self.port}: {_reply(exc)}"
+                f"SMTP login refused by {self.host}:{self.port}: {exc.smtp_code} {_reply(exc)}"
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise MailerError(f"cannot talk to SMTP server {self.host}:{self.port}: {exc}") from exc
@@ -363,53 +363,92 @@ class SmtpSession:
 
     def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
         """Send one message to one recipient and classify the server's answer."""
+        for address in (envelope_from, recipient):
+            if not _ENVELOPE_ADDRESS.fullmatch(address):
+                raise ValueError(f"cannot use {address!r} in an SMTP envelope")
         if self._smtp is None:
             self.open()
         smtp = self._smtp
         assert smtp is not None
         data_sent = False
         try:
-            code, reply = smtp.mail(envelope_from)
-            if code != 250:
-                smtp.rset()
-                return _classify(code, reply)
-            code, reply = smtp.rcpt(recipient)
-            if code not in (250, 251):
-                smtp.rset()
+            code, reply = self._envelope(smtp, envelope_from, recipient)
+            if code != 354:
+                self._after_refusal(code)
                 return _classify(code, reply)
             data_sent = True
             code, reply = _data(smtp, data)
+            if code != 250:
+                self._after_refusal(code)
             return _classify(code, reply)
         except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
-            self._smtp = None
+            self._drop()
             if data_sent:
                 return SendResult(Outcome.AMBIGUOUS, 0, f"connection lost after DATA: {exc}")
             return SendResult(Outcome.TEMPORARY, 0, f"connection lost: {exc}")
-        except smtplib.SMTPResponseException as exc:
-            self._reset()
-            return _classify(exc.smtp_code, exc.smtp_error)
 
-    def _reset(self) -> None:
-        """After a refusal, start the next transaction clean (some servers keep state)."""
+    @staticmethod
+    def _envelope(smtp: smtplib.SMTP, envelope_from: str, recipient: str) -> tuple[int, bytes]:
+        """MAIL, RCPT and DATA: (354, ...) when the message may follow, else the refusal.
+
+        With PIPELINING (RFC 2920; Postfix and most relays offer it) the three commands go
+        in one write and their answers are read together: one round trip instead of three,
+        which matters most when the relay is a few milliseconds away.
+        """
+        if not smtp.has_extn("pipelining"):
+            answer = smtp.mail(envelope_from)
+            if answer[0] == 250:
+                answer = smtp.rcpt(recipient)
+                if answer[0] in (250, 251):
+                    smtp.putcmd("data")
+                    answer = smtp.getreply()
+            return answer
+        smtp.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n")
+        answers = []
+        for _ in range(3):
+            answers.append(smtp.getreply())
+            if answers[-1][0] == 421:  # the server is closing: no more answers will come
+                return answers[-1]
+        mail, rcpt, data = answers
+        refusal = mail if mail[0] != 250 else rcpt if rcpt[0] not in (250, 251) else None
+        if refusal is None:
+            return data
+        if data[0] == 354:  # DATA accepted without a recipient (RFC 2920 asks: send a dot)
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        return refusal
+
+    def _after_refusal(self, code: int) -> None:
+        """Start the next transaction clean (some servers keep state), unless the server
+        said it is closing the connection."""
+        if code == 421:
+            self._drop()
+            return
         try:
             if self._smtp is not None:
                 self._smtp.rset()
         except (OSError, smtplib.SMTPException):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
             self._smtp = None
 
 
+# Printable ASCII but "<", ">" and "@", each side of one "@": enough to keep line breaks and
+# brackets out of the SMTP commands written by hand above.
+_ENVELOPE_ADDRESS = re.compile(r"[!-;=?A-~]+@[!-;=?A-~]+")
+
+
 def _data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """`smtplib.SMTP.data()` for a message that is already bytes with CRLF line ends.
+    """The message after a 354, as `smtplib.SMTP.data()` sends it, then the server's answer.
 
     smtplib runs a regular expression over the whole message to double the dots that start
     a line, which cost more than composing the message. Our messages are base64 bodies and
     headers, where a line never starts with a dot, so one fast search usually proves there
     is nothing to quote; anything else is quoted the same way smtplib would.
     """
-    smtp.putcmd("data")
-    code, reply = smtp.getreply()
-    if code != 354:
-        raise smtplib.SMTPDataError(code, reply)
     if data.startswith(b".") or b"\n." in data:
         data = _LINE_START_DOT.sub(b"..", data)
     if not data.endswith(b"\r\n"):
