@@ -14,7 +14,7 @@ from aiosmtpd.smtp import AuthResult
 
 from tests.conftest import Inbox, free_port
 from tests.fault_smtp import advertise_pipelining
-from webapp.mailer import MailerError, Outcome, SmtpSession
+from webapp.mailer import AddressError, MailerError, Outcome, SmtpSession
 
 
 class PipeliningInbox(Inbox):
@@ -89,14 +89,29 @@ def test_pipelining_is_used_only_when_the_server_offers_it(session, server):
 
 
 @pytest.mark.parametrize(
-    "address", ["a@b.org\r\nRCPT TO:<x@evil.org>", "<a@b.org>", "a b@c.org", "用户@例子.中国", "ab"]
+    ("address", "why"),
+    [
+        ("a@b.org\r\nRCPT TO:<x@evil.org>", "cannot use"),
+        ("<a@b.org>", "cannot use"),
+        ("a b@c.org", "cannot use"),
+        ("ab", "cannot use"),
+        ("用户@例子.中国", "non-ASCII characters before the @"),
+    ],
 )
-def test_an_address_that_would_break_the_smtp_command_is_refused(session, inbox, address):
-    with pytest.raises(ValueError, match="cannot use"):
+def test_an_address_smtp_cannot_carry_is_refused_before_anything_is_sent(
+    session, inbox, address, why
+):
+    with pytest.raises(AddressError, match=why):
         session.send("bulletin@example.org", address, b"Subject: x\r\n\r\nhi\r\n")
-    with pytest.raises(ValueError, match="cannot use"):
+    with pytest.raises(AddressError, match=why):
         session.send(address, "han@example.com", b"Subject: x\r\n\r\nhi\r\n")
     assert inbox.messages == []
+
+
+def test_a_chinese_domain_travels_in_its_xn_form(session, inbox):
+    result = session.send("bulletin@example.org", "han@例子.中国", b"Subject: x\r\n\r\nhi\r\n")
+    assert result.outcome == Outcome.SENT
+    assert len(inbox.to("han@xn--fsqu00a.xn--fiqs8s")) == 1
 
 
 # --- STARTTLS and AUTH, as a relay asks for them -------------------------------------------

@@ -104,6 +104,30 @@ def test_a_server_that_refuses_us_pauses_the_issue_and_says_why(app, issue, inbo
     assert counts.get(DeliveryStatus.FAILED, 0) == 0  # nothing is the readers' fault
 
 
+def test_an_address_smtp_cannot_carry_fails_alone_and_a_chinese_domain_is_sent(app, issue, inbox):
+    # Sign-up refuses non-ASCII before the @ now; a row stored before that must not stop
+    # the batch it is in (it used to raise, and the batch was retried for ever).
+    [topic] = ensure_topics(["质量要闻"])
+    db.session.add_all(
+        [
+            Subscriber(email="用户@例子.中国", status=Status.ACTIVE, topics=[topic]),
+            Subscriber(email="han@例子.中国", status=Status.ACTIVE, topics=[topic]),
+        ]
+    )
+    db.session.commit()
+    publishing.publish_issue(issue.id)
+    db.session.commit()
+    run_queued(issue.id)
+    assert rows(issue.id) == {DeliveryStatus.SENT: 31, DeliveryStatus.FAILED: 1}
+    reply = db.session.scalar(
+        select(Delivery.smtp_reply).where(Delivery.status == DeliveryStatus.FAILED)
+    )
+    assert "non-ASCII characters before the @" in reply
+    [message] = inbox.to("han@xn--fsqu00a.xn--fiqs8s")
+    assert message["To"].addresses[0].addr_spec == "han@xn--fsqu00a.xn--fiqs8s"
+    assert db.session.get(Issue, issue.id).status == IssueStatus.SENT
+
+
 def test_resend_unknown_puts_those_rows_back_and_the_issue_back_to_sending(staff_client, issue):
     publishing.publish_issue(issue.id)
     db.session.execute(update(Delivery).values(status=DeliveryStatus.SENT).where(Delivery.id <= 25))

@@ -212,6 +212,14 @@ def test_a_sign_up_needs_a_valid_address_and_a_real_section(topics):
         subscriptions.subscribe("reader@example.com", "", [])
 
 
+def test_a_mailbox_name_in_chinese_is_refused_and_a_chinese_domain_is_kept(topics):
+    with pytest.raises(SubscriptionError, match="before the @-sign") as caught:
+        subscriptions.subscribe("用户@例子.中国", "", ids(topics))
+    assert caught.value.field == "email"
+    result = subscriptions.subscribe("Han@例子.中国", "", ids(topics))
+    assert result.subscriber.email == "han@例子.中国"  # sent in its xn-- form
+
+
 # --- events --------------------------------------------------------------------------------
 
 

@@ -41,7 +41,7 @@ from . import publishing, subscriptions
 from .digests import Recipient, compose
 from .extensions import db
 from .issues import issue_topic_ids
-from .mailer import MailerError, Outcome, SendResult, SmtpSession
+from .mailer import AddressError, MailerError, Outcome, SendResult, SmtpSession
 from .models import (
     Delivery,
     DeliveryStatus,
@@ -339,7 +339,11 @@ class _Batch:
                     self._answer(reader, DeliveryStatus.SKIPPED, "reader left before sending")
                     continue
                 self.rate.wait(before_sleeping=self.journal.save)
-                message_id, data = compose(self.issue_id, reader, topic_ids)
+                try:
+                    message_id, data = compose(self.issue_id, reader, topic_ids)
+                except AddressError as exc:  # a row from before sign-up refused such addresses
+                    self._answer(reader, DeliveryStatus.FAILED, f"not sent: {exc}")
+                    continue
                 session.ensure_open()
                 self.journal.on_the_wire(reader.delivery_id)
                 outcome = session.send(_envelope_from(reader.delivery_id), reader.email, data)

@@ -23,6 +23,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from enum import StrEnum
 
 import dkim
+import idna
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
@@ -67,6 +68,34 @@ class SendResult:
     reply: str
 
 
+class AddressError(ValueError):
+    """An address that cannot go into an SMTP envelope or a To header as Bulletin sends them."""
+
+
+# Printable ASCII but "<", ">" and "@", each side of one "@": enough to keep line breaks and
+# brackets out of the SMTP commands and headers written by hand below.
+_PLAIN_ADDRESS = re.compile(r"[!-;=?A-~]+@[!-;=?A-~]+")
+
+
+def ascii_address(address: str) -> str:
+    """The address as SMTP without SMTPUTF8 carries it: an IDN domain in its `xn--` form.
+
+    A mailbox name (before the @) with non-ASCII characters would need SMTPUTF8, which
+    Bulletin does not send: sign-up refuses such addresses, so only an older row has one.
+    """
+    if not address.isascii():
+        local, _, domain = address.rpartition("@")
+        if not local.isascii():
+            raise AddressError(f"{address!r} has non-ASCII characters before the @ (SMTPUTF8)")
+        try:
+            address = f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+        except idna.IDNAError as exc:
+            raise AddressError(f"cannot encode the domain of {address!r}: {exc}") from None
+    if not _PLAIN_ADDRESS.fullmatch(address):
+        raise AddressError(f"cannot use {address!r} as an email address")
+    return address
+
+
 def clean_display_name(name: str, limit: int = 100) -> str:
     """A display name without control characters, so no name can inject a header."""
     return CONTROL_CHARS.sub(" ", name or "").strip()[:limit]
@@ -90,7 +119,7 @@ def build_message(
     sender_name, sender_addr = parseaddr(sender)
     msg = EmailMessage(policy=POLICY)
     msg["From"] = Address(display_name=clean_display_name(sender_name), addr_spec=sender_addr)
-    msg["To"] = Address(display_name=clean_display_name(to_name), addr_spec=to_email)
+    msg["To"] = Address(display_name=clean_display_name(to_name), addr_spec=ascii_address(to_email))
     msg["Subject"] = clean_display_name(subject, limit=300)
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = message_id or make_msgid(domain=sender_addr.rpartition("@")[2] or None)
@@ -139,8 +168,7 @@ class MessageSkeleton:
         headers: dict[str, str] | None = None,
     ) -> bytes:
         """One reader's message; `text` and `html` are base64 bodies (`Base64Template`)."""
-        if not to_email.isascii() or CONTROL_CHARS.search(to_email):
-            raise ValueError(f"cannot address {to_email!r}")
+        to_email = ascii_address(to_email)
         lines = [self._head, b"To: ", _address_header(to_name, to_email), b"\r\n"]
         lines += [b"Date: ", format_datetime(datetime.now(UTC)).encode(), b"\r\n"]
         lines += [b"Message-ID: ", message_id.encode("ascii"), b"\r\n"]
@@ -362,10 +390,10 @@ class SmtpSession:
             self._smtp = None
 
     def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
-        """Send one message to one recipient and classify the server's answer."""
-        for address in (envelope_from, recipient):
-            if not _ENVELOPE_ADDRESS.fullmatch(address):
-                raise ValueError(f"cannot use {address!r} in an SMTP envelope")
+        """Send one message to one recipient and classify the server's answer.
+
+        Raises AddressError, before anything is sent, for an address SMTP cannot carry."""
+        envelope_from, recipient = ascii_address(envelope_from), ascii_address(recipient)
         if self._smtp is None:
             self.open()
         smtp = self._smtp
@@ -434,11 +462,6 @@ class SmtpSession:
         if self._smtp is not None:
             self._smtp.close()
             self._smtp = None
-
-
-# Printable ASCII but "<", ">" and "@", each side of one "@": enough to keep line breaks and
-# brackets out of the SMTP commands written by hand above.
-_ENVELOPE_ADDRESS = re.compile(r"[!-;=?A-~]+@[!-;=?A-~]+")
 
 
 def _data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:

@@ -3,15 +3,19 @@ who is already subscribed and whose address was submitted again, their preferenc
 
 from __future__ import annotations
 
+import logging
+
 from flask import current_app
 
 from .delivery import smtp_session
 from .digests import outgoing_bytes
 from .extensions import db
-from .mailer import Outcome, build_message
+from .mailer import AddressError, Outcome, ascii_address, build_message
 from .models import Subscriber, SubscriberStatus
 from .rendering import RenderedEmail, render_confirmation, render_preferences_notice
 from .tokens import Purpose, external_url, make_token
+
+log = logging.getLogger(__name__)
 
 
 def send_confirmation(subscriber_id: int) -> bool:
@@ -53,6 +57,11 @@ def send_preferences_link(subscriber_id: int) -> bool:
 
 def _send(subscriber: Subscriber, email: RenderedEmail) -> bool:
     config = current_app.config
+    try:
+        ascii_address(subscriber.email)
+    except AddressError as exc:  # a row from before sign-up refused such addresses
+        log.warning("not emailing reader %s: %s", subscriber.id, exc)
+        return False
     message = build_message(
         sender=config["MAIL_FROM"],
         to_email=subscriber.email,

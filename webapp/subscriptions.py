@@ -71,9 +71,13 @@ class SubscribeResult:
 
 
 def normalize_email(address: str) -> str:
-    """Validate an address (syntax only, no DNS) and return it lower-cased."""
+    """Validate an address (syntax only, no DNS) and return it lower-cased.
+
+    Non-ASCII before the @ is refused: mailing it needs SMTPUTF8 all the way, which Bulletin
+    does not send. Non-ASCII domains are fine (they travel in their xn-- form).
+    """
     try:
-        checked = validate_email(address.strip(), check_deliverability=False)
+        checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise SubscriptionError(f"not a valid email address: {exc}") from None
     return checked.normalized.lower()
