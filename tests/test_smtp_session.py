@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from tests.conftest import Inbox, free_port
+from tests.conftest import Inbox, serving_smtp
 from tests.fault_smtp import advertise_pipelining
 from webapp.mailer import AddressError, MailerError, Outcome, SmtpSession
 
@@ -26,11 +25,8 @@ class PipeliningInbox(Inbox):
 def server(request) -> Iterator[tuple[Inbox, int]]:
     """An SMTP server with and without PIPELINING: the session speaks both ways."""
     inbox = PipeliningInbox() if request.param == "pipelining" else Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
+    with serving_smtp(inbox) as port:
+        yield inbox, port
 
 
 @pytest.fixture
@@ -152,19 +148,15 @@ def relay(certificate) -> Iterator[tuple[Relay, int]]:
     cert, key = certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    relay, port = Relay(), free_port()
-    controller = Controller(
+    relay = Relay()
+    with serving_smtp(
         relay,
-        hostname="127.0.0.1",
-        port=port,
         tls_context=context,
         require_starttls=True,
         authenticator=relay.authenticate,
         auth_require_tls=True,
-    )
-    controller.start()
-    yield relay, port
-    controller.stop()
+    ) as port:
+        yield relay, port
 
 
 def test_starttls_then_login_then_mail_through_a_relay(relay, certificate, monkeypatch):
@@ -219,15 +211,10 @@ class CarelessServer(PipeliningInbox):
 
 
 def test_data_accepted_after_a_refused_recipient_carries_no_message():
-    inbox, port = CarelessServer(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        with SmtpSession("127.0.0.1", port, timeout=10) as session:
-            gone = session.send("bulletin@example.org", "gone@example.com", b"Subject: x\r\n\r\nhi")
-            kept = session.send("bulletin@example.org", "kept@example.com", b"Subject: x\r\n\r\nhi")
-    finally:
-        controller.stop()
+    inbox = CarelessServer()
+    with serving_smtp(inbox) as port, SmtpSession("127.0.0.1", port, timeout=10) as session:
+        gone = session.send("bulletin@example.org", "gone@example.com", b"Subject: x\r\n\r\nhi")
+        kept = session.send("bulletin@example.org", "kept@example.com", b"Subject: x\r\n\r\nhi")
     assert (gone.outcome, gone.reply) == (Outcome.PERMANENT, "550 5.1.1 No such user")
     assert kept.outcome == Outcome.SENT
     assert [rcpts for rcpts, _, _ in inbox._messages] == [["kept@example.com"]]
