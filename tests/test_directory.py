@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.dialects import postgresql
 
+from tests.query_plans import query_plan
 from webapp import directory
 from webapp.extensions import db
 from webapp.issues import ensure_topics
@@ -128,41 +128,6 @@ def test_an_empty_list_and_a_closed_section(db_session):
     assert directory.list_subscribers() == directory.Page([], None)
     [closed] = directory.counts_by_topic()
     assert (closed.name, closed.active, closed.readers) == ("旧栏目", False, 0)
-
-
-def postgres_plan(statement) -> str:
-    compiled = statement.compile(dialect=postgresql.dialect())
-    with db.engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cursor:
-            cursor.execute(f"EXPLAIN {compiled}", compiled.params)
-            return "\n".join(row[0] for row in cursor.fetchall())
-
-
-def sqlite_plan(statement) -> str:
-    compiled = statement.compile(dialect=db.engine.dialect)
-    params = tuple(compiled.params[name] for name in compiled.positiontup)
-    with db.engine.connect() as conn:
-        cursor = conn.connection.driver_connection.execute(f"EXPLAIN QUERY PLAN {compiled}", params)
-        return "\n".join(row[-1] for row in cursor.fetchall())
-
-
-def query_plan(statement) -> str:
-    """The database's plan; PostgreSQL's and SQLite's say the same things differently."""
-    if db.engine.dialect.name == "postgresql":
-        return postgres_plan(statement)
-    plan = sqlite_plan(statement)
-    # In PostgreSQL's words, so one assertion serves both. A rowid table *is* its primary
-    # key's B-tree: "SCAN subscribers" reads it in key order, which is an index scan.
-    plan = "\n".join(
-        "Index Scan (rowid)" if line == "SCAN subscribers" else line for line in plan.splitlines()
-    )
-    return (
-        plan.replace("USING INTEGER PRIMARY KEY", "Index")
-        .replace("USING INDEX", "Index")
-        .replace("USING COVERING INDEX", "Index")
-        .replace("USE TEMP B-TREE FOR ORDER BY", "Sort")
-    )
 
 
 def test_pages_come_from_an_index_without_sorting(app, db_session):

@@ -221,20 +221,7 @@ def dispatch_due(issue_id: int, enqueue: Enqueue, *, size: int | None = None) ->
     stale = now - timedelta(seconds=config["SEND_REQUEUE_SECONDS"])
     queued, last_id = 0, 0
     while True:
-        ids = list(
-            db.session.scalars(
-                select(Delivery.id)
-                .where(
-                    Delivery.issue_id == issue_id,
-                    Delivery.status == DeliveryStatus.PENDING,
-                    Delivery.id > last_id,
-                    (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),
-                    (Delivery.queued_at.is_(None)) | (Delivery.queued_at < stale),
-                )
-                .order_by(Delivery.id)
-                .limit(size)
-            )
-        )
+        ids = list(db.session.scalars(due_rows_query(issue_id, last_id, now, stale, size)))
         if not ids:
             return queued
         db.session.execute(
@@ -247,6 +234,28 @@ def dispatch_due(issue_id: int, enqueue: Enqueue, *, size: int | None = None) ->
         enqueue(issue_id, ids)
         queued += len(ids)
         last_id = ids[-1]
+
+
+def due_rows_query(issue_id: int, after_id: int, now: datetime, stale: datetime, size: int):
+    """The next page of pending rows that are due and not queued (or queued long ago).
+
+    The (issue_id, status, id) index hands them over in id order. Right after planning the
+    table has no statistics for the new rows, and with only (issue_id, status) PostgreSQL
+    sorted every pending row for each page: 38 ms a page at 300,000 readers, quadratic work
+    over a send to 1,000,000.
+    """
+    return (
+        select(Delivery.id)
+        .where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.id > after_id,
+            (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),
+            (Delivery.queued_at.is_(None)) | (Delivery.queued_at < stale),
+        )
+        .order_by(Delivery.id)
+        .limit(size)
+    )
 
 
 # --- sending -------------------------------------------------------------------------------

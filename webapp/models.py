@@ -233,8 +233,9 @@ class Delivery(db.Model):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
-        # Claiming and progress counts both ask "rows of this issue in this status".
-        Index("ix_deliveries_issue_status", "issue_id", "status"),
+        # "Rows of this issue in this status" (progress, the finishing check), and in id
+        # order for queueing them page by page (see delivery.due_rows_query).
+        Index("ix_deliveries_issue_status_id", "issue_id", "status", "id"),
         # The sweeper's question: which claimed rows' leases have run out?
         Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
     )
