@@ -53,7 +53,7 @@ SMTP_SINK = "/usr/sbin/smtp-sink"
 MAIL_FROM = "工作简报 <bulletin@example.org>"
 ENVELOPE_FROM = "bulletin@example.org"
 POLL_SECONDS = 0.1
-COUNT_EVERY = 10
+COUNT_EVERY = 100  # a count reads up to N index entries: every 10 s, not every second
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,7 +11,9 @@ from webapp.extensions import db
 
 
 def postgres_plan(statement) -> str:
-    compiled = statement.compile(dialect=postgresql.dialect())
+    compiled = statement.compile(
+        dialect=postgresql.dialect(), compile_kwargs={"render_postcompile": True}
+    )
     with db.engine.connect() as conn:
         raw = conn.connection.driver_connection
         with raw.cursor() as cursor:
@@ -20,7 +22,9 @@ def postgres_plan(statement) -> str:
 
 
 def sqlite_plan(statement) -> str:
-    compiled = statement.compile(dialect=db.engine.dialect)
+    compiled = statement.compile(
+        dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True}
+    )
     params = tuple(compiled.params[name] for name in compiled.positiontup)
     with db.engine.connect() as conn:
         cursor = conn.connection.driver_connection.execute(f"EXPLAIN QUERY PLAN {compiled}", params)

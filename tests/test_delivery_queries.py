@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 
 from tests.query_plans import query_plan
 from webapp import publishing
-from webapp.delivery import due_rows_query
+from webapp.delivery import claim_statement, due_rows_query
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import Delivery, Subscriber, SubscriberStatus, utcnow
@@ -46,3 +46,46 @@ def test_queueing_reads_pages_in_id_order_from_an_index_before_and_after_analyze
 
     for when, plan in plans.items():
         assert "Index" in plan and "Sort" not in plan and "Seq Scan" not in plan, (when, plan)
+
+
+def test_a_batch_is_claimed_by_its_ids_right_after_planning(app, db_session):
+    small, big = ensure_topics(["国际动态", "质量要闻"])
+    readers = [
+        {"email": f"r{n}@example.com", "name": "", "status": "active", "locale": "zh"}
+        for n in range(20200)
+    ]
+    db.session.execute(Subscriber.__table__.insert(), readers)
+    db.session.execute(
+        text("INSERT INTO subscriber_topics SELECT id, CASE WHEN id <= 200 THEN :s ELSE :b END"
+             " FROM subscribers"),
+        {"s": small.id, "b": big.id},
+    )  # fmt: skip
+    earlier, issue = create_issue("第十一期"), create_issue("第十二期")
+    add_article(earlier, small, "旧文章", "正文。", lead="导语。")
+    add_article(issue, big, "文章", "正文。", lead="导语。")
+    db.session.commit()
+    publishing.publish_issue(earlier.id)  # 200 rows, and statistics that know only them
+    db.session.commit()
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("ANALYZE deliveries" if db.engine.dialect.name == "postgresql" else "ANALYZE")
+        )
+    publishing.publish_issue(issue.id)  # 20,000 rows of an issue the statistics never saw
+    db.session.commit()
+    batch = list(
+        db.session.scalars(
+            select(Delivery.id)
+            .where(Delivery.issue_id == issue.id)
+            .order_by(Delivery.id)
+            .limit(500)
+        )
+    )
+    now = utcnow()
+
+    plan = query_plan(claim_statement(issue.id, batch, now, now + timedelta(minutes=10)))
+
+    # By primary key, 500 lookups; not every pending row of the issue read and filtered.
+    if db.engine.dialect.name == "postgresql":
+        assert "pk_deliveries" in plan and "ix_deliveries_issue_status" not in plan, plan
+    else:
+        assert "INTEGER PRIMARY KEY" in plan or "rowid" in plan.lower(), plan

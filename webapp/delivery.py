@@ -262,13 +262,18 @@ def due_rows_query(issue_id: int, after_id: int, now: datetime, stale: datetime,
 
 
 def claim(issue_id: int, delivery_ids: list[int]) -> list[int]:
-    """Take the rows among `delivery_ids` that are still pending: pending -> sending + lease.
-
-    One statement. On PostgreSQL the inner SELECT locks with SKIP LOCKED, so two workers
-    handed the same ids (a redelivered task) never wait for each other and never share a row.
-    """
+    """Take the rows among `delivery_ids` that are still pending: pending -> sending + lease."""
     now = utcnow()
     lease = timedelta(seconds=current_app.config["SEND_LEASE_SECONDS"])
+    claimed = db.session.scalars(claim_statement(issue_id, delivery_ids, now, now + lease)).all()
+    db.session.commit()
+    return sorted(claimed)
+
+
+def claim_statement(issue_id: int, delivery_ids: list[int], now: datetime, lease_end: datetime):
+    """One statement. On PostgreSQL the inner SELECT locks with SKIP LOCKED, so two workers
+    handed the same ids (a redelivered task) never wait for each other and never share a row.
+    """
     free = (
         select(Delivery.id)
         .where(
@@ -278,20 +283,18 @@ def claim(issue_id: int, delivery_ids: list[int]) -> list[int]:
         )
         .with_for_update(skip_locked=True)
     )
-    claimed = db.session.scalars(
+    return (
         update(Delivery)
         .where(Delivery.id.in_(free.scalar_subquery()), Delivery.status == DeliveryStatus.PENDING)
         .values(
             status=DeliveryStatus.SENDING,
-            lease_expires_at=now + lease,
+            lease_expires_at=lease_end,
             attempts=Delivery.attempts + 1,
             updated_at=now,
         )
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)
-    ).all()
-    db.session.commit()
-    return sorted(claimed)
+    )
 
 
 def send_batch(issue_id: int, delivery_ids: list[int]) -> BatchResult:
