@@ -15,15 +15,27 @@ from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import Delivery, Subscriber, SubscriberStatus, utcnow
 
 
-def test_queueing_reads_pages_in_id_order_from_an_index_before_and_after_analyze(app, db_session):
-    [topic] = ensure_topics(["质量要闻"])
+def add_readers(count: int) -> None:
     db.session.execute(
         Subscriber.__table__.insert(),
         [
             {"email": f"r{n}@example.com", "name": "", "status": "active", "locale": "zh"}
-            for n in range(20000)
+            for n in range(count)
         ],
     )
+
+
+def analyze() -> None:
+    """What autovacuum does from time to time: statistics from the rows as they are now."""
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("ANALYZE deliveries" if db.engine.dialect.name == "postgresql" else "ANALYZE")
+        )
+
+
+def test_queueing_reads_pages_in_id_order_from_an_index_before_and_after_analyze(app, db_session):
+    [topic] = ensure_topics(["质量要闻"])
+    add_readers(20000)
     db.session.execute(
         text("INSERT INTO subscriber_topics SELECT id, :t FROM subscribers"), {"t": topic.id}
     )
@@ -38,10 +50,7 @@ def test_queueing_reads_pages_in_id_order_from_an_index_before_and_after_analyze
     page = due_rows_query(issue.id, middle, now, now - timedelta(minutes=15), 500)
 
     plans = {"fresh": query_plan(page)}
-    with db.engine.begin() as conn:
-        conn.execute(
-            text("ANALYZE deliveries" if db.engine.dialect.name == "postgresql" else "ANALYZE")
-        )
+    analyze()
     plans["analyzed"] = query_plan(page)
 
     for when, plan in plans.items():
@@ -50,11 +59,7 @@ def test_queueing_reads_pages_in_id_order_from_an_index_before_and_after_analyze
 
 def test_a_batch_is_claimed_by_its_ids_right_after_planning(app, db_session):
     small, big = ensure_topics(["国际动态", "质量要闻"])
-    readers = [
-        {"email": f"r{n}@example.com", "name": "", "status": "active", "locale": "zh"}
-        for n in range(20200)
-    ]
-    db.session.execute(Subscriber.__table__.insert(), readers)
+    add_readers(20200)
     db.session.execute(
         text("INSERT INTO subscriber_topics SELECT id, CASE WHEN id <= 200 THEN :s ELSE :b END"
              " FROM subscribers"),
@@ -66,10 +71,7 @@ def test_a_batch_is_claimed_by_its_ids_right_after_planning(app, db_session):
     db.session.commit()
     publishing.publish_issue(earlier.id)  # 200 rows, and statistics that know only them
     db.session.commit()
-    with db.engine.begin() as conn:
-        conn.execute(
-            text("ANALYZE deliveries" if db.engine.dialect.name == "postgresql" else "ANALYZE")
-        )
+    analyze()
     publishing.publish_issue(issue.id)  # 20,000 rows of an issue the statistics never saw
     db.session.commit()
     batch = list(

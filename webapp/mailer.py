@@ -406,8 +406,8 @@ class SmtpSession:
                 return _classify(code, reply)
             data_sent = True
             code, reply = _data(smtp, data)
-            if code != 250:
-                self._after_refusal(code)
+            if code == 421:  # the final answer ended the transaction; this one the connection
+                self._drop()
             return _classify(code, reply)
         except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
             self._drop()

@@ -10,7 +10,7 @@ from flask import current_app
 from .delivery import smtp_session
 from .digests import outgoing_bytes
 from .extensions import db
-from .mailer import AddressError, Outcome, ascii_address, build_message
+from .mailer import AddressError, Outcome, build_message
 from .models import Subscriber, SubscriberStatus
 from .rendering import RenderedEmail, render_confirmation, render_preferences_notice
 from .tokens import Purpose, external_url, make_token
@@ -58,19 +58,18 @@ def send_preferences_link(subscriber_id: int) -> bool:
 def _send(subscriber: Subscriber, email: RenderedEmail) -> bool:
     config = current_app.config
     try:
-        ascii_address(subscriber.email)
+        message = build_message(
+            sender=config["MAIL_FROM"],
+            to_email=subscriber.email,
+            to_name=subscriber.name,
+            subject=email.subject,
+            text=email.text,
+            html=email.html,
+            headers={"Auto-Submitted": "auto-generated"},
+        )
     except AddressError as exc:  # a row from before sign-up refused such addresses
         log.warning("not emailing reader %s: %s", subscriber.id, exc)
         return False
-    message = build_message(
-        sender=config["MAIL_FROM"],
-        to_email=subscriber.email,
-        to_name=subscriber.name,
-        subject=email.subject,
-        text=email.text,
-        html=email.html,
-        headers={"Auto-Submitted": "auto-generated"},
-    )
     with smtp_session() as session:
         data = outgoing_bytes(message)
         result = session.send(config["MAIL_FROM_ADDRESS"], subscriber.email, data)
