@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.conftest import STAFF_PASSWORD, wait_for
+from tests.helpers import STAFF_PASSWORD, wait_for
 from tests.sample_content import SAMPLE_DOCUMENT
 from webapp.extensions import db
 from webapp.issues import ensure_topics

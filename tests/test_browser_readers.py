@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import select
 
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import Issue, IssueStatus, Subscriber, SubscriberStatus

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 from webapp.catcher import MaildirHandler
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select
 
-from tests.conftest import free_port, wait_for
 from tests.fault_smtp import Faults, FaultySmtp
+from tests.helpers import free_port, wait_for
 from webapp import publishing
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics

@@ -13,7 +13,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from tests.conftest import TEST_REDIS_URL
+from tests.helpers import TEST_REDIS_URL
 from webapp.config import ConfigError, database_uri, load_config
 from webapp.extensions import db
 from webapp.tokens import Purpose, TokenError, make_token, read_token

@@ -9,7 +9,7 @@ import lxml.html
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import csrf_token
+from tests.helpers import csrf_token
 from webapp.extensions import db
 from webapp.models import Article, Issue, IssueStatus, Topic
 

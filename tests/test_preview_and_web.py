@@ -7,7 +7,7 @@ import re
 import pytest
 from sqlalchemy import select, update
 
-from tests.conftest import csrf_token, wait_for
+from tests.helpers import csrf_token, wait_for
 from tests.sample_content import SAMPLE_DOCUMENT
 from webapp.extensions import db
 from webapp.issues import import_document
@@ -85,7 +85,7 @@ def test_send_a_test_to_me(app, staff_client, sample_issue, celery_worker, inbox
         data={"csrf_token": csrf_token(page.get_data(as_text=True)), "topics": hot},
     )
     assert answer.status_code == 302
-    [message] = wait_for(lambda: inbox.to("editor@example.org"), what="the test message")
+    [message] = wait_for(lambda: inbox.to("admin@example.org"), what="the test message")
     assert message["Subject"] == f"[测试] {sample_issue.title}"
     html = message.get_body(("html",)).get_content()
     assert "质量热点" in html and "国际动态" not in html

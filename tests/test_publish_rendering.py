@@ -7,7 +7,7 @@ import threading
 from premailer import Premailer
 from sqlalchemy import func, select
 
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import Issue, IssueStatus, RenderedDigest, Subscriber, SubscriberStatus

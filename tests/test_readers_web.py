@@ -23,10 +23,10 @@ import lxml.html
 import pytest
 from sqlalchemy import String, func, select
 
-from tests.conftest import csrf_token, wait_for
+from tests.helpers import add_topics, csrf_token, wait_for
 from webapp import subscriptions
 from webapp.extensions import db
-from webapp.issues import add_article, create_issue, ensure_topics
+from webapp.issues import add_article, create_issue
 from webapp.models import (
     Delivery,
     DeliveryStatus,
@@ -52,9 +52,7 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 def sections(app) -> dict[str, int]:
     """Three sections readers can choose and one retired section: name -> id."""
     with app.app_context():
-        topics = ensure_topics([NEWS, HOT, WORLD, RETIRED])
-        topics[-1].active = False
-        db.session.commit()
+        topics = add_topics([NEWS, HOT, WORLD, RETIRED], retired=(RETIRED,))
         return {t.name: t.id for t in topics}
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import AuthResult
 
-from tests.conftest import Inbox, serving_smtp
 from tests.fault_smtp import advertise_pipelining
+from tests.helpers import Inbox, serving_smtp
 from webapp.mailer import AddressError, MailerError, Outcome, SmtpSession
 
 

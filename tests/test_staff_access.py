@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import csrf_token
+from tests.helpers import csrf_token
 from webapp.admin.auth import PUBLIC_ENDPOINTS
 
 ADMIN_AREAS = ("/admin/subscribers", "/admin/sections")

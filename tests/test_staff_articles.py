@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy import select, update
 
-from tests.conftest import csrf_token
+from tests.helpers import csrf_token
 from webapp.extensions import db
 from webapp.importing import make_lead
 from webapp.issues import add_article, create_issue, ensure_topics
@@ -123,7 +123,7 @@ def test_editors_and_admins_add_an_article_and_an_empty_lead_is_made_from_the_bo
     # At the end of its section, and the positions stay 0..n-1 in the order readers see.
     assert titles_in_order(draft.id) == [("甲", 0), ("乙", 1), ("丙", 2), ("丁", 3), ("新文章", 4)]
     assert edited(draft.id) > LONG_AGO
-    email = "editor@example.org" if who == "staff_client" else "writer@example.org"
+    email = "admin@example.org" if who == "staff_client" else "writer@example.org"
     assert audit_log(draft.id) == [("add-article", "新文章", email)]
     page = client.get(f"/admin/issues/{draft.id}").get_data(as_text=True)
     assert "已保存：新文章" in page
@@ -180,7 +180,7 @@ def test_deleting_an_article_closes_the_gap(staff_client, draft):
     assert answer.status_code == 302
     assert titles_in_order(draft.id) == [("甲", 0), ("丙", 1), ("丁", 2)]
     assert edited(draft.id) > LONG_AGO
-    assert audit_log(draft.id) == [("delete-article", "乙", "editor@example.org")]
+    assert audit_log(draft.id) == [("delete-article", "乙", "admin@example.org")]
 
 
 def test_moving_an_article_up_and_down_within_its_section(editor_client, draft):

@@ -10,11 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 
-from tests.conftest import csrf_token
+from tests.helpers import add_topics, csrf_token
 from webapp import charts
 from webapp.admin.dashboard import STATUS_LABELS
 from webapp.extensions import db
-from webapp.issues import ensure_topics
 from webapp.models import (
     AuditEntry,
     EventKind,
@@ -29,9 +28,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 @pytest.fixture
 def sections(app, db_session):
-    topics = ensure_topics(["质量要闻", "质量热点", "国际动态"])
-    db.session.commit()
-    return [t.id for t in topics]
+    return [t.id for t in add_topics(["质量要闻", "质量热点", "国际动态"])]
 
 
 def fresh() -> None:

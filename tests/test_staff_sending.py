@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from tests.conftest import csrf_token
+from tests.helpers import csrf_token
 from webapp import delivery, publishing
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
@@ -205,4 +205,4 @@ def test_publishing_and_pausing_are_in_the_audit_log(staff_client, issue):
     page = staff_client.get(f"/admin/issues/{issue.id}/sending").get_data(as_text=True)
     audit_table = page[page.index('id="audit"') :]
     assert audit_table.index("pause") < audit_table.index("publish")  # newest first
-    assert "editor@example.org" in audit_table and "<td>30</td>" in audit_table
+    assert "admin@example.org" in audit_table and "<td>30</td>" in audit_table

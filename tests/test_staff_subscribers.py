@@ -9,18 +9,15 @@ import re
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import csrf_token, wait_for
+from tests.helpers import add_topics, csrf_token, wait_for
 from webapp.extensions import db
-from webapp.issues import ensure_topics
 from webapp.models import ConsentMethod, Subscriber, SubscriberStatus, SuppressionReason
 from webapp.subscriptions import suppress
 
 
 @pytest.fixture
 def sections(app, db_session):
-    topics = ensure_topics(["质量要闻", "质量热点", "国际动态"])
-    db.session.commit()
-    return topics
+    return add_topics(["质量要闻", "质量热点", "国际动态"])
 
 
 def add_readers(count: int, topics, status=SubscriberStatus.ACTIVE) -> None:

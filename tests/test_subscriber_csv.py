@@ -10,10 +10,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select
 
-from tests.conftest import wait_for
+from tests.helpers import SECTIONS, add_topics, wait_for
 from webapp import subscriptions
 from webapp.extensions import db
-from webapp.issues import ensure_topics
 from webapp.models import (
     ConsentMethod,
     EventKind,
@@ -26,15 +25,12 @@ from webapp.models import (
 )
 from webapp.subscriber_csv import CsvImportError, export_subscribers, import_subscribers
 
-SECTIONS = ["质量要闻", "质量热点", "权威观点", "国际动态"]
 BY_STAFF = "csv import by staff@example.org"
 
 
 @pytest.fixture
 def topics(db_session):
-    topics = ensure_topics([*SECTIONS, "Industry News"])
-    db.session.commit()
-    return topics
+    return add_topics([*SECTIONS, "Industry News"])
 
 
 def csv_bytes(*lines: str, header: str = "email,name,sections", newline: str = "\n") -> bytes:

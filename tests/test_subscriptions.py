@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import csrf_token
+from tests.helpers import SECTIONS, add_topics, csrf_token
 from webapp import subscriptions
 from webapp.extensions import db
-from webapp.issues import create_issue, ensure_topics
+from webapp.issues import create_issue
 from webapp.models import (
     ConsentMethod,
     Delivery,
@@ -29,14 +29,10 @@ from webapp.models import (
 )
 from webapp.subscriptions import Consent, SubscriptionError
 
-SECTIONS = ["质量要闻", "质量热点", "权威观点", "国际动态"]
-
 
 @pytest.fixture
 def topics(db_session):
-    topics = ensure_topics(SECTIONS)
-    db.session.commit()
-    return topics
+    return add_topics(SECTIONS)
 
 
 def reader(email: str, status: SubscriberStatus, topics, **values) -> Subscriber:

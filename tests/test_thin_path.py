@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import lxml.html
 from sqlalchemy import select
 
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import Delivery, DeliveryStatus, Issue, IssueStatus, Subscriber
