@@ -73,11 +73,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile", metavar="FILE", help="one --pool solo worker under cProfile, stats to FILE"
     )
     parser.add_argument(
-        "--shipped-worker",
-        action="store_true",
-        help="start workers exactly as tasks/worker.py ships (see WORKER_BOOT)",
-    )
-    parser.add_argument(
         "--stall", type=float, default=180.0, help="seconds without progress before giving up"
     )
     args = parser.parse_args(argv)
@@ -205,44 +200,15 @@ def start_smtp_sink(processes: Processes) -> int:
     return port
 
 
-# tasks/worker.py builds the app and checks the database in the worker's main process, so
-# its pool holds a connection that every prefork child inherits: two children then talk on
-# one PostgreSQL socket ("server closed the connection unexpectedly", "can't change
-# 'autocommit' now"). Unless --shipped-worker, the workers start through this script, which
-# runs the same `celery -A tasks.worker worker` after arranging for each child to drop the
-# inherited connections and open its own (a no-op once tasks/worker.py does it itself).
-WORKER_BOOT = """\
-import sys
-
-sys.path.insert(0, {root!r})
-from celery.signals import worker_process_init
-
-from tasks.worker import flask_app
-from webapp.extensions import db
-
-with flask_app.app_context():
-    engine = db.engine
-worker_process_init.connect(lambda **_: engine.dispose(close=False), weak=False)
-sys.argv[0] = "celery"
-from celery.__main__ import main
-
-main()
-"""
-
-
-def worker_command(index: int, args: argparse.Namespace, queue: str, folder: Path) -> list[str]:
+def worker_command(index: int, args: argparse.Namespace, queue: str) -> list[str]:
+    """The shipped worker, `celery -A tasks.worker worker`, with the bench's queue and pool."""
     pool = ["--pool", "solo"] if args.profile else ["--pool", "prefork"]
     celery = [
         "-A", "tasks.worker", "worker", *pool,
         "--concurrency", str(args.concurrency), "-Q", queue, "-n", f"bench{index}-{queue}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING",
     ]  # fmt: skip
-    if args.shipped_worker:
-        boot = ["-m", "celery"]
-    else:
-        script = folder / "worker_boot.py"
-        script.write_text(WORKER_BOOT.format(root=str(ROOT)))
-        boot = [str(script)]
+    boot = ["-m", "celery"]
     if args.profile:
         return [sys.executable, "-m", "cProfile", "-o", str(Path(args.profile).resolve()), *boot,
                 *celery]  # fmt: skip
@@ -692,17 +658,13 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
         config = app.config
         celery_app = app.extensions["celery"]
         pool = "solo under cProfile" if args.profile else "prefork"
-        if not args.shipped_worker and not args.profile:
-            pool += ", children open their own database connections"
         print(
             f"layout: {args.workers} worker(s) x {args.concurrency} ({pool}), "
             f"SEND_BATCH_SIZE {config['SEND_BATCH_SIZE']}, "
             f"SEND_FLUSH_EVERY {config['SEND_FLUSH_EVERY']}"
         )
         workers = [
-            processes.start(
-                f"worker{i}", worker_command(i, args, queue, processes.folder), dict(os.environ)
-            )
+            processes.start(f"worker{i}", worker_command(i, args, queue), dict(os.environ))
             for i in range(args.workers)
         ]
         sampler = WorkerSampler([w.pid for w in workers])

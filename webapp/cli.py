@@ -375,6 +375,7 @@ def smtp_catcher_command(host: str, port: int, maildir: Path | None) -> None:
 @click.command("dev")
 def dev_command() -> None:
     """Upgrade the database, load the demo, and run web + worker + SMTP catcher (+ Redis)."""
+    from honcho.environ import parse_procfile
     from honcho.manager import Manager
 
     app = current_app._get_current_object()  # noqa: SLF001
@@ -389,7 +390,8 @@ def dev_command() -> None:
             "Bulletin is starting on http://127.0.0.1:5000/ (staff: /admin/). Ctrl-C stops it."
         )
         manager = Manager()
-        for name, command in procfile(Path(app.root_path).parent / "Procfile.dev").items():
+        procfile = parse_procfile((Path(app.root_path).parent / "Procfile.dev").read_text())
+        for name, command in procfile.processes.items():
             manager.add_process(name, command, env=env)
         manager.loop()
     finally:
@@ -397,15 +399,6 @@ def dev_command() -> None:
             redis_server.terminate()
             redis_server.wait(timeout=10)
     sys.exit(manager.returncode)
-
-
-def procfile(path: Path) -> dict[str, str]:
-    entries = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, command = line.partition(":")
-            entries[name.strip()] = command.strip()
-    return entries
 
 
 def start_private_redis(url: str, instance: Path) -> subprocess.Popen | None:

@@ -7,12 +7,12 @@ the very message a reader would receive, so the sizes and headers shown are the 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from email.message import EmailMessage
 from itertools import combinations
 from typing import TYPE_CHECKING
 
+from cachetools import LRUCache
 from flask import current_app
 from sqlalchemy import select
 
@@ -61,31 +61,21 @@ class SetSize:
     articles: int
 
 
-class _PreviewCache:
-    """Rendered digests by (issue, edit time, sections, language); a new edit renders afresh."""
-
-    def __init__(self, size: int = 128):
-        self.size = size
-        self._items: OrderedDict[tuple, DigestTemplate] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, issue: Issue, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
-        key = (issue.id, issue.updated_at, topics_key(topic_ids), locale)
-        with self._lock:
-            template = self._items.get(key)
-            if template is None:
-                template = render_issue(issue, topic_ids, locale)
-                self._items[key] = template
-                if len(self._items) > self.size:
-                    self._items.popitem(last=False)
-            return template
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+# Rendered digests by (issue, edit time, sections, language): a new edit renders afresh. One
+# cache per app, so tests (each run builds its own app) never see another run's renders.
+PREVIEW_CACHE_SIZE = 128
 
 
-previews = _PreviewCache()
+def _rendered(issue: Issue, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
+    cache, lock = current_app.extensions.setdefault(
+        "bulletin.previews", (LRUCache(maxsize=PREVIEW_CACHE_SIZE), threading.Lock())
+    )
+    key = (issue.id, issue.updated_at, topics_key(topic_ids), locale)
+    with lock:
+        template = cache.get(key)
+        if template is None:
+            template = cache[key] = render_issue(issue, topic_ids, locale)
+        return template
 
 
 def _sample_personal(topic_ids: Iterable[int], locale: str) -> Personal:
@@ -101,7 +91,7 @@ def _sample_personal(topic_ids: Iterable[int], locale: str) -> Personal:
 
 
 def _preview(issue: Issue, topic_ids: frozenset[int], locale: str, message: EmailMessage):
-    template = previews.get(issue, topic_ids, locale)
+    template = _rendered(issue, topic_ids, locale)
     html_part = message.get_body(("html",))
     text_part = message.get_body(("plain",))
     html = html_part.get_content()
@@ -129,7 +119,7 @@ def for_sections(issue: Issue, topic_ids: Iterable[int], locale: str = "zh") -> 
     if not chosen:
         raise ValueError("none of the chosen sections has an article in this issue")
     locale = normalize_locale(locale)
-    template = previews.get(issue, chosen, locale)
+    template = _rendered(issue, chosen, locale)
     personal = _sample_personal(chosen, locale)
     message = digest_message(
         issue.id, template, personal, "reader@example.org", personal.name, locale=locale
@@ -147,7 +137,7 @@ def for_subscriber(issue: Issue, email: str) -> Preview:
     chosen = frozenset(t.id for t in subscriber.topics) & issue_topic_ids(issue.id)
     if not chosen:
         raise ValueError(f"{subscriber.email} has chosen no section that this issue has")
-    template = previews.get(issue, chosen, subscriber.locale)
+    template = _rendered(issue, chosen, subscriber.locale)
     personal = personal_links(subscriber.id, subscriber.name, chosen)
     message = digest_message(
         issue.id,
@@ -172,7 +162,7 @@ def set_sizes(issue: Issue, locale: str = "zh") -> list[SetSize]:
     sizes = []
     for chosen in sets:
         ids = frozenset(t.id for t in chosen)
-        template = previews.get(issue, ids, normalize_locale(locale))
+        template = _rendered(issue, ids, normalize_locale(locale))
         sizes.append(
             SetSize(
                 names=[t.name for t in chosen],
@@ -193,7 +183,7 @@ def send_test(
     if issue is None:
         raise LookupError(f"issue {issue_id} does not exist")
     preview = for_sections(issue, topic_ids, locale)
-    template = previews.get(issue, preview.topic_ids, preview.locale)
+    template = _rendered(issue, preview.topic_ids, preview.locale)
     _ = Translator(preview.locale)
     message = digest_message(
         issue.id,
