@@ -99,12 +99,14 @@ def _clean_tables(request):
     if "app" not in request.fixturenames:
         return
     app = request.getfixturevalue("app")
+    from webapp import site_settings
     from webapp.digests import digests
     from webapp.extensions import db, limiter
 
     _settle_tasks(app)
     # Ids restart with the tables, so a digest cached for "issue 1" must go with them.
     digests.clear()
+    site_settings.forget_cached()
     with app.app_context():
         limiter.reset()
     with app.app_context():

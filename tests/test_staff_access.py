@@ -9,7 +9,7 @@ import pytest
 from tests.helpers import csrf_token
 from webapp.admin.auth import PUBLIC_ENDPOINTS
 
-ADMIN_AREAS = ("/admin/subscribers", "/admin/sections")
+ADMIN_AREAS = ("/admin/subscribers", "/admin/sections", "/admin/settings")
 SAMPLE_VALUES = {"issue_id": 1, "article_id": 1, "topic_id": 1, "status": "failed"}
 
 

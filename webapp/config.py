@@ -195,6 +195,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "BOUNCE_DOMAIN": env.get("BOUNCE_DOMAIN", "").strip().lower() or None,
         "BOUNCE_WEBHOOK_SECRET": env.get("BOUNCE_WEBHOOK_SECRET") or None,
         "SOFT_BOUNCE_LIMIT": _int(env, "SOFT_BOUNCE_LIMIT", 3, 1, 100),
+        # Links in emails go through /r/<token> and are counted, in aggregate (readership.py);
+        # the default for the setting of the same name on /admin/settings.
+        "COUNTED_LINKS": _bool(env, "COUNTED_LINKS", True),
         # Gmail clips HTML over ~102 KB; auto mode keeps every digest under this many bytes.
         "EMAIL_HTML_BUDGET": _int(env, "EMAIL_HTML_BUDGET", 90 * 1024, 20 * 1024, 1024 * 1024),
         # Public endpoints, per client IP (and per address for sign-ups); "N per minute;M per hour".

@@ -349,6 +349,24 @@ class AuditEntry(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Setting(db.Model):
+    """A site setting staff change on /admin/settings; the value is JSON text.
+
+    Only settings named in `site_settings.SETTINGS` are stored; one that has no row takes its
+    default from the configuration (the environment).
+    """
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    # Who changed it last, as text so the row survives the account's deletion.
+    updated_by: Mapped[str] = mapped_column(String(320), default="")
+
+
 class StaffUser(UserMixin, db.Model):
     __tablename__ = "staff_users"
 

@@ -1,0 +1,57 @@
+"""Site settings (admins): one form, one field per setting in `site_settings.SETTINGS`.
+
+A field is named after its setting's key, so adding a setting is a `Definition` there and a
+field here.
+"""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, SubmitField
+
+from .. import audit, site_settings
+from ..extensions import db
+from . import bp
+from .auth import admin_only
+
+
+class SettingsForm(FlaskForm):
+    counted_links = BooleanField(
+        lazy_gettext("统计邮件中的链接点击（只计总数，不记录任何读者）"),
+        description=lazy_gettext(
+            "开启时，邮件里“阅读全文”和来源链接经由本站跳转并按期、按文章累计点击次数，"
+            "网页版的阅读次数也一并累计；关闭后，之后生成的邮件直接链接到目标网址，"
+            "也不再累计任何次数。已经开始发送的一期保持生成时的链接。"
+        ),
+    )
+    submit = SubmitField(lazy_gettext("保存"))
+
+
+def _fields(form: SettingsForm):
+    return [getattr(form, key) for key in site_settings.SETTINGS if hasattr(form, key)]
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@admin_only
+def settings():
+    form = SettingsForm()
+    if request.method == "GET":
+        for field in _fields(form):
+            field.data = site_settings.get_value(field.name)
+    if form.validate_on_submit():
+        changed = []
+        for field in _fields(form):
+            if field.data != site_settings.get_value(field.name):
+                site_settings.set_value(field.name, field.data, actor=current_user.email)
+                changed.append(f"{field.name}={field.data}")
+        if changed:
+            audit.record("settings", detail=", ".join(changed))
+        db.session.commit()
+        flash(_("设置已保存。"))
+        return redirect(url_for("admin.settings"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("admin/settings.html", form=form, fields=_fields(form)), status

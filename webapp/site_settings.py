@@ -1,0 +1,100 @@
+"""Site settings that staff change while the site runs (on /admin/settings).
+
+A setting is named in `SETTINGS` with the configuration key that gives its default, so a
+deployer still sets it from the environment and staff override it here. Values are stored
+as JSON in the `settings` table. `set_value` flushes; the caller commits.
+
+Hot paths (a redirect per click) read through `cached_value`, which asks the database at
+most once per `CACHE_SECONDS` per process: a change reaches every process within that time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+
+from .extensions import db
+from .models import Setting
+
+CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Definition:
+    key: str
+    config_key: str  # the default: this configuration value (see config.py)
+    kind: type  # bool, int or str: what `set_value` accepts
+
+
+SETTINGS: dict[str, Definition] = {
+    d.key: d
+    for d in (
+        # Links in emails go through /r/<token> and are counted (see readership.py).
+        Definition("counted_links", "COUNTED_LINKS", bool),
+    )
+}
+
+
+class UnknownSetting(KeyError):
+    """A key that is not in SETTINGS, or a value of the wrong kind for it."""
+
+
+def _definition(key: str) -> Definition:
+    try:
+        return SETTINGS[key]
+    except KeyError:
+        raise UnknownSetting(key) from None
+
+
+def get_value(key: str) -> Any:
+    """The setting's stored value, else its default from the configuration."""
+    definition = _definition(key)
+    row = db.session.get(Setting, key)
+    if row is None:
+        return current_app.config[definition.config_key]
+    return json.loads(row.value)
+
+
+def set_value(key: str, value: Any, *, actor: str = "") -> None:
+    """Store a value for a setting (flushed, not committed). `actor`: who changed it."""
+    definition = _definition(key)
+    if type(value) is not definition.kind:
+        raise UnknownSetting(f"{key} takes a {definition.kind.__name__}, not {value!r}")
+    row = db.session.get(Setting, key)
+    if row is None:
+        row = Setting(key=key)
+        db.session.add(row)
+    row.value = json.dumps(value, ensure_ascii=False)
+    row.updated_by = actor
+    db.session.flush()
+    forget_cached()
+
+
+_cache: dict[tuple[str, str], tuple[float, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def cached_value(key: str) -> Any:
+    """`get_value`, remembered for CACHE_SECONDS in this process (for per-request paths)."""
+    # Keyed by the database too, so two apps in one process (tests) do not share values.
+    cache_key = (current_app.config["SQLALCHEMY_DATABASE_URI"], key)
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(cache_key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    value = get_value(key)
+    with _cache_lock:
+        _cache[cache_key] = (now + CACHE_SECONDS, value)
+    return value
+
+
+def forget_cached() -> None:
+    """Drop this process's remembered values (after a change, and between tests)."""
+    with _cache_lock:
+        _cache.clear()
