@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from flask import request_started
+from flask_babel import refresh
 from sqlalchemy import text
 
 from tests.helpers import TEST_REDIS_URL, Inbox, log_in, serving_smtp
@@ -88,6 +90,9 @@ def app(tmp_path_factory, smtp_server):
         }
     )
     app.instance_path = str(instance)
+    # A test's requests share the app context the test holds, where Flask-Babel keeps the
+    # language it chose first; forget it, so each request picks its own as a real one does.
+    request_started.connect(lambda _sender, **_: refresh(), app, weak=False)
     _reset_schema(app)
     return app
 

@@ -58,7 +58,10 @@ def test_publishing_twice_from_the_staff_site_is_a_409_and_one_plan(staff_client
     assert first.status_code == 302
     second = post(staff_client, f"/admin/issues/{issue.id}/publish", issue)
     assert second.status_code == 409
-    assert "is sending" in second.get_data(as_text=True)
+    assert f"第 {issue.id} 期的状态是 sending，不能这样操作。" in second.get_data(as_text=True)
+    english = post(staff_client, f"/admin/issues/{issue.id}/publish?lang=en", issue)
+    assert english.status_code == 409
+    assert f"Issue {issue.id} is sending: it cannot do that now." in english.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 30
 
 
@@ -91,14 +94,20 @@ def test_cancelling_skips_everyone_not_yet_sent(staff_client, issue, inbox):
     assert db.session.get(Issue, issue.id).status == IssueStatus.CANCELLED
 
 
-def test_a_server_that_refuses_us_pauses_the_issue_and_says_why(app, issue, inbox):
+def test_a_server_that_refuses_us_pauses_the_issue_and_says_why(staff_client, issue, inbox):
     inbox.replies["r3@example.com"] = (530, "5.7.0 Authentication required")
     publishing.publish_issue(issue.id)
     db.session.commit()
     run_queued(issue.id)
     paused = db.session.get(Issue, issue.id)
     assert paused.status == IssueStatus.PAUSED
+    # Stored as a code and the server's own words; the page says it in the reader's language.
+    assert paused.pause_reason.startswith("smtp-refused 530")
     assert "5.7.0 Authentication required" in paused.pause_reason
+    page = staff_client.get(f"/admin/issues/{issue.id}").get_data(as_text=True)
+    assert "SMTP 服务器拒绝了我们：530 5.7.0 Authentication required" in page
+    page = staff_client.get(f"/admin/issues/{issue.id}?lang=en").get_data(as_text=True)
+    assert "The SMTP server refused us: 530 5.7.0 Authentication required" in page
     counts = rows(issue.id)
     assert counts[DeliveryStatus.PENDING] == 30 - counts.get(DeliveryStatus.SENT, 0)
     assert counts.get(DeliveryStatus.FAILED, 0) == 0  # nothing is the readers' fault
@@ -149,7 +158,7 @@ def test_a_scheduled_issue_is_published_by_the_sweeper_when_due(staff_client, is
     assert answer.status_code == 302
     assert db.session.get(Issue, issue.id).status == IssueStatus.SCHEDULED
     past = post(staff_client, f"/admin/issues/{issue.id}/schedule", issue, when="2000-01-01T08:00")
-    assert past.status_code == 409 and "future" in past.get_data(as_text=True)
+    assert past.status_code == 409 and "定时发布的时间必须在将来。" in past.get_data(as_text=True)
 
     queued: list[int] = []
     delivery.sweep(lambda _, ids: queued.extend(ids))
@@ -206,3 +215,7 @@ def test_publishing_and_pausing_are_in_the_audit_log(staff_client, issue):
     audit_table = page[page.index('id="audit"') :]
     assert audit_table.index("pause") < audit_table.index("publish")  # newest first
     assert "admin@example.org" in audit_table and "<td>30</td>" in audit_table
+    page = staff_client.get(f"/admin/issues/{issue.id}").get_data(as_text=True)
+    assert "由 admin@example.org 暂停" in page
+    page = staff_client.get(f"/admin/issues/{issue.id}?lang=en").get_data(as_text=True)
+    assert "Paused by admin@example.org" in page

@@ -54,9 +54,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     app.jinja_env.filters["safe_url"] = safe_url
 
-    from .errors import register_error_pages
+    from . import errors
 
-    register_error_pages(app)
+    errors.init_app(app)
 
     from .cli import register_commands
 

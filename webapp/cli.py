@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from .config import ConfigError
+from .errors import describe_in_english
 
 # Commands that do not touch the database (or that start it themselves).
 NO_DATABASE = {"smtp-catcher", "dev", "routes", "--help", "-h", "--version"}
@@ -110,7 +111,7 @@ def create_staff_command(email: str, role: str, password: str | None) -> None:
     try:
         user, secret = create_staff(email, password, StaffRole(role))
     except (StaffError, SubscriptionError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(describe_in_english(exc)) from None
     db.session.commit()
     click.echo(f"Created {role} {user.email}.")
     if not password:
@@ -175,7 +176,7 @@ def publish_command(issue_id: int) -> None:
         planned = publish_issue(issue_id)
     except PublishError as exc:
         db.session.rollback()
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(describe_in_english(exc)) from None
     db.session.commit()
     dispatch_issue.delay(issue_id)
     click.echo(f"Issue {issue_id} is sending to {planned} readers.")
@@ -269,7 +270,7 @@ def import_subscribers_command(file: Path, mode: str | None) -> None:
         report = import_subscribers(data, consented=mode == "consented", source="cli import")
     except CsvImportError as exc:
         db.session.rollback()
-        raise click.ClickException(f"{file}: {exc}") from None
+        raise click.ClickException(f"{file}: {describe_in_english(exc)}") from None
     db.session.commit()
     queue_confirmations(report.confirmation_ids)
     click.echo(format_csv_report(report))
@@ -288,7 +289,7 @@ def format_csv_report(report) -> str:
     lines.append(f"Skipped, unsubscribed: {len(report.skipped_unsubscribed)}")
     lines.extend(f"  line {line}" for line in report.skipped_unsubscribed)
     lines.append(f"Errors: {len(report.errors)}")
-    lines.extend(f"  line {line}: {reason}" for line, reason in report.errors)
+    lines.extend(f"  line {line}: {describe_in_english(error)}" for line, error in report.errors)
     if report.confirmation_ids:
         lines.append(f"Confirmation emails queued: {len(report.confirmation_ids)}")
     return "\n".join(lines)

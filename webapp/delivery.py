@@ -39,6 +39,7 @@ from sqlalchemy import select, update
 
 from . import publishing, subscriptions
 from .digests import Recipient, compose
+from .errors import stored_reason
 from .extensions import db
 from .issues import issue_topic_ids
 from .mailer import AddressError, MailerError, Outcome, SendResult, SmtpSession
@@ -385,7 +386,7 @@ class _Batch:
         elif outcome.outcome == Outcome.POLICY:
             # The server refuses *us* (5.7.x): nothing is wrong with this reader. Stop the
             # issue so staff can fix the cause; this row, still untried, is given back.
-            self._pause(f"the SMTP server refused us: {outcome.reply}")
+            self._pause(stored_reason("smtp-refused", outcome.reply))
             return False
         else:
             self._retry(reader, outcome.reply)

@@ -12,10 +12,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
 from . import audit
+from .errors import BulletinError
 from .extensions import db
 from .importing import ImportReport, make_lead, parse_document
 from .models import Article, Issue, IssueStatus, Topic, utcnow
@@ -31,16 +31,12 @@ SOURCE_NAME_MAX = 300  # Article.source_name
 SOURCE_URL_MAX = 2000  # Article.source_url
 
 
-class IssueNotEditable(RuntimeError):
-    """The issue's content cannot change now; the message, for staff, says why."""
+class IssueNotEditable(BulletinError):
+    """The issue's content cannot change now; the code says why."""
 
 
-class ArticleError(ValueError):
-    """An article value we refuse. `field` names the form field it belongs to."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+class ArticleError(BulletinError):
+    """An article value we refuse; `field` names the form field it belongs to."""
 
 
 @dataclass(frozen=True)
@@ -230,7 +226,7 @@ def claim_for_edit(issue_id: int) -> Issue:
     db.session.refresh(issue, ["status", "updated_at"])
     if claimed != 1:
         ensure_editable(issue)  # its status is why the UPDATE matched nothing; says which
-        raise IssueNotEditable(_("第 %(id)s 期现在不能修改，请刷新后重试。", id=issue_id))
+        raise IssueNotEditable("issue-changed", id=issue_id)
     return issue
 
 
@@ -238,13 +234,7 @@ def ensure_editable(issue: Issue) -> None:
     """Raise `IssueNotEditable` unless the issue is a draft or scheduled. A check for pages
     that show an edit form; the edit itself is guarded by `claim_for_edit`."""
     if issue.status not in EDITABLE_STATUSES:
-        raise IssueNotEditable(
-            _(
-                "第 %(id)s 期的状态是 %(status)s：发送开始后，内容以发出的为准，不能再修改。",
-                id=issue.id,
-                status=issue.status.value,
-            )
-        )
+        raise IssueNotEditable("issue-not-editable", id=issue.id, status=issue.status.value)
 
 
 def _checked(draft: ArticleDraft, *, current_topic_id: int | None = None) -> tuple[dict, Topic]:
@@ -255,20 +245,22 @@ def _checked(draft: ArticleDraft, *, current_topic_id: int | None = None) -> tup
     """
     title = draft.title.strip()
     if not title:
-        raise ArticleError("title", _("请填写标题。"))
+        raise ArticleError("article-title-missing", field="title")
     if len(title) > TITLE_MAX:
-        raise ArticleError("title", _("标题最多 %(count)s 个字。", count=TITLE_MAX))
+        raise ArticleError("article-title-too-long", field="title", count=TITLE_MAX)
     if not draft.body.strip():
-        raise ArticleError("body", _("请填写正文。"))
+        raise ArticleError("article-body-missing", field="body")
     source_url = draft.source_url.strip()
     if source_url and (safe_url(source_url) != source_url or len(source_url) > SOURCE_URL_MAX):
-        raise ArticleError("source_url", _("来源链接只接受 http:// 或 https:// 开头的网址。"))
+        raise ArticleError("article-source-url", field="source_url")
     source_name = draft.source_name.strip()
     if len(source_name) > SOURCE_NAME_MAX:
-        raise ArticleError("source_name", _("来源名称最多 %(count)s 个字。", count=SOURCE_NAME_MAX))
+        raise ArticleError(
+            "article-source-name-too-long", field="source_name", count=SOURCE_NAME_MAX
+        )
     topic = db.session.get(Topic, draft.topic_id)
     if topic is None or not (topic.active or topic.id == current_topic_id):
-        raise ArticleError("topic_id", _("请选择一个在用的栏目。"))
+        raise ArticleError("article-topic-closed", field="topic_id")
     values = {
         "title": title,
         "body": draft.body,
@@ -350,7 +342,7 @@ def delete_article(article: Article) -> None:
     """
     issue = claim_for_edit(article.issue_id)
     if issue.status == IssueStatus.SCHEDULED and len(issue.articles) <= 1:
-        raise IssueNotEditable(_("这一期已定时发布，不能删去最后一篇文章；请先取消定时。"))
+        raise IssueNotEditable("issue-last-article")
     title = article.title
     issue.articles.remove(article)  # delete-orphan: the row goes at the flush
     _renumber(issue)

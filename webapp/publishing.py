@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, text, update
 
+from .errors import BulletinError
 from .extensions import db
 from .issues import issue_topic_ids
 from .models import (
@@ -29,14 +30,14 @@ from .models import (
 OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 
 
-class PublishError(RuntimeError):
-    """The issue cannot do this in its current state; the message says why."""
+class PublishError(BulletinError):
+    """The issue cannot do this in its current state; the code says why."""
 
 
 def _move(issue_id: int, allowed: tuple[IssueStatus, ...], to: IssueStatus, **values) -> Issue:
     issue = db.session.get(Issue, issue_id)
     if issue is None:
-        raise PublishError(f"issue {issue_id} does not exist")
+        raise PublishError("issue-missing", id=issue_id)
     now = utcnow()
     moved = db.session.execute(
         update(Issue)
@@ -46,7 +47,7 @@ def _move(issue_id: int, allowed: tuple[IssueStatus, ...], to: IssueStatus, **va
     ).rowcount
     db.session.refresh(issue)
     if moved != 1:
-        raise PublishError(f"issue {issue_id} is {issue.status.value}")
+        raise PublishError("issue-status", id=issue_id, status=issue.status.value)
     return issue
 
 
@@ -67,16 +68,16 @@ def publish_issue(issue_id: int) -> int:
     )
     topic_ids = issue_topic_ids(issue_id)
     if not topic_ids:
-        raise PublishError(f"issue {issue_id} has no articles")
+        raise PublishError("issue-empty", id=issue_id)
     return plan_deliveries(issue_id, topic_ids)
 
 
 def schedule_issue(issue_id: int, when: datetime) -> Issue:
     """Publish automatically at `when` (the sweeper publishes due issues)."""
     if when <= utcnow():
-        raise PublishError("the scheduled time must be in the future")
+        raise PublishError("schedule-past")
     if not issue_topic_ids(issue_id):
-        raise PublishError(f"issue {issue_id} has no articles")
+        raise PublishError("issue-empty", id=issue_id)
     return _move(
         issue_id, (IssueStatus.DRAFT, IssueStatus.SCHEDULED), IssueStatus.SCHEDULED,
         scheduled_at=when,
@@ -127,12 +128,12 @@ def resend(issue_id: int, status: DeliveryStatus) -> int:
     Readers who have left since are not brought back: the send re-checks every reader.
     """
     if status not in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
-        raise PublishError(f"only failed or unknown deliveries can be resent, not {status}")
+        raise PublishError("resend-status", status=str(status))
     issue = db.session.get(Issue, issue_id)
     if issue is None:
-        raise PublishError(f"issue {issue_id} does not exist")
+        raise PublishError("issue-missing", id=issue_id)
     if issue.status == IssueStatus.CANCELLED:
-        raise PublishError(f"issue {issue_id} is cancelled")
+        raise PublishError("issue-status", id=issue_id, status=issue.status.value)
     count = db.session.execute(
         update(Delivery)
         .where(Delivery.issue_id == issue_id, Delivery.status == status)

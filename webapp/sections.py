@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit
+from .errors import BulletinError
 from .extensions import db
 from .issues import slugify
 from .models import Topic
@@ -22,42 +23,8 @@ from .models import Topic
 NAME_MAX_LENGTH = 100  # Topic.name is String(100)
 
 
-class SectionError(Exception):
-    """A change to sections that cannot be made; the view says why."""
-
-
-class UnknownSection(SectionError):
-    def __init__(self, topic_id: int) -> None:
-        super().__init__(f"no section {topic_id}")
-        self.topic_id = topic_id
-
-
-class EmptySectionName(SectionError):
-    def __init__(self) -> None:
-        super().__init__("a section needs a name")
-
-
-class SectionNameTooLong(SectionError):
-    def __init__(self) -> None:
-        super().__init__(f"a section name has at most {NAME_MAX_LENGTH} characters")
-
-
-class DuplicateSectionName(SectionError):
-    def __init__(self, name: str, existing: Topic, *, slug: bool = False) -> None:
-        super().__init__(f"{name!r} clashes with the section {existing.name!r}")
-        self.name = name
-        self.existing = existing  # the section it clashes with
-        self.slug = slug  # True when it clashes with that section's slug, not its name
-
-
-class ConcurrentSectionChange(SectionError):
-    def __init__(self) -> None:
-        super().__init__("another change to the sections got there first")
-
-
-class LastActiveSection(SectionError):
-    def __init__(self) -> None:
-        super().__init__("the last open section cannot be archived")
+class SectionError(BulletinError):
+    """A change to sections that cannot be made; the code says why."""
 
 
 def ordered() -> list[Topic]:
@@ -124,7 +91,7 @@ def archive_section(topic_id: int) -> bool:
     )
     if not others_open:
         # With no open section the subscribe form could accept nobody.
-        raise LastActiveSection()
+        raise SectionError("topic-last-open")
     topic.active = False
     db.session.flush()
     audit.record("section-archive", detail=f"#{topic.id} {topic.name}")
@@ -145,7 +112,7 @@ def unarchive_section(topic_id: int) -> bool:
 def _get(topic_id: int) -> Topic:
     topic = db.session.get(Topic, topic_id)
     if topic is None:
-        raise UnknownSection(topic_id)
+        raise SectionError("topic-missing", id=topic_id)
     return topic
 
 
@@ -153,9 +120,9 @@ def _clean_name(name: str) -> str:
     # Line breaks and runs of spaces in a pasted name would show up in every email.
     name = " ".join((name or "").split())
     if not name:
-        raise EmptySectionName()
+        raise SectionError("topic-name-missing")
     if len(name) > NAME_MAX_LENGTH:
-        raise SectionNameTooLong()
+        raise SectionError("topic-name-too-long", count=NAME_MAX_LENGTH)
     return name
 
 
@@ -171,10 +138,14 @@ def _refuse_duplicate(name: str, *, exclude_id: int | None = None) -> None:
     for topic in ordered():
         if topic.id == exclude_id:
             continue
+        if name == topic.name:
+            raise SectionError("topic-name-taken", name=name)
         if key == _key(topic.name):
-            raise DuplicateSectionName(name, topic)
+            raise SectionError("topic-name-alike", name=name, existing=topic.name)
         if key == _key(topic.slug):
-            raise DuplicateSectionName(name, topic, slug=True)
+            raise SectionError(
+                "topic-name-is-slug", name=name, existing=topic.name, slug=topic.slug
+            )
 
 
 def _unique_slug(name: str) -> str:
@@ -199,4 +170,4 @@ def _flush(name: str) -> None:
     try:
         db.session.flush()
     except IntegrityError as exc:
-        raise ConcurrentSectionChange() from exc
+        raise SectionError("topic-changed") from exc

@@ -7,6 +7,7 @@ import secrets
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .errors import BulletinError
 from .extensions import db
 from .models import StaffRole, StaffUser
 from .subscriptions import normalize_email
@@ -14,8 +15,8 @@ from .subscriptions import normalize_email
 MIN_PASSWORD_LENGTH = 10
 
 
-class StaffError(ValueError):
-    pass
+class StaffError(BulletinError):
+    """A staff account we cannot create; the code says why."""
 
 
 def create_staff(email: str, password: str | None = None, role: StaffRole = StaffRole.EDITOR):
@@ -23,10 +24,10 @@ def create_staff(email: str, password: str | None = None, role: StaffRole = Staf
     given, and is returned only here: we keep nothing but its hash."""
     address = normalize_email(email)
     if db.session.scalar(select(StaffUser).where(StaffUser.email == address)):
-        raise StaffError(f"a staff account for {address} already exists")
+        raise StaffError("staff-exists", email=address)
     password = password or secrets.token_urlsafe(12)
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise StaffError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
+        raise StaffError("staff-password-short", count=MIN_PASSWORD_LENGTH)
     user = StaffUser(email=address, password_hash=generate_password_hash(password), role=role)
     db.session.add(user)
     db.session.flush()

@@ -19,6 +19,7 @@ from itertools import islice
 
 from sqlalchemy import bindparam, insert, or_, select, update
 
+from .errors import BulletinError
 from .extensions import db
 from .mailer import clean_display_name
 from .models import (
@@ -53,8 +54,9 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK = 2000
 
 
-class CsvImportError(ValueError):
-    """The file cannot be read at all (not UTF-8, empty, no email column). Nothing is saved."""
+class CsvImportError(BulletinError):
+    """A file that cannot be read at all (not UTF-8, empty, no email column: nothing is
+    saved), or one row we refuse (reported by its line; the other rows are imported)."""
 
 
 @dataclass
@@ -65,7 +67,7 @@ class CsvImportReport:
     duplicates: list[tuple[int, int]] = field(default_factory=list)  # (line, merged into line)
     skipped_suppressed: list[int] = field(default_factory=list)  # lines
     skipped_unsubscribed: list[int] = field(default_factory=list)  # lines
-    errors: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    errors: list[tuple[int, BulletinError]] = field(default_factory=list)  # (line, why)
     # Pending readers to email a confirmation, after the commit (consented=False only).
     confirmation_ids: list[int] = field(default_factory=list)
 
@@ -109,25 +111,21 @@ def import_subscribers(data: bytes, *, consented: bool, source: str) -> CsvImpor
     _insert_new(fresh, report, consented=consented, source=source)
     report.skipped_suppressed.sort()
     report.skipped_unsubscribed.sort()
-    report.errors.sort()
+    report.errors.sort(key=lambda error: error[0])
     db.session.flush()
     return report
 
 
 def _decode(data: bytes) -> str:
     if not data.strip():
-        raise CsvImportError("the file is empty")
+        raise CsvImportError("csv-empty")
     if b"\x00" in data:
-        raise CsvImportError(
-            "this is not a UTF-8 CSV file (it contains NUL bytes: binary data, or UTF-16 text)"
-        )
+        raise CsvImportError("csv-binary")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise CsvImportError(
-            f"line {line}: not UTF-8 text; save the file as CSV UTF-8 and import it again"
-        ) from None
+        raise CsvImportError("csv-not-utf8", line=line) from None
 
 
 def _parse(text: str, report: CsvImportReport) -> dict[str, _Row]:
@@ -138,7 +136,7 @@ def _parse(text: str, report: CsvImportReport) -> dict[str, _Row]:
     unknown = [name for name in header if name and name not in COLUMNS]
     if "email" not in header or unknown:
         found = ",".join(header)
-        raise CsvImportError(f"line 1: the header must be {','.join(COLUMNS)}, found {found}")
+        raise CsvImportError("csv-header", expected=",".join(COLUMNS), found=found)
     sections = _section_lookup()
     rows: dict[str, _Row] = {}
     line = reader.line_num + 1
@@ -148,8 +146,8 @@ def _parse(text: str, report: CsvImportReport) -> dict[str, _Row]:
             continue
         try:
             row = _row(start, header, cells, sections)
-        except SubscriptionError as exc:
-            report.errors.append((start, str(exc)))
+        except (CsvImportError, SubscriptionError) as exc:
+            report.errors.append((start, exc))
             continue
         first = rows.get(row.email)
         if first is None:
@@ -172,24 +170,21 @@ def _section_lookup() -> dict[str, Topic | None]:
 
 def _row(line: int, header: list[str], cells: list[str], sections: dict) -> _Row:
     if len(cells) < len(header):
-        raise SubscriptionError(f"missing column: {header[len(cells)]}")
+        raise CsvImportError("csv-column-missing", column=header[len(cells)])
     if len(cells) > len(header):
-        raise SubscriptionError(
-            f"{len(cells)} columns where the header has {len(header)} "
-            "(a comma inside a name needs the name in double quotes)"
-        )
+        raise CsvImportError("csv-columns-extra", count=len(cells), header=len(header))
     values = {name: _unescape(cell).strip() for name, cell in zip(header, cells, strict=True)}
     if not values["email"]:
-        raise SubscriptionError("missing email address")
+        raise CsvImportError("csv-email-missing")
     email = normalize_email(values["email"])
     topic_ids = set()
     names = [name.strip() for name in SECTION_SEPARATORS.split(values.get("sections", ""))]
     for wanted in filter(None, names):
         key = wanted.lower()
         if key not in sections:
-            raise SubscriptionError(f"unknown section: {wanted}")
+            raise CsvImportError("csv-topic-unknown", name=wanted)
         if sections[key] is None:
-            raise SubscriptionError(f"section no longer offered: {wanted}")
+            raise CsvImportError("csv-topic-closed", name=wanted)
         topic_ids.add(sections[key].id)
     if not topic_ids:
         topic_ids = {t.id for t in sections.values() if t is not None}

@@ -19,6 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .errors import BulletinError
 from .extensions import db
 from .i18n import normalize_locale
 from .mailer import clean_display_name
@@ -43,12 +44,8 @@ CONFIRMATION_INTERVAL = timedelta(hours=24)
 LEFT = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 
-class SubscriptionError(ValueError):
-    """Input a reader can fix: the message says what is wrong, `field` which input."""
-
-    def __init__(self, message: str, field: str = "email"):
-        super().__init__(message)
-        self.field = field
+class SubscriptionError(BulletinError):
+    """Input a reader can fix: the code says what is wrong, `field` which input."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ def normalize_email(address: str) -> str:
     try:
         checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise SubscriptionError(f"not a valid email address: {exc}") from None
+        raise SubscriptionError("email-invalid", field="email", detail=str(exc)) from None
     return checked.normalized.lower()
 
 
@@ -133,14 +130,14 @@ def log_event(subscriber_id: int | None, kind: EventKind, source: str, **detail:
 
 def active_topics(topic_ids: set[int] | list[int]) -> list[Topic]:
     if not topic_ids:
-        raise SubscriptionError("choose at least one section", field="topics")
+        raise SubscriptionError("topics-none", field="topics")
     topics = db.session.scalars(
         select(Topic)
         .where(Topic.id.in_(topic_ids), Topic.active.is_(True))
         .order_by(Topic.position)
     ).all()
     if len(topics) != len(set(topic_ids)):
-        raise SubscriptionError("one of the chosen sections does not exist", field="topics")
+        raise SubscriptionError("topics-unknown", field="topics")
     return list(topics)
 
 
@@ -266,7 +263,7 @@ def subscribe(
 def _get(subscriber_id: int) -> Subscriber:
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None:
-        raise SubscriptionError("this subscription no longer exists")
+        raise SubscriptionError("subscriber-missing", id=subscriber_id)
     return subscriber
 
 

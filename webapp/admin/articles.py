@@ -20,6 +20,7 @@ from wtforms import SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import URL, DataRequired, Length, Optional, StopValidation, ValidationError
 
 from .. import issues as issue_service
+from ..errors import describe
 from ..extensions import db
 from ..importing import make_lead
 from ..models import Article, Issue
@@ -226,10 +227,10 @@ def _save(form: ArticleForm, issue: Issue, article: Article | None, write):
     try:
         saved = write(form.draft())
     except issue_service.IssueNotEditable as exc:
-        return _refused(issue.id, str(exc))
+        return _refused(issue.id, describe(exc))
     except issue_service.ArticleError as exc:
         db.session.rollback()
-        getattr(form, exc.field).errors.append(str(exc))
+        getattr(form, exc.field).errors.append(describe(exc))
         return _form_page(form, issue, article, 400)
     db.session.commit()
     flash(_("已保存：%(title)s", title=saved.title))
@@ -240,7 +241,7 @@ def _editable_or_refused(issue: Issue):
     try:
         issue_service.ensure_editable(issue)
     except issue_service.IssueNotEditable as exc:
-        return _refused(issue.id, str(exc))
+        return _refused(issue.id, describe(exc))
     return None
 
 
@@ -272,7 +273,7 @@ def delete_article(issue_id: int, article_id: int):
     try:
         issue_service.delete_article(article)
     except issue_service.IssueNotEditable as exc:
-        return _refused(issue_id, str(exc))
+        return _refused(issue_id, describe(exc))
     db.session.commit()
     flash(_("已删除：%(title)s", title=title))
     return redirect(url_for("admin.issue", issue_id=issue_id, _anchor="articles"))
@@ -288,7 +289,7 @@ def move_article(issue_id: int, article_id: int):
     try:
         moved = issue_service.move_article(article, -1 if direction == "up" else 1)
     except issue_service.IssueNotEditable as exc:
-        return _refused(issue_id, str(exc))
+        return _refused(issue_id, describe(exc))
     if moved:
         db.session.commit()
     else:

@@ -14,6 +14,7 @@ from wtforms import HiddenField, StringField, SubmitField
 from wtforms.validators import AnyOf, DataRequired
 
 from .. import directory, sections
+from ..errors import describe
 from ..extensions import db
 from ..models import Topic
 from . import bp
@@ -38,36 +39,6 @@ class ButtonForm(FlaskForm):
     """Only a CSRF token, for archive and unarchive."""
 
 
-def _message(exc: sections.SectionError) -> str:
-    if isinstance(exc, sections.DuplicateSectionName):
-        existing = exc.existing
-        if exc.slug:
-            return _(
-                "“%(name)s”与栏目“%(existing)s”的标识 %(slug)s 相同，"
-                "导入读者名单时会分不清。请换一个名称。",
-                name=exc.name,
-                existing=existing.name,
-                slug=existing.slug,
-            )
-        if exc.name == existing.name:
-            return _("已经有名为“%(name)s”的栏目。请换一个名称。", name=existing.name)
-        return _(
-            "“%(name)s”与已有的栏目“%(existing)s”只差大小写、全角半角或空格，"
-            "读者会以为是同一个栏目。请换一个名称。",
-            name=exc.name,
-            existing=existing.name,
-        )
-    if isinstance(exc, sections.ConcurrentSectionChange):
-        return _("另一位管理员刚刚修改了栏目，请刷新页面后再试。")
-    if isinstance(exc, sections.SectionNameTooLong):
-        return _("栏目名称最多 %(count)s 个字。", count=sections.NAME_MAX_LENGTH)
-    if isinstance(exc, sections.EmptySectionName):
-        return _("请填写栏目名称。")
-    if isinstance(exc, sections.LastActiveSection):
-        return _("这是最后一个开放的栏目，归档后订阅页将无栏目可选。请先添加或恢复另一个栏目。")
-    return str(exc)
-
-
 def _page(*, create_form=None, rename=None, error: str = "", status: int = 200):
     """The list; after a refused change, with the reason (status 400). `rename` is the
     refused rename: {"id", "value", "errors"}, shown on that section's row."""
@@ -85,10 +56,10 @@ def _page(*, create_form=None, rename=None, error: str = "", status: int = 200):
 
 def _refused(exc: sections.SectionError, **page):
     db.session.rollback()
-    if isinstance(exc, sections.UnknownSection):
+    if exc.code == "topic-missing":
         abort(404)
     # A refused name is explained beside its field; other refusals at the top of the page.
-    page.setdefault("error", "" if page else _message(exc))
+    page.setdefault("error", "" if page else describe(exc))
     return _page(status=400, **page)
 
 
@@ -107,7 +78,7 @@ def section_create():
     try:
         topic = sections.create_section(form.name.data)
     except sections.SectionError as exc:
-        form.name.errors = [_message(exc)]
+        form.name.errors = [describe(exc)]
         return _refused(exc, create_form=form)
     db.session.commit()
     flash(_("已添加栏目“%(name)s”。", name=topic.name))
@@ -124,7 +95,7 @@ def section_rename(topic_id: int):
     try:
         topic = sections.rename_section(topic_id, form.name.data)
     except sections.SectionError as exc:
-        rename = {"id": topic_id, "value": form.name.data, "errors": [_message(exc)]}
+        rename = {"id": topic_id, "value": form.name.data, "errors": [describe(exc)]}
         return _refused(exc, rename=rename)
     db.session.commit()
     flash(_("栏目已改名为“%(name)s”。", name=topic.name))

@@ -17,8 +17,10 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from .. import audit, delivery_log, publishing
+from ..errors import describe, describe_stored, stored_reason
 from ..extensions import db
 from ..models import DeliveryStatus, Issue
 from . import bp
@@ -42,7 +44,7 @@ def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
         outcome = action()
     except publishing.PublishError as exc:
         db.session.rollback()
-        return render_template("admin/conflict.html", message=str(exc)), 409
+        return render_template("admin/conflict.html", message=describe(exc)), 409
     # A count (readers planned, rows skipped or requeued) is worth keeping with the entry.
     audit.record(name, issue_id=issue_id, detail=str(outcome) if isinstance(outcome, int) else "")
     db.session.commit()
@@ -65,9 +67,7 @@ def publish(issue_id: int):
 
 @bp.post("/issues/<int:issue_id>/pause")
 def pause(issue_id: int):
-    from flask_login import current_user
-
-    reason = f"由 {current_user.email} 暂停"
+    reason = stored_reason("paused-by", current_user.email)
     return _act(
         issue_id, lambda: publishing.pause_issue(issue_id, reason), _("已暂停发送。"), name="pause"
     )
@@ -122,7 +122,7 @@ def schedule(issue_id: int):
         publishing.schedule_issue(issue_id, when)
     except publishing.PublishError as exc:
         db.session.rollback()
-        return render_template("admin/conflict.html", message=str(exc)), 409
+        return render_template("admin/conflict.html", message=describe(exc)), 409
     audit.record("schedule", issue_id=issue_id, detail=f"{when.isoformat()}")
     db.session.commit()
     flash(_("将于 %(when)s（%(zone)s）自动发布。", when=f"{when:%Y-%m-%d %H:%M}", zone=zone.key))
@@ -147,7 +147,7 @@ def progress_json(issue_id: int):
     left = counts["pending"] + counts["sending"]
     return jsonify(
         status=issue.status.value,
-        pause_reason=issue.pause_reason,
+        pause_reason=describe_stored(issue.pause_reason),
         counts=counts,
         rate=round(rate, 1),
         seconds_left=round(left / rate) if rate and left else None,

@@ -6,6 +6,7 @@ from flask import Response, current_app, render_template, request
 from flask_login import current_user
 
 from .. import directory
+from ..errors import describe
 from ..extensions import db
 from ..models import SubscriberStatus, Topic
 from ..subscriber_csv import CsvImportError, export_subscribers, import_subscribers
@@ -68,7 +69,7 @@ def import_csv():
         )
     except CsvImportError as exc:
         db.session.rollback()
-        form.document.errors.append(f"{upload.filename}: {exc}")
+        form.document.errors.append(f"{upload.filename}: {describe(exc)}")
         return render_template("admin/subscribers_import.html", form=form, report=None), 400
     db.session.commit()
     if report.confirmation_ids:

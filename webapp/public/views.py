@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from .. import issues as issue_service
 from .. import subscriptions
+from ..errors import describe
 from ..extensions import csrf, db, limiter
 from ..models import EventSource, Issue, IssueStatus, Subscriber, SubscriberStatus, Topic
 from ..rendering import markdown_to_html
@@ -74,12 +75,6 @@ def _link_key() -> str:
     return "link:" + hashlib.sha256(request.view_args["token"].encode()).hexdigest()
 
 
-def _field_message(exc: SubscriptionError) -> str:
-    if exc.field == "email":
-        return _("请填写有效的电子邮箱地址，例如 name@example.com。")
-    return _("所选栏目已不存在，请刷新页面后重新选择。")
-
-
 @bp.get("/")
 def index():
     recent = db.session.scalars(
@@ -120,7 +115,7 @@ def subscribe():
             )
         except SubscriptionError as exc:
             db.session.rollback()
-            getattr(form, exc.field).errors.append(_field_message(exc))
+            getattr(form, exc.field).errors.append(describe(exc, detail=False))
         else:
             db.session.commit()
             from tasks.mail import send_confirmation, send_preferences_link
@@ -193,7 +188,7 @@ def preferences(token: str):
                 )
             except SubscriptionError as exc:
                 db.session.rollback()
-                form.topics.errors.append(_field_message(exc))
+                form.topics.errors.append(describe(exc, detail=False))
             else:
                 db.session.commit()
                 flash(_("已保存您的订阅设置。"))
