@@ -74,7 +74,11 @@ def test_staff_preview_as_a_named_subscriber_uses_their_sections_and_language(
 def test_preview_of_an_unknown_subscriber_says_so(staff_client, sample_issue):
     page = staff_client.get(f"/admin/issues/{sample_issue.id}/preview?subscriber=x@example.com")
     assert page.status_code == 400
-    assert "no subscriber with the address x@example.com" in page.get_data(as_text=True)
+    assert "没有地址为 x@example.com 的读者。" in page.get_data(as_text=True)
+    english = staff_client.get(
+        f"/admin/issues/{sample_issue.id}/preview?subscriber=x@example.com&lang=en"
+    )
+    assert "No subscriber has the address x@example.com." in english.get_data(as_text=True)
 
 
 def test_send_a_test_to_me(app, staff_client, sample_issue, celery_worker, inbox):

@@ -70,6 +70,10 @@ MESSAGES = {
     "csv-email-missing": lazy_gettext("缺少电子邮箱地址"),
     "csv-topic-unknown": lazy_gettext("没有这个栏目：%(name)s"),
     "csv-topic-closed": lazy_gettext("栏目已不再开放：%(name)s"),
+    # previews
+    "preview-no-articles": lazy_gettext("所选栏目在这一期都没有文章。"),
+    "preview-no-subscriber": lazy_gettext("没有地址为 %(email)s 的读者。"),
+    "preview-no-topics": lazy_gettext("%(email)s 选的栏目在这一期都没有文章。"),
     # staff accounts
     "staff-exists": lazy_gettext("已经有 %(email)s 的管理账号。"),
     "staff-password-short": lazy_gettext("密码至少要 %(count)s 个字符。"),

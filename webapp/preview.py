@@ -24,6 +24,7 @@ from .digests import (
     render_issue,
     topics_key,
 )
+from .errors import BulletinError
 from .extensions import db
 from .i18n import Translator, normalize_locale
 from .issues import issue_topic_ids
@@ -33,6 +34,11 @@ from .rendering import DigestTemplate, Personal
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+
+class PreviewError(BulletinError):
+    """A preview that cannot be shown; the code says why."""
+
 
 # Beyond this many sections an issue's sets are too many to render for a table (2^n - 1).
 MAX_SECTIONS_FOR_ALL_SETS = 4
@@ -117,7 +123,7 @@ def for_sections(issue: Issue, topic_ids: Iterable[int], locale: str = "zh") -> 
     """The issue as a reader of these sections gets it (sections without articles ignored)."""
     chosen = frozenset(topic_ids) & issue_topic_ids(issue.id)
     if not chosen:
-        raise ValueError("none of the chosen sections has an article in this issue")
+        raise PreviewError("preview-no-articles")
     locale = normalize_locale(locale)
     template = _rendered(issue, chosen, locale)
     personal = _sample_personal(chosen, locale)
@@ -133,10 +139,10 @@ def for_subscriber(issue: Issue, email: str) -> Preview:
         select(Subscriber).where(Subscriber.email == email.strip().lower())
     )
     if subscriber is None:
-        raise LookupError(f"no subscriber with the address {email}")
+        raise PreviewError("preview-no-subscriber", email=email)
     chosen = frozenset(t.id for t in subscriber.topics) & issue_topic_ids(issue.id)
     if not chosen:
-        raise ValueError(f"{subscriber.email} has chosen no section that this issue has")
+        raise PreviewError("preview-no-topics", email=subscriber.email)
     template = _rendered(issue, chosen, subscriber.locale)
     personal = personal_links(subscriber.id, subscriber.name, chosen)
     message = digest_message(

@@ -8,6 +8,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from .. import preview
+from ..errors import describe
 from ..extensions import db
 from ..importing import DocumentError, parse_document
 from ..issues import import_document, issue_topic_ids
@@ -96,8 +97,8 @@ def _preview_request(issue: Issue):
             return preview.for_subscriber(issue, subscriber), None
         topic_ids = request.args.getlist("topics", type=int) or issue_topic_ids(issue.id)
         return preview.for_sections(issue, topic_ids, request.args.get("locale", "zh")), None
-    except (LookupError, ValueError) as exc:
-        return None, str(exc)
+    except preview.PreviewError as exc:
+        return None, describe(exc)
 
 
 @bp.get("/issues/<int:issue_id>/preview")
