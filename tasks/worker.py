@@ -1,4 +1,4 @@
-"""The only place that builds the app for the worker: `celery -A tasks.worker worker`.
+"""The worker's entry point, `celery -A tasks.worker worker`: the app is built by `webapp.entry`.
 
 Celery's `-A` looks for a module attribute named `app` first, so `app` is the Celery app
 and the Flask app is `flask_app`.
@@ -6,7 +6,7 @@ and the Flask app is `flask_app`.
 
 from celery.signals import worker_process_init
 
-from webapp.cli import app_or_exit
+from webapp.entry import app_or_exit
 from webapp.extensions import db
 
 flask_app = app_or_exit(check=True)

@@ -6,8 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import errors
+from .admin import bp as admin_bp
+from .cli import register_commands
 from .config import load_config
+from .extensions import babel, celery_init_app, csrf, db, limiter, login_manager, migrate
+from .hooks import bp as hooks_bp
+from .i18n import DEFAULT_LOCALE, TRANSLATIONS_DIR, init_locale_switch, select_locale
+from .public import bp as public_bp
+from .rendering import safe_url
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -17,9 +26,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if overrides:
         app.config.update(overrides)
     app.config["CELERY"] = celery_settings(app.config)
-
-    from .extensions import babel, celery_init_app, csrf, db, limiter, login_manager, migrate
-    from .i18n import DEFAULT_LOCALE, TRANSLATIONS_DIR, init_locale_switch, select_locale
 
     db.init_app(app)
     # Batch mode lets the same migrations alter tables on SQLite, which lacks ALTER COLUMN.
@@ -36,29 +42,17 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     init_locale_switch(app)
     if app.config["PROXY_COUNT"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         n = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     celery_init_app(app)
-
-    from .admin import bp as admin_bp
-    from .hooks import bp as hooks_bp
-    from .public import bp as public_bp
 
     app.register_blueprint(public_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(hooks_bp, url_prefix="/hooks")
 
-    from .rendering import safe_url
-
     app.jinja_env.filters["safe_url"] = safe_url
 
-    from . import errors
-
     errors.init_app(app)
-
-    from .cli import register_commands
 
     register_commands(app)
     return app

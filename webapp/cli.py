@@ -1,4 +1,5 @@
-"""The `bulletin` command: the Flask CLI with the app loaded, plus our own commands.
+"""Our `bulletin` commands, registered on the Flask CLI by create_app() (`webapp.entry.main`
+is the console script).
 
 Configuration and connection problems end in one line naming the setting, never a traceback.
 """
@@ -9,23 +10,34 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
+import redis as redis_lib
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import with_appcontext
+from honcho.environ import parse_procfile
+from honcho.manager import Manager
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
+from . import bounces, queue
+from .catcher import serve
 from .config import ConfigError
 from .errors import describe_in_english
+from .extensions import db
+from .importing import DocumentError
+from .issues import import_document
+from .models import Issue, StaffRole, StaffUser, Subscriber, SubscriberStatus, Topic
+from .publishing import PublishError, progress, publish_issue
+from .staff import StaffError, create_staff
+from .subscriber_csv import CsvImportError, export_subscribers, import_subscribers
+from .subscriptions import SubscriptionError
 
-# Commands that do not touch the database (or that start it themselves).
-NO_DATABASE = {"smtp-catcher", "dev", "routes", "--help", "-h", "--version"}
-NEEDS_REDIS = {"publish", "run"}
-# Commands an MTA pipes mail into. sysexits.h's EX_TEMPFAIL makes the MTA keep the message
-# and try again later; any other failure would bounce it (or lose it, for a bounce).
-MTA_COMMANDS = {"ingest-bounce"}
+# sysexits.h's EX_TEMPFAIL makes an MTA that pipes mail into us keep the message and try
+# again later; any other failure would bounce it (or lose it, for a bounce).
 EX_TEMPFAIL = 75
 
 
@@ -34,51 +46,16 @@ def check_services(app: Flask, *, database: bool = True, redis: bool = True) -> 
     if database:
         try:
             with app.app_context():
-                from .extensions import db
-
                 db.session.execute(text("SELECT 1"))
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise ConfigError("DATABASE_URL", f"cannot connect to the database: {reason}") from None
     if redis:
-        import redis as redis_lib
-
         url = app.config["REDIS_URL"]
         try:
             redis_lib.Redis.from_url(url, socket_connect_timeout=2).ping()
         except redis_lib.exceptions.RedisError as exc:
             raise ConfigError("REDIS_URL", f"cannot connect to Redis at {url}: {exc}") from None
-
-
-def app_or_exit(*, check: bool = False, redis: bool = True, status: int = 2) -> Flask:
-    """Build the app for a process entry point (WSGI, worker); exit with one line if we can't."""
-    from . import create_app
-
-    try:
-        app = create_app()
-        if check:
-            check_services(app, redis=redis)
-    except ConfigError as exc:
-        print(f"bulletin: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(status) from None
-    return app
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `bulletin` console script."""
-    args = sys.argv[1:] if argv is None else argv
-    command = next((a for a in args if not a.startswith("-")), args[0] if args else "--help")
-    wants_help = any(a in ("--help", "-h") for a in args)
-    status = EX_TEMPFAIL if command in MTA_COMMANDS else 2
-    app = app_or_exit(status=status)
-    if not wants_help and command not in NO_DATABASE:
-        try:
-            check_services(app, redis=command in NEEDS_REDIS)
-        except ConfigError as exc:
-            print(f"bulletin: configuration error: {exc}", file=sys.stderr)
-            raise SystemExit(status) from None
-    cli = FlaskGroup(create_app=lambda: app, help="Bulletin: subscriptions and sectioned digests.")
-    cli.main(args=args, prog_name="bulletin")
 
 
 def register_commands(app: Flask) -> None:
@@ -103,11 +80,6 @@ def register_commands(app: Flask) -> None:
 @with_appcontext
 def create_staff_command(email: str, role: str, password: str | None) -> None:
     """Create a staff account."""
-    from .extensions import db
-    from .models import StaffRole
-    from .staff import StaffError, create_staff
-    from .subscriptions import SubscriptionError
-
     try:
         user, secret = create_staff(email, password, StaffRole(role))
     except (StaffError, SubscriptionError) as exc:
@@ -123,10 +95,6 @@ def create_staff_command(email: str, role: str, password: str | None) -> None:
 @with_appcontext
 def import_issue_command(file: Path) -> None:
     """Import a bulletin document as a new draft issue and print the import report."""
-    from .extensions import db
-    from .importing import DocumentError
-    from .issues import import_document
-
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -167,18 +135,13 @@ def format_report(report) -> str:
 @with_appcontext
 def publish_command(issue_id: int) -> None:
     """Publish an issue now: plan its deliveries and hand them to the workers."""
-    from tasks.sending import dispatch_issue
-
-    from .extensions import db
-    from .publishing import PublishError, publish_issue
-
     try:
         planned = publish_issue(issue_id)
     except PublishError as exc:
         db.session.rollback()
         raise click.ClickException(describe_in_english(exc)) from None
     db.session.commit()
-    dispatch_issue.delay(issue_id)
+    queue.dispatch_issue(issue_id)
     click.echo(f"Issue {issue_id} is sending to {planned} readers.")
 
 
@@ -187,10 +150,6 @@ def publish_command(issue_id: int) -> None:
 @with_appcontext
 def issue_status_command(issue_id: int) -> None:
     """Print an issue's status and its delivery counts."""
-    from .extensions import db
-    from .models import Issue
-    from .publishing import progress
-
     issue = db.session.get(Issue, issue_id)
     if issue is None:
         raise click.ClickException(f"issue {issue_id} does not exist")
@@ -208,12 +167,9 @@ def ingest_bounce_command(recipient: str | None) -> None:
     For an MTA pipe transport: exits 0 when the message was handled or ignored (the MTA
     drops it) and 75 when the database is unreachable (the MTA tries again later).
     """
-    from .bounces import ingest
-    from .extensions import db
-
     raw = sys.stdin.buffer.read()
     try:
-        result = ingest(raw, recipient=recipient)
+        result = bounces.ingest(raw, recipient=recipient)
         db.session.commit()
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -249,11 +205,6 @@ def subscribers_group() -> None:
 @with_appcontext
 def import_subscribers_command(file: Path, mode: str | None) -> None:
     """Import readers from a CSV file with the header email,name,sections."""
-    from tasks.mail import queue_confirmations
-
-    from .extensions import db
-    from .subscriber_csv import CsvImportError, import_subscribers
-
     if mode is None:
         raise click.UsageError("choose --consented or --send-confirmations")
     if mode == "confirm":
@@ -272,7 +223,7 @@ def import_subscribers_command(file: Path, mode: str | None) -> None:
         db.session.rollback()
         raise click.ClickException(f"{file}: {describe_in_english(exc)}") from None
     db.session.commit()
-    queue_confirmations(report.confirmation_ids)
+    queue.send_confirmations(report.confirmation_ids)
     click.echo(format_csv_report(report))
 
 
@@ -305,8 +256,6 @@ def format_csv_report(report) -> str:
 @with_appcontext
 def export_subscribers_command(output: Path | None) -> None:
     """Export every reader as CSV: email,name,status,sections,created_at."""
-    from .subscriber_csv import export_subscribers
-
     text = export_subscribers()
     if output is None:
         click.echo(text, nl=False)
@@ -328,11 +277,6 @@ DEMO_READER = "reader@example.com"
 @with_appcontext
 def demo_command() -> None:
     """Load the sample bulletin, a demo reader and a staff login (each only once)."""
-    from .extensions import db
-    from .issues import import_document
-    from .models import Issue, StaffRole, StaffUser, Subscriber, SubscriberStatus, Topic
-    from .staff import create_staff
-
     if not db.session.scalar(select(func.count()).select_from(Issue)):
         issue, report = import_document(DEMO_DOCUMENT.read_bytes())
         click.echo(
@@ -367,8 +311,6 @@ def demo_command() -> None:
 )
 def smtp_catcher_command(host: str, port: int, maildir: Path | None) -> None:
     """A local SMTP server that keeps every message it receives in a Maildir (development)."""
-    from .catcher import serve
-
     target = maildir or Path(current_app.instance_path) / "maildir"
     serve(host, port, target)
 
@@ -376,9 +318,6 @@ def smtp_catcher_command(host: str, port: int, maildir: Path | None) -> None:
 @click.command("dev")
 def dev_command() -> None:
     """Upgrade the database, load the demo, and run web + worker + SMTP catcher (+ Redis)."""
-    from honcho.environ import parse_procfile
-    from honcho.manager import Manager
-
     app = current_app._get_current_object()  # noqa: SLF001
     env = dict(os.environ, BULLETIN_ENV=app.config["BULLETIN_ENV"], PYTHONUNBUFFERED="1")
     bin_dir = Path(sys.executable).parent
@@ -407,10 +346,6 @@ def start_private_redis(url: str, instance: Path) -> subprocess.Popen | None:
 
     It is up before the worker starts, because the worker refuses to start without Redis.
     """
-    import time
-    from urllib.parse import urlsplit
-
-    import redis as redis_lib
 
     def answers() -> bool:
         try:

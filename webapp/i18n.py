@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from babel.support import NullTranslations, Translations
+from flask import has_request_context, request
+from flask_babel import get_locale
 
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 LOCALES = {"zh": "简体中文", "en": "English"}
@@ -62,8 +64,6 @@ def select_locale() -> str:
     """The web page language: an explicit `?lang=`, then the reader's switch, then the browser.
 
     Outside a request (a shell, a CLI command calling code that translates), the default."""
-    from flask import has_request_context, request
-
     if not has_request_context():
         return DEFAULT_LOCALE
     chosen = request.args.get("lang") or request.cookies.get(LOCALE_COOKIE)
@@ -74,8 +74,6 @@ def select_locale() -> str:
 
 def init_locale_switch(app) -> None:
     """`?lang=en` on any page switches the language and is remembered in a cookie."""
-    from flask import request
-    from flask_babel import get_locale
 
     @app.after_request
     def remember(response):

@@ -1,5 +1,5 @@
 """WSGI entry point for gunicorn: `gunicorn webapp.wsgi:app`."""
 
-from .cli import app_or_exit
+from .entry import app_or_exit
 
 app = app_or_exit(check=True)

@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import preview
+from .. import preview, queue
 from ..errors import describe
 from ..extensions import db
 from ..importing import DocumentError, parse_document
@@ -15,6 +15,7 @@ from ..issues import import_document, issue_topic_ids
 from ..models import Issue, IssueStatus, Topic, utcnow
 from . import bp
 from .forms import ActionForm, ContentModeForm, ImportSaveForm, ImportUploadForm
+from .sending import sending_context
 
 
 @bp.route("/issues/import", methods=["GET", "POST"])
@@ -61,8 +62,6 @@ def save_import():
 @bp.get("/issues/<int:issue_id>")
 @login_required
 def issue(issue_id: int):
-    from .sending import sending_context
-
     issue = db.get_or_404(Issue, issue_id)
     return render_template(
         "admin/issue.html",
@@ -140,15 +139,13 @@ def preview_frame(issue_id: int):
 @login_required
 def send_test(issue_id: int):
     """Queue this section set's digest to the logged-in staff member's own address."""
-    from tasks.mail import send_test_issue
-
     issue = db.get_or_404(Issue, issue_id)
     form = ActionForm()
     if not form.validate_on_submit():
         abort(400)
     topic_ids = request.form.getlist("topics", type=int) or sorted(issue_topic_ids(issue.id))
     locale = request.form.get("locale", "zh")
-    send_test_issue.delay(issue.id, topic_ids, locale, current_user.email)
+    queue.send_test_issue(issue.id, topic_ids, locale, current_user.email)
     flash(_("测试邮件已排队，将发到 %(email)s。", email=current_user.email))
     return redirect(
         url_for("admin.preview_issue", issue_id=issue.id, topics=topic_ids, locale=locale)

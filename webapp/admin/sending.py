@@ -23,14 +23,9 @@ from .. import audit, delivery_log, publishing
 from ..errors import describe, describe_stored, stored_reason
 from ..extensions import db
 from ..models import DeliveryStatus, Issue
+from ..queue import dispatch_issue
 from . import bp
 from .forms import ActionForm, ScheduleForm
-
-
-def _queue_sending(issue_id: int) -> None:
-    from tasks.sending import dispatch_issue
-
-    dispatch_issue.delay(issue_id)
 
 
 def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
@@ -49,7 +44,7 @@ def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
     audit.record(name, issue_id=issue_id, detail=str(outcome) if isinstance(outcome, int) else "")
     db.session.commit()
     if queue:
-        _queue_sending(issue_id)
+        dispatch_issue(issue_id)
     flash(done % {"count": outcome})
     return redirect(url_for("admin.issue", issue_id=issue_id))
 

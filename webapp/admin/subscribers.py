@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, current_app, render_template, request
 from flask_login import current_user
 
-from .. import directory
+from .. import directory, queue
 from ..errors import describe
 from ..extensions import db
 from ..models import SubscriberStatus, Topic
@@ -73,9 +73,7 @@ def import_csv():
         return render_template("admin/subscribers_import.html", form=form, report=None), 400
     db.session.commit()
     if report.confirmation_ids:
-        from tasks.mail import queue_confirmations
-
-        queue_confirmations(report.confirmation_ids)
+        queue.send_confirmations(report.confirmation_ids)
     current_app.logger.info("CSV import by %s: %s created", current_user.email, report.created)
     return render_template(
         "admin/subscribers_import.html", form=SubscriberImportForm(), report=report

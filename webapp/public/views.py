@@ -24,7 +24,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import issues as issue_service
-from .. import subscriptions
+from .. import queue, subscriptions
 from ..errors import describe
 from ..extensions import csrf, db, limiter
 from ..models import EventSource, Issue, IssueStatus, Subscriber, SubscriberStatus, Topic
@@ -118,12 +118,10 @@ def subscribe():
             getattr(form, exc.field).errors.append(describe(exc, detail=False))
         else:
             db.session.commit()
-            from tasks.mail import send_confirmation, send_preferences_link
-
             if result.needs_confirmation:
-                send_confirmation.delay(result.subscriber.id)
+                queue.send_confirmation(result.subscriber.id)
             elif result.needs_preferences_link:
-                send_preferences_link.delay(result.subscriber.id)
+                queue.send_preferences_link(result.subscriber.id)
             # The same page whatever the address's history: nobody learns who subscribes.
             return render_template("public/check_inbox.html")
     status = 400 if request.method == "POST" else 200

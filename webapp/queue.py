@@ -1,0 +1,31 @@
+"""The one way the web app and the CLI hand work to the workers (the Celery tasks in `tasks/`).
+
+Call these only after the commit that asks for the work: a task must find what it is told
+about, and rolled-back work must send nothing. Tasks take ids, never ORM objects.
+"""
+
+from __future__ import annotations
+
+from tasks import mail, sending
+
+
+def dispatch_issue(issue_id: int) -> None:
+    """Render the issue's digests and queue its due deliveries in batches."""
+    sending.dispatch_issue.delay(issue_id)
+
+
+def send_confirmation(subscriber_id: int) -> None:
+    mail.send_confirmation.delay(subscriber_id)
+
+
+def send_confirmations(subscriber_ids: list[int]) -> None:
+    """Many confirmations, a task per CONFIRMATION_CHUNK readers (a CSV import's)."""
+    mail.queue_confirmations(subscriber_ids)
+
+
+def send_preferences_link(subscriber_id: int) -> None:
+    mail.send_preferences_link.delay(subscriber_id)
+
+
+def send_test_issue(issue_id: int, topic_ids: list[int], locale: str, to_email: str) -> None:
+    mail.send_test_issue.delay(issue_id, topic_ids, locale, to_email)
