@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import csrf_token
+from tests.helpers import csrf_token
 from webapp import site_settings
 from webapp.models import AuditEntry, Setting
 
@@ -49,8 +49,8 @@ def test_an_admin_turns_counted_links_off_on_the_settings_page(app, staff_client
     assert "设置已保存" in answer.get_data(as_text=True)
     assert site_settings.get_value("counted_links") is False
     entry = db_session.query(AuditEntry).filter_by(action="settings").one()
-    assert entry.staff_email == "editor@example.org" and "counted_links=False" in entry.detail
-    assert db_session.get(Setting, "counted_links").updated_by == "editor@example.org"
+    assert entry.staff_email == "admin@example.org" and "counted_links=False" in entry.detail
+    assert db_session.get(Setting, "counted_links").updated_by == "admin@example.org"
 
 
 def test_the_settings_page_is_in_english_too(staff_client):
