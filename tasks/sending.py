@@ -33,4 +33,9 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> dict:
 @shared_task(name="bulletin.sweep")
 def sweep() -> dict:
     result = delivery.sweep(enqueue_batch)
-    return {"recovered": result.recovered, "published": result.published, "queued": result.queued}
+    return {
+        "recovered": result.recovered,
+        "published": result.published,
+        "queued": result.queued,
+        "skipped": result.skipped,
+    }

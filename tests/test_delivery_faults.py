@@ -97,10 +97,10 @@ class Processes:
         )
 
     def worker(self) -> subprocess.Popen:
+        # Without -Q, as in the Procfile: the queues of CELERY_QUEUE (sends and sweeps).
         process = self._start(
             "worker", "--pool", "prefork", "--concurrency", "2", "--without-gossip",
-            "--without-mingle", "--without-heartbeat", "-Q", self.env["CELERY_QUEUE"],
-            log="worker.log",
+            "--without-mingle", "--without-heartbeat", log="worker.log",
         )  # fmt: skip
         self.workers.append(process)
         return process

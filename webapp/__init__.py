@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from kombu import Exchange, Queue
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import errors
@@ -58,8 +59,16 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def sweep_queue(config: dict[str, Any]) -> str:
+    """The queue of the periodic sweep: the deployment's queue name + ".sweep"."""
+    return config.get("CELERY_QUEUE", "bulletin") + ".sweep"
+
+
 def celery_settings(config: dict[str, Any]) -> dict[str, Any]:
     """Celery's settings, derived from ours so there is one place to configure Redis."""
+    queue = config.get("CELERY_QUEUE", "bulletin")
+    sweep_seconds = config.get("SWEEP_SECONDS", 30.0)
+    sweep = sweep_queue(config)
     return {
         "broker_url": config["REDIS_URL"],
         "result_backend": None,
@@ -70,14 +79,24 @@ def celery_settings(config: dict[str, Any]) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
-        "task_default_queue": config.get("CELERY_QUEUE", "bulletin"),
+        "task_default_queue": queue,
+        # Sweeps have a queue of their own, which every worker also consumes (a worker started
+        # without -Q takes both): they no longer wait behind a backlog of send batches in one
+        # FIFO, only for the next free child. One queued longer than SWEEP_SECONDS is stale
+        # (the next one is due) and is dropped on arrival instead of piling up.
+        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in (queue, sweep)],
+        "task_routes": {"bulletin.sweep": {"queue": sweep}},
         # A batch must end well within the broker's redelivery timeout, or Redis would hand
         # a still-running task to a second worker (harmless, the claim stops it, but wasteful).
         "task_soft_time_limit": 1700,
         "task_time_limit": 1800,
         "broker_transport_options": {"visibility_timeout": 7200},
         "beat_schedule": {
-            "sweep": {"task": "bulletin.sweep", "schedule": config.get("SWEEP_SECONDS", 30.0)}
+            "sweep": {
+                "task": "bulletin.sweep",
+                "schedule": sweep_seconds,
+                "options": {"expires": sweep_seconds},
+            }
         },
         "task_always_eager": config.get("CELERY_ALWAYS_EAGER", False),
         "include": ["tasks.sending", "tasks.mail"],

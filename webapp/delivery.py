@@ -4,18 +4,27 @@ The never-twice rules, in order:
 
 1. The database is the ledger: one `Delivery` row per (issue, reader), unique, planned
    when the issue is published (`publishing.py`). Redis only carries work.
-2. A worker *claims* its batch in one statement (pending -> sending, with a lease); a row is
-   claimed once. On PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent claimers pass by.
+2. A worker *claims* its batch in one statement (pending -> sending, with a lease and a
+   fresh claim token); a row is claimed once. On PostgreSQL `FOR UPDATE SKIP LOCKED` lets
+   concurrent claimers pass by. Every later change to a claimed row (a flush of answers, a
+   renewal, a give-back, the sweeper's settlement) is conditional on that token, so a late
+   sweep or a worker that lost its lease can no longer touch a row claimed again since.
 3. Before a message goes on the wire its row is marked "in flight" in a Redis journal; the
    server's answer replaces the mark (written with the next message's mark, see `Journal`).
-   Answers reach the database in bulk every SEND_FLUSH_EVERY messages, and each flush
-   extends the lease of the rest of the batch.
-4. A row whose lease ran out belongs to a worker that died. The sweeper reads the journal:
+   Answers reach the database in bulk every SEND_FLUSH_EVERY messages. The lease of the
+   rest of the batch is renewed every third of the lease, checked before each message and
+   while waiting for the rate limit; a worker whose renewal finds its rows taken stops
+   without sending another message.
+4. A row whose lease ran out belongs to a worker that died (or stalled past it: then the
+   token stops it). The sweeper reads the journal:
    an answer is recorded as given; an "in flight" mark becomes `unknown` (the message may
    have arrived: it is never resent automatically); no mark means it never left, and it
    goes back to pending.
 5. Temporary failures go back to pending with a time to retry (exponential backoff). The
    sweeper queues rows that are due, and rows whose task was lost (a Redis restart).
+6. One sweep at a time: a short Redis lock skips a sweep while another runs. The lock only
+   saves work: with the tokens and the lease re-checked inside each UPDATE, two sweeps at
+   once would still not take back anything that is not theirs to take.
 
 A redelivered or duplicated task finds nothing to claim, so running any task twice is a
 no-op. Tasks (`tasks/sending.py`) are thin: they call `dispatch_due`, `send_batch`, `sweep`.
@@ -26,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -122,8 +132,14 @@ class JournalError(RuntimeError):
     apart from a success."""
 
 
+class LeaseLost(RuntimeError):
+    """A renewal found rows of this claim taken back: they are someone else's now."""
+
+
 class Journal:
-    """Per issue, in a Redis hash: delivery id -> "?" (on the wire) or the server's answer.
+    """Per issue, in a Redis hash: "delivery id:claim token" -> "?" (on the wire) or the
+    server's answer. The token keeps each claim's entries apart, so clearing one claim's
+    entries never erases those of a later claim of the same rows.
 
     One round trip per message: an answer is written together with the next message's mark
     (or before any pause, or at the end of the batch when the database takes it). A worker
@@ -131,18 +147,23 @@ class Journal:
     message that did arrive is reported as maybe arrived, and never sent again.
     """
 
-    def __init__(self, issue_id: int):
+    def __init__(self, issue_id: int, token: str | None):
         self.redis = redis_client()
         self.key = f"bulletin:journal:{issue_id}"
+        self.token = token
         self._unwritten: dict[str, str] = {}
         self._expires = False
 
+    def _field(self, delivery_id: int) -> str:
+        # Rows claimed before tokens existed (NULL) keep the old field, the bare id.
+        return f"{delivery_id}:{self.token}" if self.token else str(delivery_id)
+
     def on_the_wire(self, delivery_id: int) -> None:
-        self._unwritten[str(delivery_id)] = IN_FLIGHT
+        self._unwritten[self._field(delivery_id)] = IN_FLIGHT
         self.save()
 
     def answered(self, answer: Answer) -> None:
-        self._unwritten[str(answer.delivery_id)] = answer.journal_entry()
+        self._unwritten[self._field(answer.delivery_id)] = answer.journal_entry()
 
     def save(self) -> None:
         """Write the answers kept so far (and a mark, from `on_the_wire`)."""
@@ -164,16 +185,17 @@ class Journal:
     def forget(self, delivery_ids: list[int]) -> None:
         """The database has these rows' answers now: drop them here."""
         if delivery_ids:
-            for delivery_id in delivery_ids:
-                self._unwritten.pop(str(delivery_id), None)
+            fields = [self._field(i) for i in delivery_ids]
+            for name in fields:
+                self._unwritten.pop(name, None)
             self._expires = False  # renewed with the next write, in case Redis lost the key
             try:
-                self.redis.hdel(self.key, *map(str, delivery_ids))
+                self.redis.hdel(self.key, *fields)
             except redis_lib.RedisError:
                 pass  # only tidiness: the rows are final in the database; the key expires
 
     def read(self, delivery_ids: list[int]) -> dict[int, str]:
-        values = self.redis.hmget(self.key, [str(i) for i in delivery_ids])
+        values = self.redis.hmget(self.key, [self._field(i) for i in delivery_ids])
         return {i: v.decode() for i, v in zip(delivery_ids, values, strict=True) if v is not None}
 
 
@@ -262,16 +284,31 @@ def due_rows_query(issue_id: int, after_id: int, now: datetime, stale: datetime,
 # --- sending -------------------------------------------------------------------------------
 
 
-def claim(issue_id: int, delivery_ids: list[int]) -> list[int]:
-    """Take the rows among `delivery_ids` that are still pending: pending -> sending + lease."""
+@dataclass
+class Claim:
+    """Rows taken by one claim, its fencing token, and when (monotonic) its lease began."""
+
+    token: str
+    delivery_ids: list[int]
+    started: float
+
+
+def claim(issue_id: int, delivery_ids: list[int]) -> Claim:
+    """Take the rows among `delivery_ids` that are still pending: pending -> sending, with a
+    lease and a fresh claim token."""
+    started = time.monotonic()  # the lease is counted from before the statement
     now = utcnow()
     lease = timedelta(seconds=current_app.config["SEND_LEASE_SECONDS"])
-    claimed = db.session.scalars(claim_statement(issue_id, delivery_ids, now, now + lease)).all()
+    token = uuid.uuid4().hex
+    statement = claim_statement(issue_id, delivery_ids, now, now + lease, token)
+    claimed = db.session.scalars(statement).all()
     db.session.commit()
-    return sorted(claimed)
+    return Claim(token, sorted(claimed), started)
 
 
-def claim_statement(issue_id: int, delivery_ids: list[int], now: datetime, lease_end: datetime):
+def claim_statement(
+    issue_id: int, delivery_ids: list[int], now: datetime, lease_end: datetime, token: str = ""
+):
     """One statement. On PostgreSQL the inner SELECT locks with SKIP LOCKED, so two workers
     handed the same ids (a redelivered task) never wait for each other and never share a row.
     """
@@ -290,6 +327,7 @@ def claim_statement(issue_id: int, delivery_ids: list[int], now: datetime, lease
         .values(
             status=DeliveryStatus.SENDING,
             lease_expires_at=lease_end,
+            claim_token=token,
             attempts=Delivery.attempts + 1,
             updated_at=now,
         )
@@ -309,15 +347,24 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> BatchResult:
         _unqueue(delivery_ids)
         return BatchResult(stopped=f"issue is {status}")
     claimed = claim(issue_id, delivery_ids)
-    if not claimed:
+    if not claimed.delivery_ids:
         return BatchResult()
     return _Batch(issue_id, claimed).run()
 
 
+def _ours(token: str | None):
+    """The condition on every change to a claimed row: still claimed, and by this claim."""
+    return (Delivery.status == DeliveryStatus.SENDING) & Delivery.claim_token.is_not_distinct_from(
+        token
+    )
+
+
 class _Batch:
-    def __init__(self, issue_id: int, claimed: list[int]):
+    def __init__(self, issue_id: int, claim_: Claim):
         config = current_app.config
         self.issue_id = issue_id
+        self.token = claim_.token
+        claimed = claim_.delivery_ids
         self.readers = _recipients(claimed)
         self.chosen = _chosen_topics([r.subscriber_id for r in self.readers])
         self.issue_topics = issue_topic_ids(issue_id)
@@ -332,12 +379,15 @@ class _Batch:
         self.untried = dict.fromkeys(r.delivery_id for r in self.readers)
         self.answers: list[Answer] = []
         self.result = BatchResult()
-        self.journal = Journal(issue_id)
+        self.journal = Journal(issue_id, self.token)
         self.rate = _rate()
         self.flush_every = config["SEND_FLUSH_EVERY"]
-        # Flushing also renews the lease, so it happens at least three times per lease.
+        # The lease is renewed every third of it (with a flush), so that before any message
+        # two thirds of it remain: the margin for one slow SMTP transaction. It is counted
+        # from before the claim or renewal statement, the worker's safe side.
         self.flush_seconds = config["SEND_LEASE_SECONDS"] / 3
-        self.last_flush = self.last_renewal = time.monotonic()
+        self.last_flush = time.monotonic()
+        self.last_renewal = claim_.started
         self.retry_delay: float | None = None  # set when the server is unavailable
 
     def run(self) -> BatchResult:
@@ -352,13 +402,16 @@ class _Batch:
                 if not reader.active or not topic_ids:
                     self._answer(reader, DeliveryStatus.SKIPPED, "reader left before sending")
                     continue
-                self.rate.wait(before_sleeping=self.journal.save)
+                self.rate.wait(before_sleeping=self._while_waiting)
                 try:
                     message_id, data = compose(self.issue_id, reader, topic_ids)
                 except AddressError as exc:  # a row from before sign-up refused such addresses
                     self._answer(reader, DeliveryStatus.FAILED, f"not sent: {exc}")
                     continue
                 session.ensure_open()
+                # Never on a lease that may have run out while we waited, composed or
+                # connected: renew first if it is due (LeaseLost if the rows were taken).
+                self._keep_lease()
                 self.journal.on_the_wire(reader.delivery_id)
                 outcome = session.send(_envelope_from(reader.delivery_id), reader.email, data)
                 if not self._take(reader, outcome, message_id):
@@ -368,9 +421,11 @@ class _Batch:
             self.retry_delay = 0.0  # from attempts: the server could not be reached
         except JournalError as exc:
             self.result.stopped = f"Redis journal unavailable: {exc}"
+        except LeaseLost as exc:
+            self.result.stopped = str(exc)
         finally:
             session.close()
-            self._flush()
+            self._flush(renew=False)
             self._release()
         publishing.finish_if_done(self.issue_id)
         return self.result
@@ -446,6 +501,15 @@ class _Batch:
             or time.monotonic() - self.last_flush >= self.flush_seconds
         )
 
+    def _keep_lease(self) -> None:
+        if time.monotonic() - self.last_renewal >= self.flush_seconds:
+            self._flush()
+
+    def _while_waiting(self) -> None:
+        """Before each sleep of the rate limit: save the journal, keep the lease."""
+        self.journal.save()
+        self._keep_lease()
+
     def _flush_and_check(self) -> bool:
         self._flush()
         status = db.session.scalar(select(Issue.status).where(Issue.id == self.issue_id))
@@ -454,9 +518,10 @@ class _Batch:
             return False
         return True
 
-    def _flush(self) -> None:
-        """Write the answers so far in bulk, renew the lease of the rest, clear the journal."""
-        self.last_flush = time.monotonic()
+    def _flush(self, *, renew: bool = True) -> None:
+        """Write the answers so far in bulk, renew the lease of the rest when due, clear the
+        journal. Raises LeaseLost (after committing) when the renewal finds rows taken."""
+        started = self.last_flush = time.monotonic()  # the renewed lease counts from here
         answers, self.answers = self.answers, []
         now = utcnow()
         if answers:
@@ -474,28 +539,35 @@ class _Batch:
                 }
                 for a in answers
             ]
-            # Only rows still ours: a row the sweeper took back is not overwritten.
+            # Only rows still ours: a row the sweeper took back (and maybe someone else
+            # claimed since) is not overwritten.
             db.session.execute(
                 update(Delivery)
-                .where(Delivery.status == DeliveryStatus.SENDING)
+                .where(_ours(self.token))
                 .execution_options(synchronize_session=None),
                 rows,
             )
             _after_answers(answers)
         # Renewing touches every untried row, so it follows the clock, not each flush.
-        if self.untried and time.monotonic() - self.last_renewal >= self.flush_seconds:
-            self.last_renewal = time.monotonic()
+        renewal = None
+        due = time.monotonic() - self.last_renewal >= self.flush_seconds
+        if renew and self.untried and due:
             lease = timedelta(seconds=current_app.config["SEND_LEASE_SECONDS"])
-            db.session.execute(
+            renewal = db.session.execute(
                 update(Delivery)
-                .where(
-                    Delivery.id.in_(list(self.untried)), Delivery.status == DeliveryStatus.SENDING
-                )
+                .where(Delivery.id.in_(list(self.untried)), _ours(self.token))
                 .values(lease_expires_at=now + lease)
                 .execution_options(synchronize_session=False)
             )
+        # Named commit: the answers are final, the renewed lease is visible to the sweeper.
         db.session.commit()
+        # Only our own claim's entries: the sweeper settles what it took from the journal.
         self.journal.forget([a.delivery_id for a in answers])
+        if renewal is not None:
+            if renewal.rowcount != len(self.untried):
+                taken = len(self.untried) - renewal.rowcount
+                raise LeaseLost(f"lease lost: {taken} rows of this batch were taken back")
+            self.last_renewal = started
 
     def _release(self) -> None:
         """Give back the rows claimed but never tried (they lose the attempt they were
@@ -506,7 +578,7 @@ class _Batch:
         if self.retry_delay is not None:
             attempts = max(self.attempts[i] for i in self.untried)
             when = _next_attempt(attempts, None) or utcnow() + timedelta(hours=1)
-        _give_back(list(self.untried), next_attempt_at=when)
+        _give_back(list(self.untried), self.token, next_attempt_at=when)
         db.session.commit()
         # A mark left by a connection that failed before the message went out.
         self.journal.forget(list(self.untried))
@@ -514,22 +586,33 @@ class _Batch:
         self.untried = {}
 
 
-def _give_back(delivery_ids: list[int], *, next_attempt_at: datetime | None = None) -> None:
+def _give_back(
+    delivery_ids: list[int],
+    token: str | None,
+    *,
+    expired_before: datetime | None = None,
+    next_attempt_at: datetime | None = None,
+) -> list[int]:
     """Claimed rows that never went out: pending again, without the attempt they were
-    charged when claimed."""
-    db.session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.SENDING)
-        .values(
+    charged when claimed. Only rows still held by the claim `token` (and, for the sweeper,
+    only while their lease is still out: `expired_before`). Returns the ids given back."""
+    statement = update(Delivery).where(Delivery.id.in_(delivery_ids), _ours(token))
+    if expired_before is not None:
+        statement = statement.where(Delivery.lease_expires_at < expired_before)
+    given = db.session.scalars(
+        statement.values(
             status=DeliveryStatus.PENDING,
             attempts=Delivery.attempts - 1,
             lease_expires_at=None,
+            claim_token=None,
             queued_at=None,
             next_attempt_at=next_attempt_at,
             updated_at=utcnow(),
         )
+        .returning(Delivery.id)
         .execution_options(synchronize_session=False)
     )
+    return list(given)
 
 
 def _after_answers(answers: list[Answer]) -> None:
@@ -609,16 +692,55 @@ def _chosen_topics(subscriber_ids: list[int]) -> dict[int, set[int]]:
 # --- sweeping ------------------------------------------------------------------------------
 
 
+SWEEP_LOCK = "bulletin:sweep"
+
+
 @dataclass
 class SweepResult:
     recovered: dict[str, int] = field(default_factory=dict)  # status -> rows taken back
     published: list[int] = field(default_factory=list)  # scheduled issues that came due
     queued: int = 0
+    skipped: bool = False  # another sweep was running
 
 
 def sweep(enqueue: Enqueue) -> SweepResult:
     """The periodic repair: take back dead workers' rows, publish scheduled issues, queue
-    rows that are due or whose task was lost, and finish issues with nothing left to send."""
+    rows that are due or whose task was lost, and finish issues with nothing left to send.
+
+    One at a time: while another sweep holds the Redis lock this one does nothing (the lock
+    expires by itself if its holder dies). A sweep longer than SWEEP_SECONDS is logged.
+    """
+    config = current_app.config
+    started = time.monotonic()
+    lock = redis_client().lock(
+        SWEEP_LOCK, timeout=max(10.0, 3 * config["SWEEP_SECONDS"]), blocking=False
+    )
+    try:
+        if not lock.acquire():
+            log.info("sweep: another sweep is running, this one is skipped")
+            return SweepResult(skipped=True)
+    except redis_lib.RedisError:
+        lock = None  # no Redis, no lock: every step below is safe to run twice anyway
+    try:
+        result = _sweep(enqueue)
+    finally:
+        if lock is not None:
+            try:
+                lock.release()
+            except redis_lib.RedisError:
+                pass  # expired (a very long sweep) or Redis gone: it times out by itself
+    elapsed = time.monotonic() - started
+    if elapsed > config["SWEEP_SECONDS"]:
+        log.warning(
+            "sweep took %.1f s, longer than SWEEP_SECONDS (%s s): %s",
+            elapsed,
+            config["SWEEP_SECONDS"],
+            result,
+        )
+    return result
+
+
+def _sweep(enqueue: Enqueue) -> SweepResult:
     result = SweepResult()
     try:
         result.recovered = recover_expired()
@@ -644,21 +766,33 @@ def sweep(enqueue: Enqueue) -> SweepResult:
 
 
 def recover_expired() -> dict[str, int]:
-    """Settle claimed rows whose lease ran out, from the journal (see rule 4 above)."""
+    """Settle claimed rows whose lease ran out, from the journal (see rule 4 above).
+
+    Each UPDATE re-checks, inside itself, that the row is still held by the claim that was
+    read and that its lease is still out: between the SELECT and the UPDATE another sweep
+    may have given the row back and a new batch claimed it, or its worker may have renewed.
+    Only the rows actually settled lose their journal entries.
+    """
     now = utcnow()
     expired = db.session.execute(
-        select(Delivery.id, Delivery.issue_id, Delivery.subscriber_id, Subscriber.email)
+        select(
+            Delivery.id,
+            Delivery.issue_id,
+            Delivery.claim_token,
+            Delivery.subscriber_id,
+            Subscriber.email,
+        )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at < now)
         .order_by(Delivery.issue_id, Delivery.id)
         .limit(10000)
     ).all()
     counts: dict[str, int] = {}
-    by_issue: dict[int, list] = {}
+    by_claim: dict[tuple[int, str | None], list] = {}
     for row in expired:
-        by_issue.setdefault(row.issue_id, []).append(row)
-    for issue_id, rows in by_issue.items():
-        journal = Journal(issue_id)
+        by_claim.setdefault((row.issue_id, row.claim_token), []).append(row)
+    for (issue_id, token), rows in by_claim.items():
+        journal = Journal(issue_id, token)
         entries = journal.read([r.id for r in rows])
         answers, never_sent = [], []
         for row in rows:
@@ -679,10 +813,15 @@ def recover_expired() -> dict[str, int]:
                 Answer(row.id, row.subscriber_id, row.email, DeliveryStatus(status), reply,
                        message_id, hard_bounce=hard)
             )  # fmt: skip
+        settled: list[int] = []
         for answer in answers:
-            db.session.execute(
+            changed = db.session.execute(
                 update(Delivery)
-                .where(Delivery.id == answer.delivery_id, Delivery.status == DeliveryStatus.SENDING)
+                .where(
+                    Delivery.id == answer.delivery_id,
+                    _ours(token),
+                    Delivery.lease_expires_at < now,
+                )
                 .values(
                     status=answer.status,
                     smtp_reply=answer.reply[:1000],
@@ -696,11 +835,16 @@ def recover_expired() -> dict[str, int]:
                 )
                 .execution_options(synchronize_session=False)
             )
-            counts[answer.status.value] = counts.get(answer.status.value, 0) + 1
-        _after_answers(answers)
+            if changed.rowcount:
+                settled.append(answer.delivery_id)
+                counts[answer.status.value] = counts.get(answer.status.value, 0) + 1
+        _after_answers([a for a in answers if a.delivery_id in set(settled)])
         if never_sent:
-            _give_back(never_sent)
-            counts["pending"] = counts.get("pending", 0) + len(never_sent)
+            given = _give_back(never_sent, token, expired_before=now)
+            settled += given
+            if given:
+                counts["pending"] = counts.get("pending", 0) + len(given)
+        # Named commit: this claim's rows are settled before their journal entries go.
         db.session.commit()
-        journal.forget([r.id for r in rows])
+        journal.forget(settled)
     return counts

@@ -252,6 +252,9 @@ class Delivery(db.Model):
     smtp_reply: Mapped[str] = mapped_column(String(1000), default="")
     message_id: Mapped[str] = mapped_column(String(300), default="")
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Written by each claim (a fencing token): every later change to a claimed row is
+    # conditional on it, so nobody acts on a claim that is no longer theirs.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     # When a batch task was last queued for this row: a pending row queued long ago lost its
     # task (Redis restarted, say), and the sweeper queues it again.
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
