@@ -13,8 +13,8 @@ SEND_RATE=250, SEND_BATCH_SIZE=100, SEND_REQUEUE_SECONDS=5, SEND_RETRY_BASE=1 an
 --lease seconds. The SMTP sink (aiosmtpd, in this process) counts and logs every accepted
 recipient. On a schedule from the first message accepted: both prefork children SIGKILLed
 at 4 s and 9 s, the whole worker SIGKILLed at 14 s and started again at 16 s, one child
-stopped (SIGSTOP) at 22 s for longer than its lease and continued, and both children
-SIGKILLed at 30 s.
+stopped (SIGSTOP) at 22 s for its lease + 8 s, then continued, and both children SIGKILLed
+4 s later.
 
 Per run it prints the rows by status and `duplicates` (readers the sink accepted more than
 once) and `lost` (readers whose row is not final, or `sent` but never accepted); `unknown`
@@ -199,7 +199,7 @@ def one_run(number, args, app, processes, sink, redis_url) -> tuple[int, int]:
     start = time.monotonic()
     schedule = [
         (4, "kill children"), (9, "kill children"), (14, "kill worker"), (16, "start worker"),
-        (22, "stop a child"), (22 + args.lease + 3, "continue it"), (30, "kill children"),
+        (22, "stop a child"), (30 + args.lease, "continue it"), (34 + args.lease, "kill children"),
     ]  # fmt: skip
     stopped: list[int] = []
     events = []

@@ -1,4 +1,5 @@
-"""Thin Celery wrappers around `webapp.delivery`. Tasks take ids, never ORM objects.
+"""Thin Celery wrappers around `webapp.delivery` and `webapp.sweeper`; tasks take ids, never
+ORM objects.
 
 No task retries itself: a batch that cannot finish gives its rows back to the database with
 a time to retry, and the periodic sweeper queues them again. Redis only carries work.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from webapp import delivery, digests, publishing
+from webapp import delivery, digests, publishing, sweeper
 
 
 def enqueue_batch(issue_id: int, delivery_ids: list[int]) -> None:
@@ -32,7 +33,7 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> dict:
 
 @shared_task(name="bulletin.sweep")
 def sweep() -> dict:
-    result = delivery.sweep(enqueue_batch)
+    result = sweeper.sweep(enqueue_batch)
     return {
         "recovered": result.recovered,
         "published": result.published,

@@ -15,10 +15,10 @@ import redis
 from sqlalchemy import select
 
 from tests.helpers import TEST_REDIS_URL, wait_for
-from webapp import delivery, publishing
-from webapp.delivery import SendRate
+from webapp import delivery, publishing, sweeper
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
+from webapp.journal import SendRate
 from webapp.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, utcnow
 
 ADDRESSES = [f"late{n}@example.com" for n in range(5)]
@@ -131,11 +131,11 @@ def test_a_late_sweep_takes_nothing_back_from_a_new_claim(app, issue_id, inbox):
     held_redis = HeldRedis.from_url(TEST_REDIS_URL)
     app.extensions["bulletin.redis"] = held_redis
     first_sweep: dict = {}
-    sweep_thread = in_thread(app, delivery.recover_expired, first_sweep)
+    sweep_thread = in_thread(app, sweeper.recover_expired, first_sweep)
     wait_for(held_redis.held.is_set, what="the first sweep to read the expired rows")
 
     # Sweep 2 gives the rows back; a new batch claims them and is about to send.
-    assert delivery.recover_expired() == {"pending": 5}
+    assert sweeper.recover_expired() == {"pending": 5}
     held_rate = app.extensions["bulletin.send_rate"] = HeldRate()
     new_batch: dict = {}
     batch_thread = in_thread(app, lambda: delivery.send_batch(issue_id, ids), new_batch)
@@ -169,7 +169,7 @@ def test_a_worker_stalled_past_its_lease_sends_nothing_and_overwrites_nothing(ap
 
     # While it is stalled its lease runs out; the sweeper gives its rows back and another
     # worker sends them.
-    wait_for(lambda: delivery.recover_expired().get("pending") == 5, timeout=10,
+    wait_for(lambda: sweeper.recover_expired().get("pending") == 5, timeout=10,
              what="the sweeper to give the rows back")  # fmt: skip
     app.config["SEND_LEASE_SECONDS"] = 300
     other = delivery.send_batch(issue_id, ids)
@@ -193,20 +193,20 @@ def test_a_sweep_started_while_another_runs_does_nothing(app, issue_id):
     delivery.claim(issue_id, ids)
     wait_for(lambda: leases_ran_out(issue_id), timeout=10, what="the lease to run out")
     queued: list[int] = []
-    running = redis.Redis.from_url(TEST_REDIS_URL).lock(delivery.SWEEP_LOCK, timeout=30)
+    running = redis.Redis.from_url(TEST_REDIS_URL).lock(sweeper.SWEEP_LOCK, timeout=30)
     assert running.acquire(blocking=False)
     try:
-        result = delivery.sweep(lambda _, batch: queued.extend(batch))
+        result = sweeper.sweep(lambda _, batch: queued.extend(batch))
     finally:
         running.release()
     assert result.skipped and queued == []
     assert {r.status for r in rows(issue_id)} == {DeliveryStatus.SENDING}
-    result = delivery.sweep(lambda _, batch: queued.extend(batch))
+    result = sweeper.sweep(lambda _, batch: queued.extend(batch))
     assert result.recovered == {"pending": 5} and sorted(queued) == ids
 
 
 def test_a_sweep_longer_than_sweep_seconds_says_so(app, issue_id, caplog):
     app.config["SWEEP_SECONDS"] = 0
-    with caplog.at_level("WARNING", logger="webapp.delivery"):
-        delivery.sweep(lambda _, batch: None)
+    with caplog.at_level("WARNING", logger="webapp.sweeper"):
+        sweeper.sweep(lambda _, batch: None)
     assert "longer than SWEEP_SECONDS" in caplog.text

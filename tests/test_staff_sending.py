@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.helpers import csrf_token
-from webapp import delivery, publishing
+from webapp import delivery, publishing, sweeper
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import Delivery, DeliveryStatus, Issue, IssueStatus, Subscriber, utcnow
@@ -161,11 +161,11 @@ def test_a_scheduled_issue_is_published_by_the_sweeper_when_due(staff_client, is
     assert past.status_code == 409 and "定时发布的时间必须在将来。" in past.get_data(as_text=True)
 
     queued: list[int] = []
-    delivery.sweep(lambda _, ids: queued.extend(ids))
+    sweeper.sweep(lambda _, ids: queued.extend(ids))
     assert queued == []  # not yet
     db.session.execute(update(Issue).values(scheduled_at=utcnow() - timedelta(minutes=1)))
     db.session.commit()
-    result = delivery.sweep(lambda _, ids: queued.extend(ids))
+    result = sweeper.sweep(lambda _, ids: queued.extend(ids))
     assert result.published == [issue.id] and len(queued) == 30
     assert db.session.get(Issue, issue.id).status == IssueStatus.SENDING
 

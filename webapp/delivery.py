@@ -27,24 +27,20 @@ The never-twice rules, in order:
    once would still not take back anything that is not theirs to take.
 
 A redelivered or duplicated task finds nothing to claim, so running any task twice is a
-no-op. Tasks (`tasks/sending.py`) are thin: they call `dispatch_due`, `send_batch`, `sweep`.
+no-op. Tasks (`tasks/sending.py`) are thin: they call `dispatch_due`, `send_batch` and
+`sweeper.sweep`. The journal and the rate limit live in `journal.py`, the sweeper (rules 4
+to 6) in `sweeper.py`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import redis as redis_lib
 from flask import current_app
-from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import select, update
 
 from . import publishing, subscriptions
@@ -52,7 +48,8 @@ from .digests import Recipient, compose
 from .errors import stored_reason
 from .extensions import db
 from .issues import issue_topic_ids
-from .mailer import AddressError, MailerError, Outcome, SendResult, SmtpSession
+from .journal import Answer, Journal, JournalError, rate_limit
+from .mailer import AddressError, MailerError, Outcome, SendResult
 from .models import (
     Delivery,
     DeliveryStatus,
@@ -65,12 +62,9 @@ from .models import (
     subscriber_topics,
     utcnow,
 )
-
-log = logging.getLogger(__name__)
+from .smtp import smtp_session
 
 Enqueue = Callable[[int, list[int]], None]  # (issue id, delivery ids): queue a batch task
-IN_FLIGHT = "?"
-JOURNAL_DAYS = 7
 
 
 @dataclass
@@ -84,148 +78,8 @@ class BatchResult:
     stopped: str = ""  # why the batch stopped early, if it did
 
 
-@dataclass
-class Answer:
-    """What happened to one row, to be written in the next bulk flush."""
-
-    delivery_id: int
-    subscriber_id: int
-    email: str
-    status: DeliveryStatus
-    reply: str
-    message_id: str = ""
-    next_attempt_at: datetime | None = None
-    hard_bounce: bool = False
-
-    def journal_entry(self) -> str:
-        return json.dumps(
-            [self.status.value, self.reply[:500], self.message_id, self.hard_bounce],
-            ensure_ascii=False,
-        )
-
-
-def smtp_session() -> SmtpSession:
-    config = current_app.config
-    return SmtpSession(
-        config["SMTP_HOST"],
-        config["SMTP_PORT"],
-        username=config["SMTP_USERNAME"],
-        password=config["SMTP_PASSWORD"],
-        starttls=config["SMTP_STARTTLS"],
-        timeout=config["SMTP_TIMEOUT"],
-    )
-
-
-def redis_client() -> redis_lib.Redis:
-    """One client (and connection pool) per process."""
-    client = current_app.extensions.get("bulletin.redis")
-    if client is None:
-        client = redis_lib.Redis.from_url(
-            current_app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=5
-        )
-        current_app.extensions["bulletin.redis"] = client
-    return client
-
-
-class JournalError(RuntimeError):
-    """Redis cannot take the journal: stop sending, since a crash could no longer be told
-    apart from a success."""
-
-
 class LeaseLost(RuntimeError):
     """A renewal found rows of this claim taken back: they are someone else's now."""
-
-
-class Journal:
-    """Per issue, in a Redis hash: "delivery id:claim token" -> "?" (on the wire) or the
-    server's answer. The token keeps each claim's entries apart, so clearing one claim's
-    entries never erases those of a later claim of the same rows.
-
-    One round trip per message: an answer is written together with the next message's mark
-    (or before any pause, or at the end of the batch when the database takes it). A worker
-    that dies in between leaves that answer's row marked "?", so it ends `unknown`: a
-    message that did arrive is reported as maybe arrived, and never sent again.
-    """
-
-    def __init__(self, issue_id: int, token: str | None):
-        self.redis = redis_client()
-        self.key = f"bulletin:journal:{issue_id}"
-        self.token = token
-        self._unwritten: dict[str, str] = {}
-        self._expires = False
-
-    def _field(self, delivery_id: int) -> str:
-        # Rows claimed before tokens existed (NULL) keep the old field, the bare id.
-        return f"{delivery_id}:{self.token}" if self.token else str(delivery_id)
-
-    def on_the_wire(self, delivery_id: int) -> None:
-        self._unwritten[self._field(delivery_id)] = IN_FLIGHT
-        self.save()
-
-    def answered(self, answer: Answer) -> None:
-        self._unwritten[self._field(answer.delivery_id)] = answer.journal_entry()
-
-    def save(self) -> None:
-        """Write the answers kept so far (and a mark, from `on_the_wire`)."""
-        if not self._unwritten:
-            return
-        try:
-            if self._expires:
-                self.redis.hset(self.key, mapping=self._unwritten)
-            else:
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.hset(self.key, mapping=self._unwritten)
-                pipe.expire(self.key, JOURNAL_DAYS * 86400)
-                pipe.execute()
-                self._expires = True
-        except redis_lib.RedisError as exc:
-            raise JournalError(str(exc)) from exc
-        self._unwritten = {}
-
-    def forget(self, delivery_ids: list[int]) -> None:
-        """The database has these rows' answers now: drop them here."""
-        if delivery_ids:
-            fields = [self._field(i) for i in delivery_ids]
-            for name in fields:
-                self._unwritten.pop(name, None)
-            self._expires = False  # renewed with the next write, in case Redis lost the key
-            try:
-                self.redis.hdel(self.key, *fields)
-            except redis_lib.RedisError:
-                pass  # only tidiness: the rows are final in the database; the key expires
-
-    def read(self, delivery_ids: list[int]) -> dict[int, str]:
-        values = self.redis.hmget(self.key, [self._field(i) for i in delivery_ids])
-        return {i: v.decode() for i, v in zip(delivery_ids, values, strict=True) if v is not None}
-
-
-class SendRate:
-    """The SEND_RATE budget, shared by every worker through Redis (0: no limit)."""
-
-    def __init__(self, per_second: float):
-        self.limiter = None
-        if per_second > 0:
-            storage = storage_from_string(current_app.config["REDIS_URL"])
-            self.limiter = FixedWindowRateLimiter(storage)
-            if per_second >= 1:
-                self.item = RateLimitItemPerSecond(round(per_second))
-            else:
-                self.item = RateLimitItemPerMinute(max(1, round(per_second * 60)))
-
-    def wait(self, before_sleeping: Callable[[], None] = lambda: None) -> None:
-        while self.limiter is not None and not self.limiter.hit(self.item, "bulletin-send"):
-            before_sleeping()
-            reset = self.limiter.get_window_stats(self.item, "bulletin-send").reset_time
-            time.sleep(min(1.0, max(0.005, reset - time.time())))
-
-
-def _rate() -> SendRate:
-    rate = current_app.extensions.get("bulletin.send_rate")
-    if rate is None:
-        rate = current_app.extensions["bulletin.send_rate"] = SendRate(
-            current_app.config["SEND_RATE"]
-        )
-    return rate
 
 
 # --- queueing ------------------------------------------------------------------------------
@@ -352,7 +206,7 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> BatchResult:
     return _Batch(issue_id, claimed).run()
 
 
-def _ours(token: str | None):
+def held_by(token: str | None):
     """The condition on every change to a claimed row: still claimed, and by this claim."""
     return (Delivery.status == DeliveryStatus.SENDING) & Delivery.claim_token.is_not_distinct_from(
         token
@@ -380,7 +234,7 @@ class _Batch:
         self.answers: list[Answer] = []
         self.result = BatchResult()
         self.journal = Journal(issue_id, self.token)
-        self.rate = _rate()
+        self.rate = rate_limit()
         self.flush_every = config["SEND_FLUSH_EVERY"]
         # The lease is renewed every third of it (with a flush), so that before any message
         # two thirds of it remain: the margin for one slow SMTP transaction. It is counted
@@ -543,11 +397,11 @@ class _Batch:
             # claimed since) is not overwritten.
             db.session.execute(
                 update(Delivery)
-                .where(_ours(self.token))
+                .where(held_by(self.token))
                 .execution_options(synchronize_session=None),
                 rows,
             )
-            _after_answers(answers)
+            after_answers(answers)
         # Renewing touches every untried row, so it follows the clock, not each flush.
         renewal = None
         due = time.monotonic() - self.last_renewal >= self.flush_seconds
@@ -555,7 +409,7 @@ class _Batch:
             lease = timedelta(seconds=current_app.config["SEND_LEASE_SECONDS"])
             renewal = db.session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(list(self.untried)), _ours(self.token))
+                .where(Delivery.id.in_(list(self.untried)), held_by(self.token))
                 .values(lease_expires_at=now + lease)
                 .execution_options(synchronize_session=False)
             )
@@ -578,7 +432,7 @@ class _Batch:
         if self.retry_delay is not None:
             attempts = max(self.attempts[i] for i in self.untried)
             when = _next_attempt(attempts, None) or utcnow() + timedelta(hours=1)
-        _give_back(list(self.untried), self.token, next_attempt_at=when)
+        give_back(list(self.untried), self.token, next_attempt_at=when)
         db.session.commit()
         # A mark left by a connection that failed before the message went out.
         self.journal.forget(list(self.untried))
@@ -586,7 +440,7 @@ class _Batch:
         self.untried = {}
 
 
-def _give_back(
+def give_back(
     delivery_ids: list[int],
     token: str | None,
     *,
@@ -596,7 +450,7 @@ def _give_back(
     """Claimed rows that never went out: pending again, without the attempt they were
     charged when claimed. Only rows still held by the claim `token` (and, for the sweeper,
     only while their lease is still out: `expired_before`). Returns the ids given back."""
-    statement = update(Delivery).where(Delivery.id.in_(delivery_ids), _ours(token))
+    statement = update(Delivery).where(Delivery.id.in_(delivery_ids), held_by(token))
     if expired_before is not None:
         statement = statement.where(Delivery.lease_expires_at < expired_before)
     given = db.session.scalars(
@@ -615,7 +469,7 @@ def _give_back(
     return list(given)
 
 
-def _after_answers(answers: list[Answer]) -> None:
+def after_answers(answers: list[Answer]) -> None:
     """A hard bounce at send time suppresses the address. (A 250 from our relay says
     nothing about the mailbox, so it does not clear soft bounces reported later.)"""
     for answer in answers:
@@ -687,164 +541,3 @@ def _chosen_topics(subscriber_ids: list[int]) -> dict[int, set[int]]:
     for subscriber_id, topic_id in rows:
         chosen.setdefault(subscriber_id, set()).add(topic_id)
     return chosen
-
-
-# --- sweeping ------------------------------------------------------------------------------
-
-
-SWEEP_LOCK = "bulletin:sweep"
-
-
-@dataclass
-class SweepResult:
-    recovered: dict[str, int] = field(default_factory=dict)  # status -> rows taken back
-    published: list[int] = field(default_factory=list)  # scheduled issues that came due
-    queued: int = 0
-    skipped: bool = False  # another sweep was running
-
-
-def sweep(enqueue: Enqueue) -> SweepResult:
-    """The periodic repair: take back dead workers' rows, publish scheduled issues, queue
-    rows that are due or whose task was lost, and finish issues with nothing left to send.
-
-    One at a time: while another sweep holds the Redis lock this one does nothing (the lock
-    expires by itself if its holder dies). A sweep longer than SWEEP_SECONDS is logged.
-    """
-    config = current_app.config
-    started = time.monotonic()
-    lock = redis_client().lock(
-        SWEEP_LOCK, timeout=max(10.0, 3 * config["SWEEP_SECONDS"]), blocking=False
-    )
-    try:
-        if not lock.acquire():
-            log.info("sweep: another sweep is running, this one is skipped")
-            return SweepResult(skipped=True)
-    except redis_lib.RedisError:
-        lock = None  # no Redis, no lock: every step below is safe to run twice anyway
-    try:
-        result = _sweep(enqueue)
-    finally:
-        if lock is not None:
-            try:
-                lock.release()
-            except redis_lib.RedisError:
-                pass  # expired (a very long sweep) or Redis gone: it times out by itself
-    elapsed = time.monotonic() - started
-    if elapsed > config["SWEEP_SECONDS"]:
-        log.warning(
-            "sweep took %.1f s, longer than SWEEP_SECONDS (%s s): %s",
-            elapsed,
-            config["SWEEP_SECONDS"],
-            result,
-        )
-    return result
-
-
-def _sweep(enqueue: Enqueue) -> SweepResult:
-    result = SweepResult()
-    try:
-        result.recovered = recover_expired()
-    except redis_lib.RedisError as exc:
-        # Without the journal a dead worker's rows cannot be told apart; wait for Redis.
-        log.warning("sweep: journal unavailable, expired leases left for later: %s", exc)
-    for issue_id in publishing.due_issues():
-        try:
-            publishing.publish_issue(issue_id)
-            db.session.commit()
-            result.published.append(issue_id)
-        except publishing.PublishError:
-            db.session.rollback()
-    sending = db.session.scalars(select(Issue.id).where(Issue.status == IssueStatus.SENDING))
-    for issue_id in list(sending):
-        if issue_id in result.published:
-            from .digests import prepare_digests
-
-            prepare_digests(issue_id)
-        result.queued += dispatch_due(issue_id, enqueue)
-        publishing.finish_if_done(issue_id)
-    return result
-
-
-def recover_expired() -> dict[str, int]:
-    """Settle claimed rows whose lease ran out, from the journal (see rule 4 above).
-
-    Each UPDATE re-checks, inside itself, that the row is still held by the claim that was
-    read and that its lease is still out: between the SELECT and the UPDATE another sweep
-    may have given the row back and a new batch claimed it, or its worker may have renewed.
-    Only the rows actually settled lose their journal entries.
-    """
-    now = utcnow()
-    expired = db.session.execute(
-        select(
-            Delivery.id,
-            Delivery.issue_id,
-            Delivery.claim_token,
-            Delivery.subscriber_id,
-            Subscriber.email,
-        )
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at < now)
-        .order_by(Delivery.issue_id, Delivery.id)
-        .limit(10000)
-    ).all()
-    counts: dict[str, int] = {}
-    by_claim: dict[tuple[int, str | None], list] = {}
-    for row in expired:
-        by_claim.setdefault((row.issue_id, row.claim_token), []).append(row)
-    for (issue_id, token), rows in by_claim.items():
-        journal = Journal(issue_id, token)
-        entries = journal.read([r.id for r in rows])
-        answers, never_sent = [], []
-        for row in rows:
-            entry = entries.get(row.id)
-            if entry is None:
-                never_sent.append(row.id)
-                continue
-            if entry == IN_FLIGHT:
-                status, reply, message_id, hard = (
-                    DeliveryStatus.UNKNOWN.value,
-                    "worker lost while this message was being sent; not resent",
-                    "",
-                    False,
-                )
-            else:
-                status, reply, message_id, hard = json.loads(entry)
-            answers.append(
-                Answer(row.id, row.subscriber_id, row.email, DeliveryStatus(status), reply,
-                       message_id, hard_bounce=hard)
-            )  # fmt: skip
-        settled: list[int] = []
-        for answer in answers:
-            changed = db.session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == answer.delivery_id,
-                    _ours(token),
-                    Delivery.lease_expires_at < now,
-                )
-                .values(
-                    status=answer.status,
-                    smtp_reply=answer.reply[:1000],
-                    message_id=answer.message_id,
-                    sent_at=now if answer.status == DeliveryStatus.SENT else None,
-                    lease_expires_at=None,
-                    # A retry found in the journal is due now: its backoff time was not kept.
-                    next_attempt_at=None,
-                    queued_at=None,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if changed.rowcount:
-                settled.append(answer.delivery_id)
-                counts[answer.status.value] = counts.get(answer.status.value, 0) + 1
-        _after_answers([a for a in answers if a.delivery_id in set(settled)])
-        if never_sent:
-            given = _give_back(never_sent, token, expired_before=now)
-            settled += given
-            if given:
-                counts["pending"] = counts.get("pending", 0) + len(given)
-        # Named commit: this claim's rows are settled before their journal entries go.
-        db.session.commit()
-        journal.forget(settled)
-    return counts

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import redis as redis_lib
 from celery import Celery, Task
-from flask import Flask, has_app_context
+from flask import Flask, current_app, has_app_context
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -75,3 +76,14 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app
+
+
+def redis_client() -> redis_lib.Redis:
+    """One client (and connection pool) per process."""
+    client = current_app.extensions.get("bulletin.redis")
+    if client is None:
+        client = redis_lib.Redis.from_url(
+            current_app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=5
+        )
+        current_app.extensions["bulletin.redis"] = client
+    return client

@@ -7,12 +7,12 @@ import logging
 
 from flask import current_app
 
-from .delivery import smtp_session
 from .digests import outgoing_bytes
 from .extensions import db
 from .mailer import AddressError, Outcome, build_message
 from .models import Subscriber, SubscriberStatus
 from .rendering import RenderedEmail, render_confirmation, render_preferences_notice
+from .smtp import smtp_session
 from .tokens import Purpose, external_url, make_token
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,6 @@ from cachetools import LRUCache
 from flask import current_app
 from sqlalchemy import select
 
-from .delivery import smtp_session
 from .digests import (
     digest_message,
     outgoing_bytes,
@@ -31,6 +30,7 @@ from .issues import issue_topic_ids
 from .mailer import SendResult
 from .models import Issue, Subscriber, Topic
 from .rendering import DigestTemplate, Personal
+from .smtp import smtp_session
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
