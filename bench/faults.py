@@ -1,6 +1,6 @@
 """Exactly once under SIGKILL and stalls, run after run: duplicates and lost per run.
 
-    .venv/bin/python bench/faults.py                 # 10 runs, 6,000 readers, PostgreSQL
+    .venv/bin/python bench/faults.py                 # 10 runs, 10,000 readers, PostgreSQL
     .venv/bin/python bench/faults.py --runs 3 --sqlite
     .venv/bin/python bench/faults.py --lease 20 --sweep 3   # the settings of issue 11
 
@@ -11,10 +11,10 @@ and publishes an issue to them, then sends it through a real `celery -A tasks.wo
 --concurrency 2` and a real `celery beat` that sweeps every --sweep seconds, with
 SEND_RATE=250, SEND_BATCH_SIZE=100, SEND_REQUEUE_SECONDS=5, SEND_RETRY_BASE=1 and leases of
 --lease seconds. The SMTP sink (aiosmtpd, in this process) counts and logs every accepted
-recipient. On a schedule from the first message accepted: both prefork children SIGKILLed
-at 4 s and 9 s, the whole worker SIGKILLed at 14 s and started again at 16 s, one child
-stopped (SIGSTOP) at 22 s for its lease + 8 s, then continued, and both children SIGKILLed
-4 s later.
+recipient. On a schedule from the first message accepted (with the default 6 s lease): one
+prefork child stopped (SIGSTOP) at 3 s for its lease + 8 s, so that its rows are swept and
+sent by others before it goes on; both children SIGKILLed at 20 s and 25 s; the whole worker
+SIGKILLed at 30 s and started again at 32 s; both children SIGKILLed at 38 s.
 
 Per run it prints the rows by status and `duplicates` (readers the sink accepted more than
 once) and `lost` (readers whose row is not final, or `sent` but never accepted); `unknown`
@@ -47,7 +47,7 @@ DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/bulletin_faults"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="runs in a row (10)")
-    parser.add_argument("--readers", type=int, default=6000, help="readers per run (6000)")
+    parser.add_argument("--readers", type=int, default=10000, help="readers per run (10000)")
     parser.add_argument("--lease", type=int, default=6, help="SEND_LEASE_SECONDS (6)")
     parser.add_argument("--sweep", type=float, default=1.0, help="SWEEP_SECONDS (1)")
     parser.add_argument("--rate", type=float, default=250.0, help="SEND_RATE (250)")
@@ -198,8 +198,9 @@ def one_run(number, args, app, processes, sink, redis_url) -> tuple[int, int]:
     wait_until(lambda: sink.received, 120, "the first message")
     start = time.monotonic()
     schedule = [
-        (4, "kill children"), (9, "kill children"), (14, "kill worker"), (16, "start worker"),
-        (22, "stop a child"), (30 + args.lease, "continue it"), (34 + args.lease, "kill children"),
+        (3, "stop a child"), (11 + args.lease, "continue it"), (14 + args.lease, "kill children"),
+        (19 + args.lease, "kill children"), (24 + args.lease, "kill worker"),
+        (26 + args.lease, "start worker"), (32 + args.lease, "kill children"),
     ]  # fmt: skip
     stopped: list[int] = []
     events = []
