@@ -123,6 +123,8 @@ def _clean_tables(request):
             else:
                 for table in reversed(db.metadata.sorted_tables):
                     conn.execute(table.delete())
+                # Readers' ids never repeat (AUTOINCREMENT); restart them as PostgreSQL's are.
+                conn.execute(text("DELETE FROM sqlite_sequence"))
 
 
 def _settle_tasks(app) -> None:

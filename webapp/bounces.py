@@ -44,8 +44,15 @@ from .models import (
     SubscriberEvent,
     SuppressionReason,
 )
-from .subscriptions import SubscriptionError, log_event, normalize_email, suppress, unsubscribe
-from .tokens import Purpose, TokenError, read_token
+from .subscriptions import (
+    SubscriptionError,
+    log_event,
+    normalize_email,
+    reader_for_link,
+    suppress,
+    unsubscribe,
+)
+from .tokens import Purpose, TokenError, read_reader_link
 
 # The HTTP hook refuses bigger bodies. Bounces quote at most the original digest (~100 KB).
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -498,14 +505,12 @@ def _ingest_unsubscribe(incoming: Incoming) -> IngestResult:
     # The signed token is the credential, as for the link: whichever of our addresses the
     # request reached, and whoever's mailbox sent it.
     try:
-        payload = read_token(Purpose.UNSUBSCRIBE, incoming.token)
+        link = read_reader_link(Purpose.UNSUBSCRIBE, incoming.token)
     except TokenError as exc:
         reason = "expired unsubscribe token" if exc.expired else "invalid unsubscribe token"
         return IngestResult(IngestKind.IGNORED, reason)
-    subscriber_id = payload.get("s")
-    if not isinstance(subscriber_id, int):
-        return IngestResult(IngestKind.IGNORED, "invalid unsubscribe token")
-    subscriber = unsubscribe(subscriber_id, source=EventSource.EMAIL_LINK)
-    if subscriber is None:
-        return IngestResult(IngestKind.IGNORED, f"reader {subscriber_id} does not exist")
+    reader = reader_for_link(link)
+    if reader is None:
+        return IngestResult(IngestKind.IGNORED, f"reader {link.subscriber_id} does not exist")
+    subscriber = unsubscribe(reader.id, source=EventSource.EMAIL_LINK)
     return IngestResult(IngestKind.UNSUBSCRIBE, "unsubscribed by mail", subscriber_id=subscriber.id)

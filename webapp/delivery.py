@@ -520,14 +520,15 @@ def _recipients(delivery_ids: list[int]) -> list[Recipient]:
             Subscriber.name,
             Subscriber.locale,
             Subscriber.status,
+            Subscriber.link_key,
         )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.id.in_(delivery_ids))
         .order_by(Delivery.id)
     ).all()
     return [
-        Recipient(d, s, email, name, locale, status == SubscriberStatus.ACTIVE)
-        for d, s, email, name, locale, status in rows
+        Recipient(d, s, email, name, locale, status == SubscriberStatus.ACTIVE, key)
+        for d, s, email, name, locale, status, key in rows
     ]
 
 

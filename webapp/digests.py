@@ -39,7 +39,7 @@ from .rendering import (
     pieces,
     render_digest,
 )
-from .tokens import Purpose, external_url, make_token
+from .tokens import Purpose, external_url, make_token, reader_payload
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class Recipient:
     name: str
     locale: str
     active: bool
+    link_key: str = ""  # signed into the reader's links (tokens.reader_payload)
 
 
 def topics_key(topic_ids: frozenset[int] | set[int]) -> str:
@@ -197,15 +198,18 @@ def prepare_digests(issue_id: int) -> int:
     return len(needed)
 
 
-def personal_links(subscriber_id: int, name: str, topic_ids: frozenset[int]) -> Personal:
+def personal_links(
+    subscriber_id: int, link_key: str, name: str, topic_ids: frozenset[int]
+) -> Personal:
     """The signed links one reader's copy carries.
 
     A section's stop link is the unsubscribe link with `?section=ID`: its token already lets
     the holder unsubscribe the reader from everything, so stopping one section needs no
     signature of its own. (Signing one per section was a third of composing a message.)
     """
-    unsubscribe = make_token(Purpose.UNSUBSCRIBE, {"s": subscriber_id})
-    preferences = make_token(Purpose.PREFERENCES, {"s": subscriber_id})
+    payload = reader_payload(subscriber_id, link_key)
+    unsubscribe = make_token(Purpose.UNSUBSCRIBE, payload)
+    preferences = make_token(Purpose.PREFERENCES, payload)
     unsubscribe_url = external_url("public.unsubscribe", token=unsubscribe)
     return Personal(
         name=name,
@@ -245,7 +249,7 @@ def compose(issue_id: int, reader: Recipient, topic_ids: frozenset[int]) -> tupl
     are encoded here.
     """
     digest = digests.get(issue_id, topic_ids, reader.locale)
-    personal = personal_links(reader.subscriber_id, reader.name, topic_ids)
+    personal = personal_links(reader.subscriber_id, reader.link_key, reader.name, topic_ids)
     values = personal_values(personal, locale=reader.locale)
     message_id = make_msgid(domain=current_app.config["MAIL_DOMAIN"])
     data = digest.skeleton.render(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
@@ -25,6 +26,11 @@ from .extensions import db
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_link_key() -> str:
+    """A reader's link key: 128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
 
 
 def _status(enum_cls: type[enum.Enum]) -> Enum:
@@ -146,10 +152,17 @@ class Subscriber(db.Model):
         # The staff list pages by id within a status ("active, newest first"); planning a send
         # looks up the active readers. One index serves both.
         Index("ix_subscribers_status_id", "status", "id"),
+        # SQLite would otherwise hand an erased reader's id to the next sign-up (it reuses the
+        # highest id), and links naming that id would reach a stranger. PostgreSQL's sequences
+        # never reuse a number.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    # Signed into every link to this reader (see tokens.reader_payload), so a link dies with
+    # the reader and can be revoked by giving them a new key.
+    link_key: Mapped[str] = mapped_column(String(32), default=new_link_key)
     name: Mapped[str] = mapped_column(String(100), default="")
     status: Mapped[SubscriberStatus] = mapped_column(
         _status(SubscriberStatus), default=SubscriberStatus.PENDING

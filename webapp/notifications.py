@@ -13,6 +13,7 @@ from .mailer import AddressError, Outcome, build_message
 from .models import Subscriber, SubscriberStatus
 from .rendering import RenderedEmail, render_confirmation, render_preferences_notice
 from .smtp import smtp_session
+from .subscriptions import link_payload
 from .tokens import Purpose, external_url, make_token
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def send_confirmation(subscriber_id: int) -> bool:
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.status != SubscriberStatus.PENDING:
         return False
-    token = make_token(Purpose.CONFIRM, {"s": subscriber.id})
+    token = make_token(Purpose.CONFIRM, link_payload(subscriber))
     email = render_confirmation(
         bulletin_name=current_app.config["BULLETIN_NAME"],
         name=subscriber.name,
@@ -43,7 +44,7 @@ def send_preferences_link(subscriber_id: int) -> bool:
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
         return False
-    token = make_token(Purpose.PREFERENCES, {"s": subscriber.id})
+    token = make_token(Purpose.PREFERENCES, link_payload(subscriber))
     email = render_preferences_notice(
         bulletin_name=current_app.config["BULLETIN_NAME"],
         name=subscriber.name,

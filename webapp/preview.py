@@ -144,7 +144,7 @@ def for_subscriber(issue: Issue, email: str) -> Preview:
     if not chosen:
         raise PreviewError("preview-no-topics", email=subscriber.email)
     template = _rendered(issue, chosen, subscriber.locale)
-    personal = personal_links(subscriber.id, subscriber.name, chosen)
+    personal = personal_links(subscriber.id, subscriber.link_key, subscriber.name, chosen)
     message = digest_message(
         issue.id,
         template,

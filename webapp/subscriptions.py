@@ -9,6 +9,7 @@ they outlive an erased reader.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from .models import (
     Topic,
     utcnow,
 )
+from .tokens import ReaderLink, reader_payload
 
 # However often an address is submitted, it gets at most one confirmation email in this time.
 CONFIRMATION_INTERVAL = timedelta(hours=24)
@@ -184,6 +186,31 @@ def _set_topics(subscriber: Subscriber, topics: list[Topic], source: str) -> Non
             added=sorted(after - before),
             removed=sorted(before - after),
         )
+
+
+def reader_for_link(link: ReaderLink) -> Subscriber | None:
+    """The reader a signed link belongs to, or None when that reader is gone.
+
+    A link carries the reader's random key, so it dies with them. Links signed before keys
+    existed (no key) still work until they expire, but only for a reader whose row is older
+    than the link: a reader created after the link was signed cannot be the one it was
+    sent to (on SQLite, before ids stopped being reused, they could share its id).
+    """
+    subscriber = db.session.get(Subscriber, link.subscriber_id)
+    if subscriber is None:
+        return None
+    if link.key is not None:
+        same = hmac.compare_digest(link.key.encode(), subscriber.link_key.encode())
+        return subscriber if same else None
+    # Link times are whole seconds, so compare in whole seconds: a link signed in the same
+    # second as the row was created is the reader's own confirmation link.
+    created = int(as_utc(subscriber.created_at).timestamp())
+    return subscriber if link.signed_at.timestamp() >= created else None
+
+
+def link_payload(subscriber: Subscriber) -> dict:
+    """The payload to sign into a link to this reader."""
+    return reader_payload(subscriber.id, subscriber.link_key)
 
 
 def claim_confirmation(

@@ -27,10 +27,10 @@ from .. import issues as issue_service
 from .. import queue, subscriptions
 from ..errors import describe
 from ..extensions import csrf, db, limiter
-from ..models import EventSource, Issue, IssueStatus, Subscriber, SubscriberStatus, Topic
+from ..models import EventSource, Issue, IssueStatus, SubscriberStatus, Topic
 from ..rendering import markdown_to_html
 from ..subscriptions import Consent, SubscriptionError
-from ..tokens import Purpose, TokenError, make_token, read_token
+from ..tokens import Purpose, TokenError, make_token, read_reader_link
 from . import bp
 from .forms import SUBSCRIBE_FORM_VERSION, ButtonForm, PreferencesForm, SubscribeForm
 
@@ -44,12 +44,23 @@ def _topic_choices() -> list[tuple[int, str]]:
     return [(t.id, t.name) for t in topics]
 
 
-def _reader_or_error_page(purpose: Purpose, token: str):
-    """(payload, None) for a good link, else (None, response): a clear page, never a 500."""
+def _link_or_error_page(purpose: Purpose, token: str):
+    """(link, None) for a good link, else (None, response): a clear page, never a 500."""
     try:
-        return read_token(purpose, token), None
+        return read_reader_link(purpose, token), None
     except TokenError as exc:
         return None, (render_template("public/bad_link.html", expired=exc.expired), 400)
+
+
+def _reader_or_error_page(purpose: Purpose, token: str):
+    """(reader, None) for a good link to a reader who still exists, else (None, response)."""
+    link, error = _link_or_error_page(purpose, token)
+    if error:
+        return None, error
+    subscriber = subscriptions.reader_for_link(link)
+    if subscriber is None:  # erased: the link died with them
+        return None, (render_template("public/bad_link.html", expired=False), 400)
+    return subscriber, None
 
 
 def _consent(source: str) -> Consent:
@@ -131,16 +142,13 @@ def subscribe():
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"], methods=["POST"])
 def confirm(token: str):
-    payload, error = _reader_or_error_page(Purpose.CONFIRM, token)
+    reader, error = _reader_or_error_page(Purpose.CONFIRM, token)
     if error:
         return error
     form = ButtonForm()
     # GET only shows a button: mail scanners follow links, and must not confirm for the reader.
     if form.validate_on_submit():
-        try:
-            subscriber = subscriptions.confirm(payload["s"])
-        except SubscriptionError:
-            return render_template("public/bad_link.html", expired=False), 400
+        subscriber = subscriptions.confirm(reader.id)
         if subscriber.status != SubscriberStatus.ACTIVE:
             # Left (or bounced) since this link was sent: an old link does not bring them back.
             return render_template("public/bad_link.html", expired=True), 400
@@ -150,13 +158,7 @@ def confirm(token: str):
 
 
 def _preferences_reader(token: str):
-    payload, error = _reader_or_error_page(Purpose.PREFERENCES, token)
-    if error:
-        return None, error
-    subscriber = db.session.get(Subscriber, payload["s"])
-    if subscriber is None:  # erased
-        return None, (render_template("public/bad_link.html", expired=False), 400)
-    return subscriber, None
+    return _reader_or_error_page(Purpose.PREFERENCES, token)
 
 
 @bp.route("/preferences/<token>", methods=["GET", "POST"])
@@ -259,14 +261,14 @@ def _section(value) -> Topic | None:
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"], key_func=_link_key, methods=["POST"])
 def unsubscribe(token: str):
-    payload, error = _reader_or_error_page(Purpose.UNSUBSCRIBE, token)
+    link, error = _link_or_error_page(Purpose.UNSUBSCRIBE, token)
     if error:
         return error
     # A section's stop link is this link with ?section=ID (older emails signed the section
     # into the token as "t"). An unknown section is refused rather than read as "all".
     topic = None
-    if "t" in payload or "section" in request.args:
-        topic = _section(payload["t"] if "t" in payload else request.args["section"])
+    if link.topic_id is not None or "section" in request.args:
+        topic = _section(link.topic_id if link.topic_id is not None else request.args["section"])
         if topic is None:
             return render_template("public/bad_link.html", expired=False), 400
     if request.method == "GET":
@@ -274,12 +276,22 @@ def unsubscribe(token: str):
         return render_template("public/unsubscribe.html", topic=topic)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     source = EventSource.ONE_CLICK if one_click else EventSource.EMAIL_LINK
-    subscriber = subscriptions.unsubscribe(payload["s"], topic.id if topic else None, source=source)
+    # A link to an erased reader unsubscribes nobody, with the same answer: they are gone.
+    reader = subscriptions.reader_for_link(link)
+    subscriber = (
+        subscriptions.unsubscribe(reader.id, topic.id if topic else None, source=source)
+        if reader
+        else None
+    )
     db.session.commit()
     if one_click:
         return "unsubscribed\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
     left = subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED
-    manage = make_token(Purpose.PREFERENCES, {"s": subscriber.id}) if subscriber else None
+    manage = (
+        make_token(Purpose.PREFERENCES, subscriptions.link_payload(subscriber))
+        if subscriber
+        else None
+    )
     return render_template("public/unsubscribed.html", topic=topic, left=left, token=manage)
 
 
