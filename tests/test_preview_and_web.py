@@ -68,7 +68,8 @@ def test_staff_preview_as_a_named_subscriber_uses_their_sections_and_language(
     url = f"/admin/issues/{sample_issue.id}/preview.html?subscriber=Tom@Example.com"
     body = staff_client.get(url).get_data(as_text=True)
     assert "Dear Tom," in body and "国际动态" in body and "质量要闻" not in body
-    assert "https://bulletin.example.org/unsubscribe/" in body  # their real signed links
+    # Links that do nothing: a preview must hand nobody the reader's signed credentials.
+    assert "/unsubscribe/" not in body and "/preferences/" not in body
 
 
 def test_preview_of_an_unknown_subscriber_says_so(staff_client, sample_issue):

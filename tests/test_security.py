@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import csrf_token, wait_for
+from tests.sample_content import SAMPLE_DOCUMENT
 from webapp import notifications, subscriptions
 from webapp.extensions import db
-from webapp.issues import ensure_topics
-from webapp.models import Subscriber, SubscriberStatus, utcnow
+from webapp.issues import ensure_topics, import_document
+from webapp.models import Delivery, Subscriber, SubscriberStatus, Topic, utcnow
 from webapp.tokens import Purpose, make_token
 
 
@@ -162,3 +163,40 @@ def test_the_link_key_migration_keeps_every_reader_and_their_rows(app, tmp_path)
             assert conn.execute(text("SELECT max(id) FROM subscribers")).scalar() == 3
         downgrade(revision="0009")
         db.engine.dispose()
+
+
+# --- 2. editors work on content; readers' data is for admins ---------------------------------
+
+
+def test_editors_see_no_readers_data_and_no_preview_holds_live_links(
+    app, staff_client, editor_client
+):
+    with app.app_context():
+        issue, _ = import_document(SAMPLE_DOCUMENT.read_bytes())
+        world = db.session.scalar(select(Topic).where(Topic.name == "国际动态"))
+        tom = Subscriber(
+            email="tom@example.com", name="Tom", locale="en", status=SubscriberStatus.ACTIVE
+        )
+        tom.topics = [world]
+        db.session.add(tom)
+        db.session.flush()
+        db.session.add(Delivery(issue_id=issue.id, subscriber_id=tom.id))
+        db.session.commit()
+        issue_id = issue.id
+    as_reader = "subscriber=tom@example.com"
+
+    for path in (
+        f"/admin/issues/{issue_id}/preview?{as_reader}",
+        f"/admin/issues/{issue_id}/preview.html?{as_reader}",
+        f"/admin/issues/{issue_id}/deliveries.csv",
+    ):
+        assert editor_client.get(path).status_code == 403, path
+    sending = editor_client.get(f"/admin/issues/{issue_id}/sending")
+    assert sending.status_code == 200 and "tom@example.com" not in html(sending)
+    preview = editor_client.get(f"/admin/issues/{issue_id}/preview")
+    assert 'name="subscriber"' not in html(preview)
+
+    frame = html(staff_client.get(f"/admin/issues/{issue_id}/preview.html?{as_reader}"))
+    assert "Dear Tom," in frame and "国际动态" in frame and "质量要闻" not in frame
+    assert "/preferences/" not in frame and "/unsubscribe/" not in frame
+    assert "tom@example.com" in html(staff_client.get(f"/admin/issues/{issue_id}/sending"))

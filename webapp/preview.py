@@ -19,7 +19,6 @@ from sqlalchemy import select
 from .digests import (
     digest_message,
     outgoing_bytes,
-    personal_links,
     render_issue,
     topics_key,
 )
@@ -84,11 +83,11 @@ def _rendered(issue: Issue, topic_ids: frozenset[int], locale: str) -> DigestTem
         return template
 
 
-def _sample_personal(topic_ids: Iterable[int], locale: str) -> Personal:
-    """Links that go nowhere: a section preview belongs to no reader."""
+def _sample_personal(topic_ids: Iterable[int], locale: str, name: str = "") -> Personal:
+    """Links that go nowhere: a preview carries no reader's live credentials."""
     _ = Translator(locale)
     return Personal(
-        name=_("读者"),
+        name=name or _("读者"),
         preferences_url="#preferences",
         unsubscribe_url="#unsubscribe",
         stop_urls={topic_id: "#stop" for topic_id in topic_ids},
@@ -134,7 +133,11 @@ def for_sections(issue: Issue, topic_ids: Iterable[int], locale: str = "zh") -> 
 
 
 def for_subscriber(issue: Issue, email: str) -> Preview:
-    """The issue exactly as this reader would get it: their sections, language and links."""
+    """The issue as this reader would get it: their sections, name and language.
+
+    Its links go nowhere: a signed preferences or unsubscribe link is the reader's credential,
+    and whoever previews must not hold one.
+    """
     subscriber = db.session.scalar(
         select(Subscriber).where(Subscriber.email == email.strip().lower())
     )
@@ -144,7 +147,7 @@ def for_subscriber(issue: Issue, email: str) -> Preview:
     if not chosen:
         raise PreviewError("preview-no-topics", email=subscriber.email)
     template = _rendered(issue, chosen, subscriber.locale)
-    personal = personal_links(subscriber.id, subscriber.link_key, subscriber.name, chosen)
+    personal = _sample_personal(chosen, subscriber.locale, subscriber.name)
     message = digest_message(
         issue.id,
         template,

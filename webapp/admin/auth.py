@@ -37,12 +37,18 @@ def require_staff():
     return None
 
 
+def is_admin() -> bool:
+    return current_user.is_authenticated and current_user.role == StaffRole.ADMIN
+
+
 def admin_only(view):
-    """Editors manage issues; subscribers, sections and staff are for admins."""
+    """Editors work on content and see aggregate numbers. Readers' addresses, consent
+    evidence, the per-recipient delivery log, previews as a named reader, sections and staff
+    are for admins."""
 
     @wraps(view)
     def wrapped(*args, **kwargs):
-        if current_user.role != StaffRole.ADMIN:
+        if not is_admin():
             abort(403)
         return view(*args, **kwargs)
 

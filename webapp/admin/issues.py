@@ -14,6 +14,7 @@ from ..importing import DocumentError, parse_document
 from ..issues import import_document, issue_topic_ids
 from ..models import Issue, IssueStatus, Topic, utcnow
 from . import bp
+from .auth import is_admin
 from .forms import ActionForm, ContentModeForm, ImportSaveForm, ImportUploadForm
 from .sending import sending_context
 
@@ -91,6 +92,9 @@ def set_content_mode(issue_id: int):
 def _preview_request(issue: Issue):
     """The preview asked for by the query string: (preview, error message)."""
     subscriber = request.args.get("subscriber", "").strip()
+    if subscriber and not is_admin():
+        # Whether an address is a reader, and what they chose, is personal data.
+        abort(403)
     try:
         if subscriber:
             return preview.for_subscriber(issue, subscriber), None

@@ -25,6 +25,7 @@ from ..extensions import db
 from ..models import DeliveryStatus, Issue
 from ..queue import dispatch_issue
 from . import bp
+from .auth import admin_only, is_admin
 from .forms import ActionForm, ScheduleForm
 
 
@@ -170,9 +171,11 @@ def sending_page(issue_id: int):
     status = request.args.get("status") or None
     status = DeliveryStatus(status) if status in set(DeliveryStatus) else None
     search = request.args.get("q", "")
-    rows, next_after = delivery_log.page(
-        issue_id, status=status, search=search, after_id=request.args.get("after", 0, type=int)
-    )
+    rows, next_after = [], None
+    if is_admin():  # the per-recipient log names readers; editors see the counts above it
+        rows, next_after = delivery_log.page(
+            issue_id, status=status, search=search, after_id=request.args.get("after", 0, type=int)
+        )
     return render_template(
         "admin/sending_page.html",
         issue=issue,
@@ -187,6 +190,7 @@ def sending_page(issue_id: int):
 
 
 @bp.get("/issues/<int:issue_id>/deliveries.csv")
+@admin_only
 def deliveries_csv(issue_id: int):
     db.get_or_404(Issue, issue_id)
     status = request.args.get("status") or None
