@@ -6,19 +6,25 @@ database, Redis, Celery worker and SMTP server, as in the other tests.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 from tests.conftest import csrf_token, wait_for
 from tests.sample_content import SAMPLE_DOCUMENT
-from webapp import notifications, subscriptions
+from webapp import bounces, importing, notifications, subscriptions
 from webapp.extensions import db
-from webapp.issues import ensure_topics, import_document
-from webapp.models import Delivery, Subscriber, SubscriberStatus, Topic, utcnow
+from webapp.importing import DocumentError, parse_document
+from webapp.issues import create_issue, ensure_topics, import_document
+from webapp.models import Article, Delivery, Subscriber, SubscriberStatus, Topic, utcnow
+from webapp.rendering import markdown_to_html
 from webapp.tokens import Purpose, make_token
 
 
@@ -200,3 +206,144 @@ def test_editors_see_no_readers_data_and_no_preview_holds_live_links(
     assert "Dear Tom," in frame and "国际动态" in frame and "质量要闻" not in frame
     assert "/preferences/" not in frame and "/unsubscribe/" not in frame
     assert "tom@example.com" in html(staff_client.get(f"/admin/issues/{issue_id}/sending"))
+
+
+# --- 3. every text path is linear in its input ----------------------------------------------
+#
+# Wall time is asserted here, unlike elsewhere, because the failure is catastrophic rather
+# than slow: before the fix these inputs took from tens of seconds to minutes. The bound is
+# generous (2 s for 1 MB on a loaded machine) so that it never flakes.
+
+BOUND = 2.0
+MEGABYTE = 1_000_000
+
+
+def finishes_quickly(function, *args) -> None:
+    started = time.perf_counter()
+    function(*args)
+    elapsed = time.perf_counter() - started
+    assert elapsed < BOUND, f"{elapsed:.1f} s"
+
+
+def megabyte_of(unit: str) -> str:
+    return unit * (MEGABYTE // len(unit))
+
+
+# Openers that never close, nesting, and the CJK bold pass: what makes a Markdown parser or
+# a regular expression go back over its input.
+ADVERSARIAL_MARKDOWN = ["[a](", "**a ", "[", "![a](", "[[[", "*_a ", "`a ", "**本（**中", "<a "]
+
+
+@pytest.mark.parametrize("unit", ADVERSARIAL_MARKDOWN)
+def test_a_megabyte_of_adversarial_markdown_renders_quickly(unit):
+    finishes_quickly(markdown_to_html, megabyte_of(unit))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "**",
+                "*",
+                "_",
+                "[",
+                "]",
+                "(",
+                ")",
+                "`",
+                "~~",
+                "<",
+                ">",
+                "#",
+                "!",
+                "\\",
+                " ",
+                "\t",
+                "a",
+                "中",
+                "（",
+                "）",
+                "&",
+                "\n",
+            ]
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_any_repeated_markdown_renders_quickly(pieces):
+    finishes_quickly(markdown_to_html, ("".join(pieces) * (200_000 // len("".join(pieces)) + 1)))
+
+
+IMPORT_HEAD = "# 质量简报\n\n【2022年8月】\n\n## 质量要闻\n\n"
+ADVERSARIAL_DOCUMENTS = {
+    "heading with a long run of blanks": IMPORT_HEAD + "### a" + " \t" * 500_000 + "b\n",
+    "section with a long run of blanks": "# 简报\n\n## — a" + " " * MEGABYTE + "b\n",
+    "title of unclosed links": IMPORT_HEAD + "### " + megabyte_of("[a](") + "\n\n正文。\n",
+    "title of unclosed bold": IMPORT_HEAD + "### " + megabyte_of("**a ") + "\n\n正文。\n",
+    "paragraph of unclosed links": IMPORT_HEAD + "### t\n\n" + megabyte_of("[a](") + "\n",
+    "image line without its end": IMPORT_HEAD + "### t\n\n![a](" + "b" * MEGABYTE + "\n",
+}
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL_DOCUMENTS)
+def test_a_megabyte_of_adversarial_document_imports_quickly(name):
+    def parse(text: str) -> None:
+        with contextlib.suppress(DocumentError):
+            parse_document(text.encode())
+
+    finishes_quickly(parse, ADVERSARIAL_DOCUMENTS[name])
+
+
+@pytest.mark.parametrize(
+    "unit", ["[a](", "[", "![a](", "<http:a", "**a ", "__a ", "*a ", " _a ", "<a ", "(a."]
+)
+def test_the_importers_inline_patterns_are_linear(unit):
+    finishes_quickly(importing._plain_text, [megabyte_of(unit)])
+
+
+def _report(fields: bytes) -> bytes:
+    return (
+        b"From: MAILER-DAEMON@example.net\r\nTo: bounces+1-0123456789abcdef@example.org\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;"
+        b' boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\n" + fields + b"\r\n--b--\r\n"
+    )
+
+
+ADVERSARIAL_BOUNCES = {
+    "a megabyte subject": b"Subject: " + b"a " * 500_000 + b"\r\n\r\nbody",
+    "an address list": b"To: " + b"a@b, " * 200_000 + b"\r\n\r\nbody",
+    "unclosed angle brackets": b"To: " + b"<" * MEGABYTE + b"\r\n\r\nbody",
+    "short headers": b"X-A: b\r\n" * 125_000 + b"\r\nbody",
+    "empty parts": b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+    + b"--b\r\n\r\nx\r\n" * 90_000,
+    "report blocks": _report(b"Final-Recipient: rfc822; a@b\r\nAction: failed\r\n\r\n" * 20_000),
+    "blank report blocks": _report(b"\r\n \r\n" * 160_000),
+    "one field of 29,000 lines": _report(b"Final-Recipient: rfc822; a@b\r\n" * 29_000),
+}
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL_BOUNCES)
+def test_a_megabyte_of_adversarial_bounce_is_read_quickly(name):
+    def read(raw: bytes) -> None:
+        with contextlib.suppress(bounces.UnreadableMessage):
+            bounces.read_message(raw)
+
+    finishes_quickly(read, ADVERSARIAL_BOUNCES[name])
+
+
+def test_an_article_body_over_500_kb_is_refused_with_a_clear_error(app, staff_client, section):
+    with app.app_context():
+        issue = create_issue("第 1 期")
+        db.session.commit()
+        issue_id = issue.id
+    path = f"/admin/issues/{issue_id}/articles/new"
+    token = csrf_token(html(staff_client.get(path)))
+    fields = {"csrf_token": token, "topic_id": section, "title": "长文", "body": "长" * 200_000}
+    for button in ("submit", "preview"):
+        answer = staff_client.post(path, data={**fields, button: "1"})
+        assert "正文超过 500 KB" in html(answer), button
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Article)) == 0

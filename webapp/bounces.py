@@ -76,6 +76,19 @@ _VERP = re.compile(
 # SOFT_BOUNCE_LIMIT still ends an address that keeps refusing us.
 NOT_ABOUT_THE_MAILBOX = re.compile(r"5\.(2\.2|7\.\d{1,3})")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# The legacy policy keeps header values as the text that arrived: the modern one parses
+# them into structured objects, which took minutes for one 1 MB Subject. Nothing here needs
+# more than the text (addresses go through email.utils, which is linear).
+_POLICY = policy.compat32
+# The stdlib parser is linear but slow per line, per part and per header, so a hostile
+# megabyte (100,000 empty parts, one address list of 200,000 entries) cost seconds to
+# minutes. Real bounces and abuse reports are a few parts of a few thousand lines, and an
+# address header or a report's field block far shorter than these bounds.
+MAX_LINES = 30_000
+MAX_PARTS = 200  # lines that open a MIME part boundary ("--...")
+MAX_HEADER_BYTES = 64 * 1024  # the top-level header block
+MAX_ADDRESS_HEADER = 4096  # characters of one address header that are read
+MAX_REPORT_BLOCKS = 100  # per-recipient blocks read from one report
 
 
 class IngestKind(StrEnum):
@@ -195,8 +208,9 @@ def read_message(raw: bytes, recipient: str | None = None) -> Incoming:
     """
     if not raw or not raw.strip():
         raise UnreadableMessage("empty message")
+    _check_shape(raw)
     try:
-        return _read(message_from_bytes(raw, policy=policy.default), recipient)
+        return _read(message_from_bytes(raw, policy=_POLICY), recipient)
     except UnreadableMessage:
         raise
     except Exception as exc:
@@ -204,6 +218,17 @@ def read_message(raw: bytes, recipient: str | None = None) -> Incoming:
         # mangled input can still make a header or part accessor raise almost anything.
         # Such a message is not one we sent anything about: it must be dropped, not retried.
         raise UnreadableMessage(f"unreadable message ({type(exc).__name__})") from exc
+
+
+def _check_shape(raw: bytes) -> None:
+    """Refuse, before parsing, a message no mail service would send us (see MAX_LINES)."""
+    if raw.count(b"\n") > MAX_LINES:
+        raise UnreadableMessage(f"more than {MAX_LINES} lines")
+    if raw.count(b"\n--") > MAX_PARTS:
+        raise UnreadableMessage(f"more than {MAX_PARTS} MIME parts")
+    ends = [at for at in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if at >= 0]
+    if (min(ends) if ends else len(raw)) > MAX_HEADER_BYTES:
+        raise UnreadableMessage(f"headers longer than {MAX_HEADER_BYTES} bytes")
 
 
 def _read(message: Message, recipient: str | None) -> Incoming:
@@ -225,7 +250,7 @@ def _addressed_to(message: Message, recipient: str | None) -> tuple[str, ...]:
     """Where the message was sent, the envelope first, then the headers MTAs add."""
     found = [recipient] if recipient else []
     for header in ("Delivered-To", "X-Original-To", "To"):
-        values = [str(v) for v in message.get_all(header, [])]
+        values = [str(v)[:MAX_ADDRESS_HEADER] for v in message.get_all(header, [])]
         found.extend(address for _, address in getaddresses(values))
     return tuple(a.strip() for a in found if a and a.strip())
 
@@ -264,7 +289,9 @@ def _complaint(message: Message, addressed_to: tuple[str, ...]) -> Incoming:
     # address is in the reported message's Return-Path (or the report's Original-Mail-From).
     return_paths = []
     if original is not None:
-        return_paths.extend(parseaddr(str(v))[1] for v in original.get_all("Return-Path", []))
+        return_paths.extend(
+            parseaddr(str(v)[:MAX_ADDRESS_HEADER])[1] for v in original.get_all("Return-Path", [])
+        )
     if fields is not None:
         return_paths.append(parseaddr(_field(fields, "Original-Mail-From"))[1])
     return Incoming(
@@ -285,7 +312,7 @@ def _original_headers(message: Message) -> Message | None:
                 return payload[0]
         if content_type == "text/rfc822-headers":
             data = part.get_payload(decode=True) or b""
-            return BytesHeaderParser(policy=policy.default).parsebytes(data)
+            return BytesHeaderParser(policy=_POLICY).parsebytes(data)
     return None
 
 
@@ -302,10 +329,11 @@ def _field_blocks(part: Message) -> list[Message]:
     """
     payload = part.get_payload()
     if isinstance(payload, list):
-        return payload
+        return payload[:MAX_REPORT_BLOCKS]
     data = part.get_payload(decode=True) or b""
-    parser = BytesHeaderParser(policy=policy.default)
-    return [parser.parsebytes(b) for b in re.split(rb"\r?\n[ \t]*\r?\n", data) if b.strip()]
+    parser = BytesHeaderParser(policy=_POLICY)
+    blocks = [b for b in re.split(rb"\r?\n[ \t]*\r?\n", data) if b.strip()]
+    return [parser.parsebytes(b) for b in blocks[:MAX_REPORT_BLOCKS]]
 
 
 def _field(block: Message | None, name: str) -> str:

@@ -29,6 +29,7 @@ MESSAGES = {
     "issue-last-article": lazy_gettext("这一期已定时发布，不能删去最后一篇文章；请先取消定时。"),
     "article-title-missing": lazy_gettext("请填写标题。"),
     "article-title-too-long": lazy_gettext("标题最多 %(count)s 个字。"),
+    "article-body-too-long": lazy_gettext("正文超过 %(size)s KB，请拆成几篇。"),
     "article-body-missing": lazy_gettext("请填写正文。"),
     "article-source-url": lazy_gettext("来源链接只接受 http:// 或 https:// 开头的网址。"),
     "article-source-name-too-long": lazy_gettext("来源名称最多 %(count)s 个字。"),

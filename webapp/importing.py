@@ -93,14 +93,17 @@ _DEBRIS_LATIN_SHARE = 0.8
 
 # --------------------------------------------------------------------------- line patterns
 
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# Every pattern here runs in time linear in its input (tests/test_security.py holds them to
+# it): a lazy part grows by whole "spaces then non-space" steps, and an unanchored pattern
+# cannot scan past the next place it could start again.
+_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+((?:[ \t]*+[^ \t]++)*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
-_IMAGE_LINE = re.compile(r"^\s*!\[(?:\\.|[^\]\\])*\]\(\s*([^)\s]*)[^)]*\)\s*$")
+_IMAGE_LINE = re.compile(r"^\s*!\[(?:\\.|[^\]\\])*\]\(\s*([^)\s]*+)[^)]*\)\s*$")
 _PERIOD_LINE = re.compile(r"^\s*【(.+?)】\s*$")
 # "—— 质量要闻": the converter keeps the dashes the PDF used to mark a section.
-_SECTION_TEXT = re.compile(r"^[—–―－\-~～]+\s*(\S.*?)\s*$")
+_SECTION_TEXT = re.compile(r"^[—–―－\-~～]+\s*(\S++(?:\s++\S++)*?)\s*$")
 _CONTENTS_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,3}[.)])[ \t]+(.*\S)\s*$")
 _CIRCLED = "\u2460-\u2473\u3251-\u325f\u32b1-\u32bf\u2776-\u2793"
 _ITEM_MARKER = re.compile(rf"^(?:[{_CIRCLED}]|[(（]\d{{1,3}}[)）]|\d{{1,3}}[.、．])\s*")
@@ -109,17 +112,19 @@ _BARE_ITEM = re.compile(rf"^\s*[{_CIRCLED}]\s*\S")
 # --------------------------------------------------------------------------- inline patterns
 
 _ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
-_IMAGE_INLINE = re.compile(r"!\[((?:\\.|[^\]\\])*)\]\([^)]*\)")
-_LINK_INLINE = re.compile(r"\[((?:\\.|[^\]\\])*)\]\(\s*([^)\s]*)(?:\s+\"[^\"]*\")?\s*\)")
+_IMAGE_INLINE = re.compile(r"!\[((?:\\.|[^\[\]\\])*)\]\([^)\[]*\)")
+_LINK_INLINE = re.compile(r"\[((?:\\.|[^\[\]\\])*)\]\(\s*([^)\s\[]*)(?:\s+\"[^\"]*\")?\s*\)")
 _LINK_ONLY = re.compile(r"^\s*\[(?:\\.|[^\]\\])*\]\([^)]*\)\s*$")
-_AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
+_AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]+)>")
 _BARE_URL = re.compile(r"https?://[^\s<>()\[\]]+")
 _CODE_SPAN = re.compile(r"`+([^`]*)`+")
-_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
-_EM_STAR = re.compile(r"(?<!\*)\*(?=\S)(.+?)(?<=\S)\*(?!\*)")
-_EM_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_(?=\S)(.+?)(?<=\S)_(?![A-Za-z0-9])")
+_STRONG = re.compile(r"(\*\*|__)(?=\S)((?:(?!\1).)+?)(?<=\S)\1")
+_EM_STAR = re.compile(r"(?<!\*)\*(?=\S)([^*]+?)(?<=\S)\*(?!\*)")
+_EM_UNDERSCORE = re.compile(
+    r"(?<![A-Za-z0-9])_(?=\S)((?:[^_]|(?<=[A-Za-z0-9])_(?=[A-Za-z0-9]))+?)(?<=\S)_(?![A-Za-z0-9])"
+)
 _STRIKE = re.compile(r"~~(.+?)~~")
-_HTML_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+_HTML_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _DOMAIN_AT_END = re.compile(r"[(（]\s*[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\s*[)）]\s*$")
 
 # --------------------------------------------------------------------------- punctuation

@@ -29,6 +29,8 @@ EDITABLE_STATUSES = (IssueStatus.DRAFT, IssueStatus.SCHEDULED)
 TITLE_MAX = 300  # Article.title
 SOURCE_NAME_MAX = 300  # Article.source_name
 SOURCE_URL_MAX = 2000  # Article.source_url
+# A long article is ~20 KB; no one types 500 KB. Rendering stays fast up to here.
+BODY_MAX_BYTES = 500 * 1024
 
 
 class IssueNotEditable(BulletinError):
@@ -250,6 +252,8 @@ def _checked(draft: ArticleDraft, *, current_topic_id: int | None = None) -> tup
         raise ArticleError("article-title-too-long", field="title", count=TITLE_MAX)
     if not draft.body.strip():
         raise ArticleError("article-body-missing", field="body")
+    if len(draft.body.encode("utf-8")) > BODY_MAX_BYTES:
+        raise ArticleError("article-body-too-long", field="body", size=BODY_MAX_BYTES // 1024)
     source_url = draft.source_url.strip()
     if source_url and (safe_url(source_url) != source_url or len(source_url) > SOURCE_URL_MAX):
         raise ArticleError("article-source-url", field="source_url")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import html2text
 import nh3
+from cmarkgfm import cmark
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 from premailer import Premailer
 
@@ -131,25 +131,45 @@ class RenderError(RuntimeError):
     """The digest cannot be rendered (e.g. no article in the reader's sections)."""
 
 
-# Raw HTML in a body is allowed through Markdown because nh3 sanitizes the result anyway;
-# that is what lets `_cjk_strong` below hand Markdown a <strong>.
-_markdown = MarkdownIt("commonmark", {"html": True, "linkify": False}).enable("table")
+# cmark-gfm (GitHub's C implementation of CommonMark, the one PyPI renders READMEs with) is
+# linear in its input by design and fuzzed for it; markdown-it-py took seconds for 64 KB of
+# "[a](". Raw HTML is let through ("unsafe") because nh3 sanitizes the result anyway; that is
+# what lets `_cjk_strong` below hand Markdown a <strong>.
+_CMARK_OPTIONS = cmark.Options.CMARK_OPT_UNSAFE
+# nh3 (html5ever) slows down more than linearly on long text full of escaped ampersands, so
+# they cross it as one private-use character and come back after. Any such character in the
+# input is dropped first: it could otherwise only become a harmless "&".
+_AMPERSAND = "\ue000"
 # CommonMark will not close `**` between CJK punctuation and a letter ("**本报讯（记者）**中秋"),
 # so such emphasis showed its asterisks. Bold spans inside one line become <strong> first.
 _STRONG = re.compile(r"\*\*(?=\S)([^*\n]+?)(?<=\S)\*\*")
 
 
+_CODE_SPAN = re.compile(r"(`[^`]*`)")
+
+
 def _cjk_strong(text: str) -> str:
-    lines, fenced = [], False
-    for line in text.split("\n"):
-        if line.lstrip().startswith(("```", "~~~")):
+    if "**" not in text:
+        return text
+    lines, fenced = text.split("\n"), False
+    # One pass over the lines, with the cheap tests first: a megabyte of short lines must
+    # not cost a regular expression per line.
+    for number, line in enumerate(lines):
+        if ("`" in line or "~" in line) and line.lstrip().startswith(("```", "~~~")):
             fenced = not fenced
-        if not fenced:  # and not inside `code` spans, the odd pieces of this split
-            pieces = re.split(r"(`[^`]*`)", line)
+        if fenced or "**" not in line:
+            continue
+        if "`" in line:  # not inside `code` spans, the odd pieces of this split
+            pieces = _CODE_SPAN.split(line)
             pieces[::2] = [_STRONG.sub(r"<strong>\1</strong>", p) for p in pieces[::2]]
-            line = "".join(pieces)
-        lines.append(line)
+            lines[number] = "".join(pieces)
+        else:
+            lines[number] = _STRONG.sub(r"<strong>\1</strong>", line)
     return "\n".join(lines)
+
+
+# Article headings start at h3: h1 and h2 belong to the masthead and the sections.
+_HEADINGS = (("<h1>", "<h3>"), ("</h1>", "</h3>"), ("<h2>", "<h4>"), ("</h2>", "</h4>"))
 
 
 _env = Environment(
@@ -161,16 +181,20 @@ _env = Environment(
 
 def markdown_to_html(text: str) -> str:
     """Markdown -> sanitized HTML: no script, event handler or javascript: URL survives."""
-    # Article headings start at h3: h1 and h2 belong to the masthead and the sections.
-    rendered = _markdown.render(_cjk_strong(text))
-    rendered = re.sub(r"<(/?)h([12])>", lambda m: f"<{m.group(1)}h{int(m.group(2)) + 2}>", rendered)
-    return nh3.clean(
-        rendered,
+    source = _cjk_strong(text.replace(_AMPERSAND, ""))
+    rendered = cmark.markdown_to_html_with_extensions(
+        source, options=_CMARK_OPTIONS, extensions=["table"]
+    )
+    for heading, lower in _HEADINGS:
+        rendered = rendered.replace(heading, lower)
+    clean = nh3.clean(
+        rendered.replace("&amp;", _AMPERSAND),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer",
     )
+    return clean.replace(_AMPERSAND, "&amp;")
 
 
 def safe_url(url: str) -> str:

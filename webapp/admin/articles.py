@@ -67,6 +67,12 @@ def _name_with_url(form, field) -> None:
         raise ValidationError(_("填写了来源链接，也请填写来源名称：读者点的是名称。"))
 
 
+def _body_size(form, field) -> None:
+    if len((field.data or "").encode("utf-8")) > issue_service.BODY_MAX_BYTES:
+        limit = issue_service.BODY_MAX_BYTES // 1024
+        raise ValidationError(_("正文超过 %(size)s KB，请拆成几篇。", size=limit))
+
+
 def _int_or_none(value) -> int | None:
     try:
         return int(value)
@@ -117,7 +123,8 @@ class ArticleForm(FlaskForm):
     )
     lead = TextAreaField(lazy_gettext("导语（可不填，留空则自动生成）"))
     body = TextAreaField(
-        lazy_gettext("正文（Markdown）"), validators=[DataRequired(lazy_gettext("请填写正文。"))]
+        lazy_gettext("正文（Markdown）"),
+        validators=[DataRequired(lazy_gettext("请填写正文。")), _body_size],
     )
     preview = SubmitField(lazy_gettext("预览"))
     submit = SubmitField(lazy_gettext("保存"))
@@ -202,7 +209,7 @@ def _refused(issue_id: int, message: str):
 def _form_page(form: ArticleForm, issue: Issue, article: Article | None, status: int = 200):
     """The article form; after "预览", the body rendered as readers will get it, below it."""
     preview = None
-    if form.preview.data and form.body.data:
+    if form.preview.data and form.body.data and not form.body.errors:
         preview = {
             # markdown_to_html sanitizes (nh3): whatever was typed, no script survives.
             "body_html": Markup(markdown_to_html(form.body.data)),
