@@ -11,7 +11,15 @@ from tests.helpers import csrf_token, wait_for
 from tests.sample_content import SAMPLE_DOCUMENT
 from webapp.extensions import db
 from webapp.issues import import_document
-from webapp.models import Article, Issue, IssueStatus, Subscriber, SubscriberStatus, Topic
+from webapp.models import (
+    Article,
+    AuditEntry,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+    Topic,
+)
 
 
 @pytest.fixture
@@ -167,3 +175,26 @@ def test_an_unknown_content_mode_is_refused(staff_client, sample_issue):
     assert answer.status_code == 400
     db.session.refresh(sample_issue)
     assert sample_issue.content_mode == "auto"
+
+
+def test_the_content_mode_is_an_audited_edit_refused_once_sending_starts(
+    staff_client, sample_issue
+):
+    def choose(mode: str):
+        page = staff_client.get(f"/admin/issues/{sample_issue.id}").get_data(as_text=True)
+        return staff_client.post(
+            f"/admin/issues/{sample_issue.id}/mode",
+            data={"csrf_token": csrf_token(page), "mode": mode},
+        )
+
+    assert choose("full").status_code == 302
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "content-mode"))
+    assert (entry.issue_id, entry.detail) == (sample_issue.id, "full")
+    publish_without_sending(sample_issue)
+    db.session.commit()
+    answer = choose("leads")
+    assert answer.status_code == 409
+    db.session.refresh(sample_issue)
+    assert sample_issue.content_mode == "full"
+    page = staff_client.get(f"/admin/issues/{sample_issue.id}").get_data(as_text=True)
+    assert "发送开始后，内容以发出的为准，不能再修改。" in page

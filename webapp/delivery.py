@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -485,7 +485,6 @@ def _next_attempt(attempts: int, planned: datetime | None) -> datetime | None:
     if attempts >= config["SEND_MAX_ATTEMPTS"]:
         return None
     if planned is not None:
-        planned = planned if planned.tzinfo else planned.replace(tzinfo=UTC)  # SQLite
         if utcnow() - planned > timedelta(hours=config["SEND_DEADLINE_HOURS"]):
             return None
     delay = min(config["SEND_RETRY_BASE"] * 2 ** (attempts - 1), 6 * 3600)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from .extensions import db
 from .models import Delivery, DeliveryStatus, Subscriber
-from .subscriber_csv import formula_safe
+from .spreadsheet import formula_safe
 
 PAGE = 100
 

@@ -8,8 +8,6 @@ edit flushes with its audit entry and leaves the commit to the caller.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -19,7 +17,8 @@ from .errors import BulletinError
 from .extensions import db
 from .importing import ImportReport, make_lead, parse_document
 from .models import Article, Issue, IssueStatus, Topic, utcnow
-from .rendering import ArticleContent, IssueContent, SectionContent, safe_url
+from .rendering import CONTENT_MODES, ArticleContent, IssueContent, SectionContent, safe_url
+from .sections import unique_slug
 from .tokens import external_url
 
 # Statuses whose content staff may still change. Anything later has gone (or is going) to
@@ -53,12 +52,6 @@ class ArticleDraft:
     source_url: str = ""
 
 
-def slugify(name: str) -> str:
-    """A URL-friendly slug that keeps CJK characters (browsers show them as typed)."""
-    text = unicodedata.normalize("NFKC", name).strip().lower()
-    return re.sub(r"[^\w]+", "-", text).strip("-") or "section"
-
-
 def ensure_topics(names: list[str]) -> list[Topic]:
     """Topics for these section names, in order: matched by name, created when new."""
     topics = []
@@ -66,11 +59,7 @@ def ensure_topics(names: list[str]) -> list[Topic]:
     for name in names:
         topic = db.session.scalar(select(Topic).where(Topic.name == name))
         if topic is None:
-            slug, n = slugify(name), 2
-            base = slug
-            while db.session.scalar(select(Topic.id).where(Topic.slug == slug)) is not None:
-                slug, n = f"{base}-{n}", n + 1
-            topic = Topic(name=name, slug=slug, position=next_position, active=True)
+            topic = Topic(name=name, slug=unique_slug(name), position=next_position, active=True)
             next_position += 1
             db.session.add(topic)
             db.session.flush()
@@ -229,6 +218,18 @@ def claim_for_edit(issue_id: int) -> Issue:
     if claimed != 1:
         ensure_editable(issue)  # its status is why the UPDATE matched nothing; says which
         raise IssueNotEditable("issue-changed", id=issue_id)
+    return issue
+
+
+def change_content_mode(issue_id: int, mode: str) -> Issue:
+    """Choose full articles, leads only or automatic for the whole issue (flushed, audited).
+    Raises `IssueNotEditable` once sending has started."""
+    if mode not in CONTENT_MODES:
+        raise ValueError(f"unknown content mode {mode!r}")
+    issue = claim_for_edit(issue_id)
+    issue.content_mode = mode
+    db.session.flush()
+    audit.record("content-mode", issue_id=issue.id, detail=mode)
     return issue
 
 

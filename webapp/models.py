@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -31,6 +32,27 @@ def utcnow() -> datetime:
 def new_link_key() -> str:
     """A reader's link key: 128 random bits, URL-safe."""
     return secrets.token_urlsafe(16)
+
+
+class UtcDateTime(TypeDecorator):
+    """A moment, stored in UTC and read back with its zone on every database.
+
+    PostgreSQL keeps the zone itself; SQLite keeps neither zone nor offset, so without this
+    it would hand back naive datetimes, and store a Shanghai-time value as if it were UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
 
 
 def _status(enum_cls: type[enum.Enum]) -> Enum:
@@ -134,7 +156,7 @@ class Topic(db.Model):
     slug: Mapped[str] = mapped_column(String(100), unique=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     def __repr__(self) -> str:
         return f"<Topic {self.slug}>"
@@ -168,19 +190,17 @@ class Subscriber(db.Model):
         _status(SubscriberStatus), default=SubscriberStatus.PENDING
     )
     locale: Mapped[str] = mapped_column(String(10), default="zh")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    consented_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     consent_ip: Mapped[str | None] = mapped_column(String(45))  # the longest IPv6 text form
     consent_user_agent: Mapped[str | None] = mapped_column(String(300))
     consent_source: Mapped[str | None] = mapped_column(String(200))  # "web-form v1", "cli import"
     consent_method: Mapped[ConsentMethod | None] = mapped_column(_status(ConsentMethod))
     # At most one confirmation email per address per day, however often the form is sent.
-    confirmation_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # Soft bounces (4.x.x DSNs) since the last delivery that got through; past a threshold
     # the address is treated as a hard bounce.
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -205,15 +225,13 @@ class Issue(db.Model):
     status: Mapped[IssueStatus] = mapped_column(
         _status(IssueStatus), default=IssueStatus.DRAFT, index=True
     )
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # Why sending stopped, for staff: "paused by x", or the SMTP server's 5.7.x answer.
     pause_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     articles: Mapped[list[Article]] = relationship(
         back_populates="issue", order_by="Article.position", cascade="all, delete-orphan"
@@ -264,20 +282,18 @@ class Delivery(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     smtp_reply: Mapped[str] = mapped_column(String(1000), default="")
     message_id: Mapped[str] = mapped_column(String(300), default="")
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # Written by each claim (a fencing token): every later change to a claimed row is
     # conditional on it, so nobody acts on a claim that is no longer theirs.
     claim_token: Mapped[str | None] = mapped_column(String(32))
     # When a batch task was last queued for this row: a pending row queued long ago lost its
     # task (Redis restarted, say), and the sweeper queues it again.
-    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # After a temporary failure: not before this time (exponential backoff).
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     issue: Mapped[Issue] = relationship()
     subscriber: Mapped[Subscriber] = relationship()
@@ -303,7 +319,7 @@ class RenderedDigest(db.Model):
     text: Mapped[str] = mapped_column(Text)
     full_article_ids: Mapped[str] = mapped_column(String(2000), default="")
     html_size: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class SubscriberEvent(db.Model):
@@ -327,7 +343,7 @@ class SubscriberEvent(db.Model):
     kind: Mapped[EventKind] = mapped_column(_status(EventKind))
     source: Mapped[str] = mapped_column(String(20))  # an EventSource value
     detail: Mapped[str] = mapped_column(String(1000), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     def __repr__(self) -> str:
         return f"<SubscriberEvent {self.id} {self.kind} {self.subscriber_id}>"
@@ -345,7 +361,7 @@ class Suppression(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[SuppressionReason] = mapped_column(_status(SuppressionReason))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class AuditEntry(db.Model):
@@ -362,7 +378,7 @@ class AuditEntry(db.Model):
         ForeignKey("issues.id", ondelete="SET NULL"), nullable=True
     )
     detail: Mapped[str] = mapped_column(String(1000), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Setting(db.Model):
@@ -376,9 +392,7 @@ class Setting(db.Model):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     # Who changed it last, as text so the row survives the account's deletion.
     updated_by: Mapped[str] = mapped_column(String(320), default="")
 
@@ -391,7 +405,7 @@ class StaffUser(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(300))
     role: Mapped[StaffRole] = mapped_column(_status(StaffRole), default=StaffRole.EDITOR)
     active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive accounts

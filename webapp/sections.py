@@ -9,6 +9,7 @@ their preferences meanwhile: that page offers, and so keeps, only open sections)
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from sqlalchemy import func, select
@@ -17,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 from . import audit
 from .errors import BulletinError
 from .extensions import db
-from .issues import slugify
 from .models import Topic
 
 NAME_MAX_LENGTH = 100  # Topic.name is String(100)
@@ -37,7 +37,7 @@ def create_section(name: str) -> Topic:
     name = _clean_name(name)
     _refuse_duplicate(name)
     topics = _renumber()
-    topic = Topic(name=name, slug=_unique_slug(name), position=len(topics) + 1, active=True)
+    topic = Topic(name=name, slug=unique_slug(name), position=len(topics) + 1, active=True)
     db.session.add(topic)
     _flush(name)
     audit.record("section-create", detail=f"#{topic.id} {topic.name} ({topic.slug})")
@@ -148,7 +148,14 @@ def _refuse_duplicate(name: str, *, exclude_id: int | None = None) -> None:
             )
 
 
-def _unique_slug(name: str) -> str:
+def slugify(name: str) -> str:
+    """A URL-friendly slug that keeps CJK characters (browsers show them as typed)."""
+    text = unicodedata.normalize("NFKC", name).strip().lower()
+    return re.sub(r"[^\w]+", "-", text).strip("-") or "section"
+
+
+def unique_slug(name: str) -> str:
+    """A slug for a new section's name that no section has yet (-2, -3... when taken)."""
     base = slug = slugify(name)[:90]
     n = 2
     while db.session.scalar(select(Topic.id).where(Topic.slug == slug)) is not None:

@@ -34,11 +34,11 @@ from .models import (
     subscriber_topics,
     utcnow,
 )
+from .spreadsheet import formula_safe, unformula
 from .subscriptions import (
     CONFIRMATION_INTERVAL,
     LEFT,
     SubscriptionError,
-    as_utc,
     hash_normalized,
     insert_ignoring_conflicts,
     normalize_email,
@@ -46,10 +46,6 @@ from .subscriptions import (
 
 COLUMNS = ("email", "name", "sections")
 SECTION_SEPARATORS = re.compile(r"[;|、]")
-# Spreadsheet programs run a cell that starts with one of these as a formula (OWASP, "CSV
-# Injection"); the export neutralizes them with a leading apostrophe and the import takes
-# that apostrophe off again, so an exported file imports unchanged.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Addresses per IN (...) lookup and rows per INSERT: well under SQLite's 32,766 parameters.
 CHUNK = 2000
 
@@ -173,7 +169,7 @@ def _row(line: int, header: list[str], cells: list[str], sections: dict) -> _Row
         raise CsvImportError("csv-column-missing", column=header[len(cells)])
     if len(cells) > len(header):
         raise CsvImportError("csv-columns-extra", count=len(cells), header=len(header))
-    values = {name: _unescape(cell).strip() for name, cell in zip(header, cells, strict=True)}
+    values = {name: unformula(cell).strip() for name, cell in zip(header, cells, strict=True)}
     if not values["email"]:
         raise CsvImportError("csv-email-missing")
     email = normalize_email(values["email"])
@@ -189,12 +185,6 @@ def _row(line: int, header: list[str], cells: list[str], sections: dict) -> _Row
     if not topic_ids:
         topic_ids = {t.id for t in sections.values() if t is not None}
     return _Row(line, email, clean_display_name(values.get("name", "")), topic_ids)
-
-
-def _unescape(cell: str) -> str:
-    if cell.startswith("'") and cell[1:2] and cell[1] in FORMULA_STARTS:
-        return cell[1:]
-    return cell
 
 
 def _chunks(items: Iterable, size: int = CHUNK) -> Iterator[list]:
@@ -400,12 +390,7 @@ def export_subscribers(
             name,
             row_status.value,
             ";".join(sections.get(subscriber_id, [])),
-            as_utc(created_at).isoformat(),
+            created_at.isoformat(),
         ]
         writer.writerow([formula_safe(cell) for cell in cells])
     return out.getvalue()
-
-
-def formula_safe(cell: str) -> str:
-    """The cell made inert: a spreadsheet shows it as text, never runs it (OWASP CSV injection)."""
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell

@@ -12,8 +12,9 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -40,6 +41,8 @@ from .models import (
 )
 from .tokens import ReaderLink, reader_payload
 
+# Line breaks and other control characters (and the Unicode line separators).
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 # However often an address is submitted, it gets at most one confirmation email in this time.
 CONFIRMATION_INTERVAL = timedelta(hours=24)
 # Readers who left (or whose mail bounced) come back only through a new confirmation.
@@ -143,12 +146,18 @@ def active_topics(topic_ids: set[int] | list[int]) -> list[Topic]:
     return list(topics)
 
 
+def _one_line(text: str | None, limit: int) -> str | None:
+    """Evidence as the client sent it, on one line and within its column (None if empty):
+    a browser's user agent is its own text, and must not break the export or the logs."""
+    return _CONTROL_CHARS.sub(" ", text or "").strip()[:limit] or None
+
+
 def record_consent(subscriber: Subscriber, consent: Consent, method: ConsentMethod) -> None:
     """Store the evidence of consent on the reader, overwriting older evidence."""
     subscriber.consented_at = utcnow()
     subscriber.consent_ip = _ip_or_none(consent.ip)
-    subscriber.consent_user_agent = clean_display_name(consent.user_agent or "", 300) or None
-    subscriber.consent_source = clean_display_name(consent.source, 200) or None
+    subscriber.consent_user_agent = _one_line(consent.user_agent, 300)
+    subscriber.consent_source = _one_line(consent.source, 200)
     subscriber.consent_method = method
 
 
@@ -204,7 +213,7 @@ def reader_for_link(link: ReaderLink) -> Subscriber | None:
         return subscriber if same else None
     # Link times are whole seconds, so compare in whole seconds: a link signed in the same
     # second as the row was created is the reader's own confirmation link.
-    created = int(as_utc(subscriber.created_at).timestamp())
+    created = int(subscriber.created_at.timestamp())
     return subscriber if link.signed_at.timestamp() >= created else None
 
 
@@ -439,13 +448,8 @@ def erase(subscriber_id: int, source: str = EventSource.STAFF) -> bool:
     return True
 
 
-def as_utc(moment: datetime) -> datetime:
-    """`moment` with its zone: SQLite hands datetimes back without one (all are UTC)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _iso(moment: datetime | None) -> str | None:
-    return as_utc(moment).isoformat() if moment else None
+    return moment.isoformat() if moment else None
 
 
 def export_data(subscriber_id: int) -> dict[str, Any]:

@@ -1,3 +1,4 @@
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired, FileSize
@@ -7,11 +8,16 @@ from wtforms import (
     HiddenField,
     PasswordField,
     RadioField,
+    SelectField,
+    StringField,
     SubmitField,
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired
+from wtforms.validators import URL, DataRequired, Length, Optional, StopValidation, ValidationError
+
+from .. import issues as issue_service
+from ..rendering import safe_url
 
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # a bulletin is ~100 KB of text; 2 MB is generous
 
@@ -97,3 +103,118 @@ class ScheduleForm(FlaskForm):
         validators=[DataRequired(lazy_gettext("请填写发布时间。"))],
     )
     submit = SubmitField(lazy_gettext("定时发布"))
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+class NewIssueForm(FlaskForm):
+    title = StringField(
+        lazy_gettext("标题"),
+        filters=[_strip],
+        validators=[
+            DataRequired(lazy_gettext("请填写标题。")),
+            Length(max=200, message=lazy_gettext("标题最多 200 个字。")),
+        ],
+    )
+    period = StringField(
+        lazy_gettext("期号或日期（可不填）"),
+        filters=[_strip],
+        validators=[Optional(), Length(max=100, message=lazy_gettext("最多 100 个字。"))],
+    )
+    submit = SubmitField(lazy_gettext("新建一期"))
+
+
+def _http_only(form, field) -> None:
+    value = (field.data or "").strip()
+    if value and safe_url(value) != value:
+        # Stop here: this message says what is wrong; URL()'s would only add noise.
+        raise StopValidation(_("来源链接只接受 http:// 或 https:// 开头的网址。"))
+
+
+def _name_with_url(form, field) -> None:
+    # Digests and web pages show the link on the source's name; a URL without one would
+    # never be seen by a reader.
+    if (form.source_url.data or "").strip() and not (field.data or "").strip():
+        raise ValidationError(_("填写了来源链接，也请填写来源名称：读者点的是名称。"))
+
+
+def _body_size(form, field) -> None:
+    if len((field.data or "").encode("utf-8")) > issue_service.BODY_MAX_BYTES:
+        limit = issue_service.BODY_MAX_BYTES // 1024
+        raise ValidationError(_("正文超过 %(size)s KB，请拆成几篇。", size=limit))
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _offered_choice(form, field) -> None:
+    # Instead of SelectField's own check, whose message is WTForms' English.
+    if field.data not in {value for value, _label in field.choices}:
+        raise ValidationError(_("请选择一个在用的栏目。"))
+
+
+class ArticleForm(FlaskForm):
+    title = StringField(
+        lazy_gettext("标题"),
+        filters=[_strip],
+        validators=[
+            DataRequired(lazy_gettext("请填写标题。")),
+            Length(max=issue_service.TITLE_MAX, message=lazy_gettext("标题最多 300 个字。")),
+        ],
+    )
+    topic_id = SelectField(
+        lazy_gettext("栏目"),
+        coerce=_int_or_none,
+        validate_choice=False,
+        validators=[_offered_choice],
+    )
+    source_name = StringField(
+        lazy_gettext("来源名称（可不填）"),
+        filters=[_strip],
+        validators=[
+            _name_with_url,
+            Length(
+                max=issue_service.SOURCE_NAME_MAX, message=lazy_gettext("来源名称最多 300 个字。")
+            ),
+        ],
+    )
+    source_url = StringField(
+        lazy_gettext("来源链接（可不填，只接受 http:// 或 https://）"),
+        filters=[_strip],
+        validators=[
+            Optional(),
+            _http_only,
+            URL(require_tld=False, message=lazy_gettext("这不是一个完整的网址。")),
+            Length(max=issue_service.SOURCE_URL_MAX, message=lazy_gettext("网址太长。")),
+        ],
+    )
+    lead = TextAreaField(lazy_gettext("导语（可不填，留空则自动生成）"))
+    body = TextAreaField(
+        lazy_gettext("正文（Markdown）"),
+        validators=[DataRequired(lazy_gettext("请填写正文。")), _body_size],
+    )
+    preview = SubmitField(lazy_gettext("预览"))
+    submit = SubmitField(lazy_gettext("保存"))
+
+    def __init__(self, *args, current_topic_id: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.topic_id.choices = [
+            (t.id, t.name if t.active else _("%(name)s（已归档）", name=t.name))
+            for t in issue_service.topic_choices(current_topic_id)
+        ]
+
+    def draft(self) -> issue_service.ArticleDraft:
+        return issue_service.ArticleDraft(
+            topic_id=self.topic_id.data,
+            title=self.title.data or "",
+            body=self.body.data or "",
+            lead=self.lead.data or "",
+            source_name=self.source_name.data or "",
+            source_url=self.source_url.data or "",
+        )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -11,11 +14,18 @@ from .. import preview, queue
 from ..errors import describe
 from ..extensions import db
 from ..importing import DocumentError, parse_document
-from ..issues import import_document, issue_topic_ids
-from ..models import Issue, IssueStatus, Topic, utcnow
+from ..issues import (
+    IssueNotEditable,
+    change_content_mode,
+    create_blank_issue,
+    import_document,
+    issue_article_counts,
+    issue_topic_ids,
+)
+from ..models import Issue, Topic
 from . import bp
 from .auth import is_admin
-from .forms import ActionForm, ContentModeForm, ImportSaveForm, ImportUploadForm
+from .forms import ActionForm, ContentModeForm, ImportSaveForm, ImportUploadForm, NewIssueForm
 from .sending import sending_context
 
 
@@ -75,15 +85,17 @@ def issue(issue_id: int):
 @bp.post("/issues/<int:issue_id>/mode")
 @login_required
 def set_content_mode(issue_id: int):
-    issue = db.get_or_404(Issue, issue_id)
+    db.get_or_404(Issue, issue_id)
     form = ContentModeForm()
     if not form.validate_on_submit():
         abort(400)
-    if issue.status not in (IssueStatus.DRAFT, IssueStatus.SCHEDULED):
-        flash(_("已发出的简报不能再改正文形式。"))
-        return redirect(url_for("admin.issue", issue_id=issue.id)), 409
-    issue.content_mode = form.mode.data
-    issue.updated_at = utcnow()  # previews render afresh
+    try:
+        # The same check, lock and audit entry as every other edit of the issue's content.
+        issue = change_content_mode(issue_id, form.mode.data)
+    except IssueNotEditable as exc:
+        db.session.rollback()
+        flash(describe(exc))
+        return redirect(url_for("admin.issue", issue_id=issue_id)), 409
     db.session.commit()
     flash(_("已保存正文形式。"))
     return redirect(url_for("admin.issue", issue_id=issue.id))
@@ -154,3 +166,37 @@ def send_test(issue_id: int):
     return redirect(
         url_for("admin.preview_issue", issue_id=issue.id, topics=topic_ids, locale=locale)
     )
+
+
+def _issues_page(form: NewIssueForm, status: int = 200):
+    zone = ZoneInfo(current_app.config["TIMEZONE"])
+
+    def local(moment: datetime | None) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+    issues = db.session.scalars(select(Issue).order_by(Issue.created_at.desc(), Issue.id.desc()))
+    return render_template(
+        "admin/issues.html",
+        issues=issues.all(),
+        counts=issue_article_counts(),
+        form=form,
+        local=local,
+        zone=zone,
+    ), status
+
+
+@bp.get("/issues")
+def issues():
+    """Every issue, newest first, and the form for a blank one."""
+    return _issues_page(NewIssueForm())
+
+
+@bp.post("/issues/new")
+def new_issue():
+    form = NewIssueForm()
+    if not form.validate_on_submit():
+        return _issues_page(form, 400)
+    issue = create_blank_issue(form.title.data, form.period.data or "")
+    db.session.commit()
+    flash(_("已新建草稿 #%(id)s：%(title)s。现在可以添加文章。", id=issue.id, title=issue.title))
+    return redirect(url_for("admin.issue", issue_id=issue.id))
