@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from tests.conftest import csrf_token, wait_for
+from tests.helpers import csrf_token, wait_for
 from tests.sample_content import SAMPLE_DOCUMENT
 from webapp import bounces, importing, notifications, subscriptions
 from webapp.extensions import db
