@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from webapp.importing import ImportReport, parse_document
-from webapp.rendering import ArticleContent, IssueContent, SectionContent
+from webapp.rendering import ArticleContent, IssueContent, TopicContent
 
 SAMPLE_DOCUMENT = Path(__file__).resolve().parent.parent / "webapp" / "demo" / "bulletin-2022-08.md"
 BULLETIN_NAME = "工作简报"
@@ -40,7 +40,7 @@ def sample_content(mode: str = "auto") -> IssueContent:
             )
         )
     sections = tuple(
-        SectionContent(topic_id=topic_id, name=section.name, articles=tuple(articles[section.name]))
+        TopicContent(topic_id=topic_id, name=section.name, articles=tuple(articles[section.name]))
         for topic_id, section in enumerate(report.sections, start=1)
     )
     return IssueContent(

@@ -33,7 +33,7 @@ def page(live_server):
         browser.close()
 
 
-def section_names(message) -> list[str]:
+def topic_names(message) -> list[str]:
     html = message.get_body(("html",)).get_content()
     return [h.text_content() for h in lxml.html.fromstring(html).find_class("section-title")]
 
@@ -88,7 +88,7 @@ def test_subscribe_confirm_change_sections_and_leave_in_a_real_browser(
 
     publish(app, "第一期", [news, hot, world])
     [first] = [m for m in inbox.to(READER) if m["Subject"] == "第一期"]
-    assert section_names(first) == ["质量要闻", "国际动态"]
+    assert topic_names(first) == ["质量要闻", "国际动态"]
 
     # From the digest's footer to the preferences page: add the third section.
     page.goto(link_in(first, "修改订阅栏目"))
@@ -98,7 +98,7 @@ def test_subscribe_confirm_change_sections_and_leave_in_a_real_browser(
 
     publish(app, "第二期", [news, hot, world])
     [second] = [m for m in inbox.to(READER) if m["Subject"] == "第二期"]
-    assert section_names(second) == ["质量要闻", "质量热点", "国际动态"]
+    assert topic_names(second) == ["质量要闻", "质量热点", "国际动态"]
 
     # What a mail provider's unsubscribe button does (RFC 8058): a cookie-less POST.
     url = second["List-Unsubscribe"].split(",")[0].strip(" <>")

@@ -162,7 +162,7 @@ def processes(app, tmp_path, redis_server, smtp_port):
             print(path.read_text(errors="replace")[-4000:])
 
 
-def readers(count: int) -> list[str]:
+def add_subscribers(count: int) -> list[str]:
     """`count` active readers of one section, inserted in bulk; returns their addresses."""
     [topic] = ensure_topics(["质量要闻"])
     addresses = [f"r{n:05d}@example.com" for n in range(count)]
@@ -230,7 +230,7 @@ def audit(issue_id: int, server, addresses: list[str]) -> dict[DeliveryStatus, l
 def test_a_worker_killed_three_times_mid_send_loses_and_repeats_nobody(
     app, db_session, processes, smtp_port
 ):
-    addresses = readers(5000)
+    addresses = add_subscribers(5000)
     with FaultySmtp(smtp_port) as server:
         processes.sweeper()
         worker = processes.worker()
@@ -252,7 +252,7 @@ def test_a_worker_killed_three_times_mid_send_loses_and_repeats_nobody(
 def test_greylisting_and_a_server_closed_for_thirty_seconds_end_with_everyone_sent(
     app, db_session, processes, smtp_port
 ):
-    addresses = readers(1000)
+    addresses = add_subscribers(1000)
     faults = Faults(greylist=set(addresses[::10]), closed_until=time.monotonic() + 30)
     with FaultySmtp(smtp_port, faults) as server:
         processes.sweeper()
@@ -269,7 +269,7 @@ def test_greylisting_and_a_server_closed_for_thirty_seconds_end_with_everyone_se
 def test_hard_bounces_fail_exactly_those_readers_and_suppress_them(
     app, db_session, processes, smtp_port
 ):
-    addresses = readers(500)
+    addresses = add_subscribers(500)
     rejected, refused_content = set(addresses[1:100:2]), {addresses[200]}
     faults = Faults(reject=rejected, reject_after_data=refused_content)
     with FaultySmtp(smtp_port, faults) as server:
@@ -291,7 +291,7 @@ def test_hard_bounces_fail_exactly_those_readers_and_suppress_them(
 def test_a_connection_dropped_after_data_is_unknown_and_never_resent(
     app, db_session, processes, smtp_port
 ):
-    addresses = readers(500)
+    addresses = add_subscribers(500)
     dropped = set(addresses[5:500:25])
     with FaultySmtp(smtp_port, Faults(drop_after_data=dropped)) as server:
         processes.sweeper()
@@ -308,7 +308,7 @@ def test_a_connection_dropped_after_data_is_unknown_and_never_resent(
 def test_redis_restarted_empty_mid_send_the_sweeper_finishes_the_send(
     app, db_session, processes, smtp_port, redis_server
 ):
-    addresses = readers(3000)
+    addresses = add_subscribers(3000)
     with FaultySmtp(smtp_port) as server:
         processes.sweeper()
         processes.worker()
@@ -322,7 +322,7 @@ def test_redis_restarted_empty_mid_send_the_sweeper_finishes_the_send(
 
 
 def test_publish_pressed_twice_at_the_same_moment_sends_once(app, db_session):
-    readers(50)
+    add_subscribers(50)
     issue_id = db.session.scalar(select(Issue.id))
     start = threading.Barrier(2)
     outcomes: list[str] = []

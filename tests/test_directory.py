@@ -15,7 +15,7 @@ STATUSES = list(SubscriberStatus)
 
 
 @pytest.fixture
-def readers(db_session):
+def subscribers(db_session):
     """230 readers with a spread of statuses, sections and domains: (readers, topics)."""
     topics = ensure_topics(["质量要闻", "质量热点", "权威观点"])
     people = []
@@ -73,8 +73,8 @@ def expected(people, *, search="", status=None, topic_id=None) -> list[int]:
     ids=repr,
 )
 @pytest.mark.parametrize("limit", [1, 7, 50])
-def test_paging_shows_every_matching_reader_once_newest_first(readers, filters, limit):
-    people, topics = readers
+def test_paging_shows_every_matching_reader_once_newest_first(subscribers, filters, limit):
+    people, topics = subscribers
     if "topic_id" in filters:  # ids from the fixture's topics, whatever the database gave
         filters = {**filters, "topic_id": topics[filters["topic_id"] - 1].id}
     pages = all_pages(limit, **filters)
@@ -84,8 +84,8 @@ def test_paging_shows_every_matching_reader_once_newest_first(readers, filters, 
     assert len(pages[-1]) <= limit
 
 
-def test_a_reader_who_signs_up_meanwhile_does_not_shift_the_pages(readers):
-    people, _ = readers
+def test_a_reader_who_signs_up_meanwhile_does_not_shift_the_pages(subscribers):
+    people, _ = subscribers
     first = directory.list_subscribers(limit=10)
     db.session.add(Subscriber(email="late@example.com", status=SubscriberStatus.ACTIVE))
     db.session.commit()
@@ -93,20 +93,20 @@ def test_a_reader_who_signs_up_meanwhile_does_not_shift_the_pages(readers):
     assert [s.id for s in second.rows] == expected(people)[10:20]
 
 
-def test_pages_carry_the_readers_sections(readers):
-    people, topics = readers
+def test_pages_carry_the_readers_sections(subscribers):
+    people, topics = subscribers
     [row] = directory.list_subscribers(search="reader012@", limit=1).rows
     assert [t.name for t in row.topics] == ["质量要闻", "质量热点", "权威观点"]
 
 
-def test_percent_and_underscore_in_a_search_are_plain_characters(readers):
+def test_percent_and_underscore_in_a_search_are_plain_characters(subscribers):
     db.session.add(Subscriber(email="a_b%c@example.com", status=SubscriberStatus.ACTIVE))
     db.session.commit()
     assert [s.email for s in directory.list_subscribers(search="_b%").rows] == ["a_b%c@example.com"]
 
 
-def test_counts_by_status_and_by_section(readers):
-    people, topics = readers
+def test_counts_by_status_and_by_section(subscribers):
+    people, topics = subscribers
     counts = directory.counts_by_status()
     assert set(counts) == set(SubscriberStatus)
     for status in SubscriberStatus:

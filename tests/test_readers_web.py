@@ -49,7 +49,7 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 
 
 @pytest.fixture
-def sections(app) -> dict[str, int]:
+def topics(app) -> dict[str, int]:
     """Three sections readers can choose and one retired section: name -> id."""
     with app.app_context():
         topics = add_topics([NEWS, HOT, WORLD, RETIRED], retired=(RETIRED,))
@@ -146,19 +146,19 @@ class Later:
 # --- the subscribe page ----------------------------------------------------------------------
 
 
-def test_the_subscribe_page_is_in_chinese_with_every_active_section_ticked(app, sections):
+def test_the_subscribe_page_is_in_chinese_with_every_active_section_ticked(app, topics):
     page = app.test_client().get("/subscribe")
 
     assert page.status_code == 200
     assert '<html lang="zh-CN">' in html(page)
     assert "订阅工作简报" in html(page)
     assert "电子邮箱" in html(page)
-    active = [sections[NEWS], sections[HOT], sections[WORLD]]
+    active = [topics[NEWS], topics[HOT], topics[WORLD]]
     assert ticked_sections(page) == dict.fromkeys(active, True)
     assert RETIRED not in html(page)
 
 
-def test_a_browser_that_prefers_english_gets_the_page_in_english(app, sections):
+def test_a_browser_that_prefers_english_gets_the_page_in_english(app, topics):
     page = app.test_client().get("/subscribe", headers={"Accept-Language": "en-US,en;q=0.9"})
 
     text = html(page)
@@ -171,7 +171,7 @@ def test_a_browser_that_prefers_english_gets_the_page_in_english(app, sections):
         assert chinese not in text
 
 
-def test_lang_en_switches_to_english_and_a_cookie_remembers_the_choice(app, sections):
+def test_lang_en_switches_to_english_and_a_cookie_remembers_the_choice(app, topics):
     client = app.test_client()
     switched = client.get("/subscribe?lang=en")
     assert '<html lang="en">' in html(switched)
@@ -188,7 +188,7 @@ def test_lang_en_switches_to_english_and_a_cookie_remembers_the_choice(app, sect
 
 
 def test_the_subscribe_form_is_a_plain_form_that_works_without_javascript(
-    app, sections, celery_worker, inbox
+    app, topics, celery_worker, inbox
 ):
     client = app.test_client()
     page = client.get("/subscribe")
@@ -209,19 +209,17 @@ def test_the_subscribe_form_is_a_plain_form_that_works_without_javascript(
     assert "请查收邮件" in html(answer)
     assert confirmation_path(inbox, "no.script@example.com")
     assert stored(app, "no.script@example.com").topics == {
-        sections[NEWS],
-        sections[HOT],
-        sections[WORLD],
+        topics[NEWS],
+        topics[HOT],
+        topics[WORLD],
     }
 
 
 # --- what an attacker can learn, and how often mail goes -------------------------------------
 
 
-def test_every_address_gets_the_same_answer_whatever_its_history(
-    app, sections, celery_worker, inbox
-):
-    news = [sections[NEWS]]
+def test_every_address_gets_the_same_answer_whatever_its_history(app, topics, celery_worker, inbox):
+    news = [topics[NEWS]]
     add_reader(
         app, "pending@example.com", SubscriberStatus.PENDING, news, confirmation_sent_at=utcnow()
     )
@@ -264,7 +262,7 @@ def test_every_address_gets_the_same_answer_whatever_its_history(
 
 
 def test_a_hundred_submissions_of_one_address_send_one_confirmation_email(
-    app, sections, celery_worker, inbox, monkeypatch
+    app, topics, celery_worker, inbox, monkeypatch
 ):
     # Lift the rate limits so that only the once-a-day confirmation rule is left to hold.
     monkeypatch.setitem(app.config, "RATELIMIT_SUBSCRIBE", "1000 per minute")
@@ -277,7 +275,7 @@ def test_a_hundred_submissions_of_one_address_send_one_confirmation_email(
     for n in range(100):
         answer = client.post(
             "/subscribe",
-            data={"csrf_token": token, "email": spellings[n % 3], "topics": [sections[NEWS]]},
+            data={"csrf_token": token, "email": spellings[n % 3], "topics": [topics[NEWS]]},
         )
         answers.add((answer.status_code, answer.get_data()))
 
@@ -289,18 +287,18 @@ def test_a_hundred_submissions_of_one_address_send_one_confirmation_email(
 
 
 def test_too_many_sign_ups_from_one_ip_get_a_readable_page_in_the_readers_language(
-    app, sections, celery_worker, inbox
+    app, topics, celery_worker, inbox
 ):
     client = app.test_client()
     english = {"Accept-Language": "en"}
     for n in range(5):
         answer = subscribe(
-            client, f"reader{n}@example.com", [sections[NEWS]], ip="192.0.2.10", headers=english
+            client, f"reader{n}@example.com", [topics[NEWS]], ip="192.0.2.10", headers=english
         )
         assert answer.status_code == 200, html(answer)
 
     refused = subscribe(
-        client, "reader5@example.com", [sections[NEWS]], ip="192.0.2.10", headers=english
+        client, "reader5@example.com", [topics[NEWS]], ip="192.0.2.10", headers=english
     )
 
     assert refused.status_code == 429
@@ -311,30 +309,30 @@ def test_too_many_sign_ups_from_one_ip_get_a_readable_page_in_the_readers_langua
     assert "Retry-After" in refused.headers
     assert stored(app, "reader5@example.com") is None
     # Someone else, elsewhere, can still subscribe.
-    other = subscribe(client, "neighbour@example.com", [sections[NEWS]], ip="192.0.2.11")
+    other = subscribe(client, "neighbour@example.com", [topics[NEWS]], ip="192.0.2.11")
     assert other.status_code == 200
     sent_to = [f"reader{n}@example.com" for n in range(5)] + ["neighbour@example.com"]
     wait_for(lambda: all(inbox.to(a) for a in sent_to), what="the six confirmation emails")
 
 
-def test_one_address_submitted_from_many_ips_is_limited_too(app, sections, celery_worker, inbox):
+def test_one_address_submitted_from_many_ips_is_limited_too(app, topics, celery_worker, inbox):
     client = app.test_client()
     for n in range(5):
-        answer = subscribe(client, "target@example.com", [sections[NEWS]], ip=f"198.18.0.{n}")
+        answer = subscribe(client, "target@example.com", [topics[NEWS]], ip=f"198.18.0.{n}")
         assert answer.status_code == 200
 
-    refused = subscribe(client, "TARGET@example.com", [sections[HOT]], ip="198.18.0.99")
+    refused = subscribe(client, "TARGET@example.com", [topics[HOT]], ip="198.18.0.99")
 
     assert refused.status_code == 429
     assert '<html lang="zh-CN">' in html(refused)
     assert "操作太频繁" in html(refused)
-    assert stored(app, "target@example.com").topics == {sections[NEWS]}
+    assert stored(app, "target@example.com").topics == {topics[NEWS]}
     wait_for(lambda: inbox.to("target@example.com"), what="the one confirmation email")
 
 
-def test_a_post_without_a_csrf_token_is_refused_and_stores_nothing(app, sections):
+def test_a_post_without_a_csrf_token_is_refused_and_stores_nothing(app, topics):
     client = app.test_client()
-    form = {"email": "forged@example.com", "topics": [sections[NEWS]]}
+    form = {"email": "forged@example.com", "topics": [topics[NEWS]]}
 
     without = client.post("/subscribe", data=form)
     forged = client.post("/subscribe", data={**form, "csrf_token": "not-a-real-token"})
@@ -347,11 +345,11 @@ def test_a_post_without_a_csrf_token_is_refused_and_stores_nothing(app, sections
 
 
 def test_a_bot_that_fills_in_the_honeypot_sees_success_and_nothing_is_stored(
-    app, sections, celery_worker, inbox
+    app, topics, celery_worker, inbox
 ):
     client = app.test_client()
-    bot = subscribe(client, "bot@example.com", [sections[NEWS]], website="https://spam.example")
-    person = subscribe(client, "person@example.com", [sections[NEWS]])
+    bot = subscribe(client, "bot@example.com", [topics[NEWS]], website="https://spam.example")
+    person = subscribe(client, "person@example.com", [topics[NEWS]])
 
     assert (bot.status_code, bot.get_data()) == (person.status_code, person.get_data())
     confirmation_path(inbox, "person@example.com")
@@ -360,11 +358,11 @@ def test_a_bot_that_fills_in_the_honeypot_sees_success_and_nothing_is_stored(
     assert event_log(app) == [("subscribed", "web")]
 
 
-def test_a_section_retired_while_the_page_was_open_gets_a_clear_message(app, sections):
+def test_a_section_retired_while_the_page_was_open_gets_a_clear_message(app, topics):
     client = app.test_client()
     page = client.get("/subscribe")
     with app.app_context():
-        db.session.get(Topic, sections[HOT]).active = False
+        db.session.get(Topic, topics[HOT]).active = False
         db.session.commit()
 
     answer = client.post(
@@ -372,14 +370,14 @@ def test_a_section_retired_while_the_page_was_open_gets_a_clear_message(app, sec
         data={
             "csrf_token": csrf_token(html(page)),
             "email": "late@example.com",
-            "topics": [sections[NEWS], sections[HOT]],
+            "topics": [topics[NEWS], topics[HOT]],
         },
     )
 
     assert answer.status_code == 400
     assert "所选栏目已不存在，请刷新页面后重新选择。" in html(answer)
     assert "is not a valid choice" not in html(answer)
-    assert set(ticked_sections(answer)) == {sections[NEWS], sections[WORLD]}
+    assert set(ticked_sections(answer)) == {topics[NEWS], topics[WORLD]}
     assert stored(app, "late@example.com") is None
 
 
@@ -387,13 +385,13 @@ def test_a_section_retired_while_the_page_was_open_gets_a_clear_message(app, sec
 
 
 def test_the_emailed_link_confirms_only_when_the_reader_presses_the_button(
-    app, sections, celery_worker, inbox
+    app, topics, celery_worker, inbox
 ):
     client = app.test_client()
     answer = subscribe(
         client,
         "han.meimei@example.com",
-        [sections[NEWS], sections[WORLD]],
+        [topics[NEWS], topics[WORLD]],
         name="韩梅梅",
         ip="198.51.100.7",
         headers={"User-Agent": BROWSER},
@@ -415,7 +413,7 @@ def test_the_emailed_link_confirms_only_when_the_reader_presses_the_button(
     assert f"{NEWS}、{WORLD}" in html(confirmed)
     reader = stored(app, "han.meimei@example.com")
     assert reader.status == SubscriberStatus.ACTIVE
-    assert reader.topics == {sections[NEWS], sections[WORLD]}
+    assert reader.topics == {topics[NEWS], topics[WORLD]}
     assert reader.name == "韩梅梅"
     assert reader.confirmed_at is not None
     # The evidence of consent: who, from where, with what, on which form.
@@ -427,8 +425,8 @@ def test_the_emailed_link_confirms_only_when_the_reader_presses_the_button(
     assert event_log(app) == [("subscribed", "web"), ("confirmed", "email-link")]
 
 
-def test_a_confirmation_link_cannot_unsubscribe_or_open_preferences(app, sections):
-    reader_id = add_reader(app, "pending@example.com", SubscriberStatus.PENDING, [sections[NEWS]])
+def test_a_confirmation_link_cannot_unsubscribe_or_open_preferences(app, topics):
+    reader_id = add_reader(app, "pending@example.com", SubscriberStatus.PENDING, [topics[NEWS]])
     token = link(app, Purpose.CONFIRM, s=reader_id)
     client = app.test_client()
 
@@ -445,11 +443,11 @@ def test_a_confirmation_link_cannot_unsubscribe_or_open_preferences(app, section
         assert "链接无效" in html(answer)
     reader = stored(app, "pending@example.com")
     assert reader.status == SubscriberStatus.PENDING
-    assert reader.topics == {sections[NEWS]}
+    assert reader.topics == {topics[NEWS]}
 
 
-def test_a_tampered_link_says_it_is_not_valid(app, sections):
-    reader_id = add_reader(app, "pending@example.com", SubscriberStatus.PENDING, [sections[NEWS]])
+def test_a_tampered_link_says_it_is_not_valid(app, topics):
+    reader_id = add_reader(app, "pending@example.com", SubscriberStatus.PENDING, [topics[NEWS]])
     mine = link(app, Purpose.CONFIRM, s=reader_id)
     other = link(app, Purpose.CONFIRM, s=reader_id + 1)
     signature = mine.rpartition(".")[2]
@@ -471,9 +469,9 @@ def test_a_tampered_link_says_it_is_not_valid(app, sections):
 
 
 def test_an_expired_confirmation_link_says_so_and_offers_to_subscribe_again(
-    app, sections, monkeypatch
+    app, topics, monkeypatch
 ):
-    reader_id = add_reader(app, "slow@example.com", SubscriberStatus.PENDING, [sections[NEWS]])
+    reader_id = add_reader(app, "slow@example.com", SubscriberStatus.PENDING, [topics[NEWS]])
     token = link(app, Purpose.CONFIRM, s=reader_id)
     client = app.test_client()
 
@@ -492,24 +490,24 @@ def test_an_expired_confirmation_link_says_so_and_offers_to_subscribe_again(
 # --- preferences -----------------------------------------------------------------------------
 
 
-def test_a_reader_changes_sections_name_and_language_from_their_preferences_link(app, sections):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS]], name="李雷")
+def test_a_reader_changes_sections_name_and_language_from_their_preferences_link(app, topics):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS]], name="李雷")
     path = f"/preferences/{link(app, Purpose.PREFERENCES, s=reader_id)}"
     client = app.test_client()
     page = client.get(path)
     assert page.status_code == 200
     assert "li.lei@example.com" in html(page)
     assert ticked_sections(page) == {
-        sections[NEWS]: True,
-        sections[HOT]: False,
-        sections[WORLD]: False,
+        topics[NEWS]: True,
+        topics[HOT]: False,
+        topics[WORLD]: False,
     }
 
     saved = client.post(
         path,
         data={
             "csrf_token": csrf_token(html(page)),
-            "topics": [sections[HOT], sections[WORLD]],
+            "topics": [topics[HOT], topics[WORLD]],
             "name": "李雷 先生",
             "locale": "en",
         },
@@ -520,12 +518,12 @@ def test_a_reader_changes_sections_name_and_language_from_their_preferences_link
     after = client.get(path)
     assert "已保存您的订阅设置。" in html(after)
     assert ticked_sections(after) == {
-        sections[NEWS]: False,
-        sections[HOT]: True,
-        sections[WORLD]: True,
+        topics[NEWS]: False,
+        topics[HOT]: True,
+        topics[WORLD]: True,
     }
     reader = stored(app, "li.lei@example.com")
-    assert reader.topics == {sections[HOT], sections[WORLD]}
+    assert reader.topics == {topics[HOT], topics[WORLD]}
     assert reader.name == "李雷 先生"
     assert reader.locale == "en"
     assert reader.status == SubscriberStatus.ACTIVE
@@ -535,8 +533,8 @@ def test_a_reader_changes_sections_name_and_language_from_their_preferences_link
     ]
 
 
-def test_saving_preferences_with_no_section_is_refused_with_a_message(app, sections):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS]])
+def test_saving_preferences_with_no_section_is_refused_with_a_message(app, topics):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS]])
     path = f"/preferences/{link(app, Purpose.PREFERENCES, s=reader_id)}"
 
     answer = press_button(app.test_client(), path, name="李雷", locale="zh")
@@ -545,13 +543,13 @@ def test_saving_preferences_with_no_section_is_refused_with_a_message(app, secti
     assert "请至少选择一个栏目" in html(answer)
     assert "退订全部" in html(answer)
     reader = stored(app, "li.lei@example.com")
-    assert reader.topics == {sections[NEWS]}
+    assert reader.topics == {topics[NEWS]}
     assert reader.status == SubscriberStatus.ACTIVE
     assert event_log(app) == []
 
 
-def test_unsubscribing_from_everything_and_choosing_sections_again_resubscribes(app, sections):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS]])
+def test_unsubscribing_from_everything_and_choosing_sections_again_resubscribes(app, topics):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS]])
     path = f"/preferences/{link(app, Purpose.PREFERENCES, s=reader_id)}"
     client = app.test_client()
 
@@ -565,21 +563,21 @@ def test_unsubscribing_from_everything_and_choosing_sections_again_resubscribes(
 
     back = client.post(
         path,
-        data={"csrf_token": csrf_token(html(page)), "topics": [sections[WORLD]], "locale": "zh"},
+        data={"csrf_token": csrf_token(html(page)), "topics": [topics[WORLD]], "locale": "zh"},
     )
 
     assert back.status_code == 302
     reader = stored(app, "li.lei@example.com")
     assert reader.status == SubscriberStatus.ACTIVE
-    assert reader.topics == {sections[WORLD]}
+    assert reader.topics == {topics[WORLD]}
     assert event_log(app) == [("unsubscribed", "email-link"), ("resubscribed", "email-link")]
 
 
-def test_download_my_data_returns_json_with_the_address_sections_and_events(app, sections):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS]], name="李雷")
+def test_download_my_data_returns_json_with_the_address_sections_and_events(app, topics):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS]], name="李雷")
     path = f"/preferences/{link(app, Purpose.PREFERENCES, s=reader_id)}"
     client = app.test_client()
-    press_button(client, path, topics=[sections[NEWS], sections[HOT]], name="李雷", locale="zh")
+    press_button(client, path, topics=[topics[NEWS], topics[HOT]], name="李雷", locale="zh")
 
     download = client.get(f"{path}/data.json")
 
@@ -592,7 +590,7 @@ def test_download_my_data_returns_json_with_the_address_sections_and_events(app,
     assert [s["name"] for s in data["sections"]] == [NEWS, HOT]
     [event] = data["events"]
     assert (event["kind"], event["source"]) == ("topics_changed", "email-link")
-    assert event["detail"] == {"added": [sections[HOT]], "removed": []}
+    assert event["detail"] == {"added": [topics[HOT]], "removed": []}
 
 
 def rows_mentioning(*needles: str) -> list[str]:
@@ -610,20 +608,20 @@ def rows_mentioning(*needles: str) -> list[str]:
 
 
 def test_erasing_asks_first_then_leaves_nothing_but_a_hash_and_the_address_stays_out(
-    app, sections, celery_worker, inbox
+    app, topics, celery_worker, inbox
 ):
     address = "erase.me@example.com"
     reader_id = add_reader(
         app,
         address,
-        topic_ids=[sections[NEWS]],
+        topic_ids=[topics[NEWS]],
         name="韩梅梅",
         consent_ip="198.51.100.7",
         consent_user_agent=BROWSER,
     )
     with app.app_context():
         issue = create_issue("第一期")
-        add_article(issue, db.session.get(Topic, sections[NEWS]), "标题", "正文")
+        add_article(issue, db.session.get(Topic, topics[NEWS]), "标题", "正文")
         db.session.add(
             Delivery(
                 issue_id=issue.id,
@@ -636,7 +634,7 @@ def test_erasing_asks_first_then_leaves_nothing_but_a_hash_and_the_address_stays
         assert rows_mentioning(address, "韩梅梅"), "the scan finds what is there"
     manage = f"/preferences/{link(app, Purpose.PREFERENCES, s=reader_id)}"
     client = app.test_client()
-    press_button(client, manage, topics=[sections[HOT]], name="韩梅梅", locale="zh")
+    press_button(client, manage, topics=[topics[HOT]], name="韩梅梅", locale="zh")
 
     asked = client.get(f"{manage}/erase")
     assert asked.status_code == 200
@@ -657,8 +655,8 @@ def test_erasing_asks_first_then_leaves_nothing_but_a_hash_and_the_address_stays
     assert "链接无效" in html(client.get(manage))
 
     # Subscribing again with that address: the same page as anybody, no row, no email.
-    again = subscribe(app.test_client(), "Erase.Me@Example.com", [sections[NEWS]], ip="192.0.2.1")
-    control = subscribe(app.test_client(), "someone@example.com", [sections[NEWS]], ip="192.0.2.2")
+    again = subscribe(app.test_client(), "Erase.Me@Example.com", [topics[NEWS]], ip="192.0.2.1")
+    control = subscribe(app.test_client(), "someone@example.com", [topics[NEWS]], ip="192.0.2.2")
     assert (again.status_code, again.get_data()) == (control.status_code, control.get_data())
     confirmation_path(inbox, "someone@example.com")
     assert inbox.to(address) == []
@@ -670,8 +668,8 @@ def test_erasing_asks_first_then_leaves_nothing_but_a_hash_and_the_address_stays
 # --- unsubscribe links -----------------------------------------------------------------------
 
 
-def test_opening_an_unsubscribe_link_changes_nothing(app, sections):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS]])
+def test_opening_an_unsubscribe_link_changes_nothing(app, topics):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS]])
     path = f"/unsubscribe/{link(app, Purpose.UNSUBSCRIBE, s=reader_id)}"
 
     page = app.test_client().get(path)
@@ -683,8 +681,8 @@ def test_opening_an_unsubscribe_link_changes_nothing(app, sections):
     assert event_log(app) == []
 
 
-def test_unsubscribing_in_the_browser_confirms_and_offers_a_way_back(app, sections):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS]])
+def test_unsubscribing_in_the_browser_confirms_and_offers_a_way_back(app, topics):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS]])
     path = f"/unsubscribe/{link(app, Purpose.UNSUBSCRIBE, s=reader_id)}"
     client = app.test_client()
     client.get(path)
@@ -702,9 +700,9 @@ def test_unsubscribing_in_the_browser_confirms_and_offers_a_way_back(app, sectio
 
 @pytest.mark.parametrize("encoding", ["application/x-www-form-urlencoded", "multipart/form-data"])
 def test_one_click_unsubscribe_from_the_mail_provider_answers_200_and_is_idempotent(
-    app, sections, encoding
+    app, topics, encoding
 ):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS]])
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS]])
     path = f"/unsubscribe/{link(app, Purpose.UNSUBSCRIBE, s=reader_id)}"
     provider = app.test_client(use_cookies=False)  # no session, no CSRF token: RFC 8058
 
@@ -720,10 +718,10 @@ def test_one_click_unsubscribe_from_the_mail_provider_answers_200_and_is_idempot
     assert event_log(app) == [("unsubscribed", "one-click")]
 
 
-def test_one_click_unsubscribes_relayed_by_one_mail_provider_are_all_honoured(app, sections):
+def test_one_click_unsubscribes_relayed_by_one_mail_provider_are_all_honoured(app, topics):
     """Gmail and the like POST every one of their users' one-clicks from a few servers."""
     readers = [
-        add_reader(app, f"reader{n}@gmail.example", topic_ids=[sections[NEWS]]) for n in range(40)
+        add_reader(app, f"reader{n}@gmail.example", topic_ids=[topics[NEWS]]) for n in range(40)
     ]
     provider = app.test_client(use_cookies=False)
 
@@ -741,8 +739,8 @@ def test_one_click_unsubscribes_relayed_by_one_mail_provider_are_all_honoured(ap
     assert set(statuses) == {SubscriberStatus.UNSUBSCRIBED}
 
 
-def test_one_unsubscribe_link_posted_over_and_over_is_still_limited(app, sections):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS]])
+def test_one_unsubscribe_link_posted_over_and_over_is_still_limited(app, topics):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS]])
     path = f"/unsubscribe/{link(app, Purpose.UNSUBSCRIBE, s=reader_id)}"
     client = app.test_client(use_cookies=False)
 
@@ -752,12 +750,12 @@ def test_one_unsubscribe_link_posted_over_and_over_is_still_limited(app, section
     assert "操作太频繁" in html(answers[-1])
 
 
-def test_stopping_one_section_keeps_the_others_and_stopping_the_last_one_is_leaving(app, sections):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS], sections[HOT]])
+def test_stopping_one_section_keeps_the_others_and_stopping_the_last_one_is_leaving(app, topics):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS], topics[HOT]])
     unsubscribe = f"/unsubscribe/{link(app, Purpose.UNSUBSCRIBE, s=reader_id)}"
-    stop_news = f"{unsubscribe}?section={sections[NEWS]}"  # as emails carry it now
+    stop_news = f"{unsubscribe}?section={topics[NEWS]}"  # as emails carry it now
     # Emails sent before that signed the section into the token; those links still work.
-    stop_hot = f"/unsubscribe/{link(app, Purpose.UNSUBSCRIBE, s=reader_id, t=sections[HOT])}"
+    stop_hot = f"/unsubscribe/{link(app, Purpose.UNSUBSCRIBE, s=reader_id, t=topics[HOT])}"
     client = app.test_client()
 
     asked = client.get(stop_news)
@@ -768,7 +766,7 @@ def test_stopping_one_section_keeps_the_others_and_stopping_the_last_one_is_leav
     assert "已停止「质量要闻」栏目" in html(stopped)
     reader = stored(app, "li.lei@example.com")
     assert reader.status == SubscriberStatus.ACTIVE
-    assert reader.topics == {sections[HOT]}
+    assert reader.topics == {topics[HOT]}
 
     last = client.post(stop_hot)
 
@@ -785,10 +783,8 @@ def test_stopping_one_section_keeps_the_others_and_stopping_the_last_one_is_leav
 
 
 @pytest.mark.parametrize("section", ["999999", "abc", "", "99999999999999999999", "-1"])
-def test_a_stop_link_for_an_unknown_section_is_refused_not_read_as_everything(
-    app, sections, section
-):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS], sections[HOT]])
+def test_a_stop_link_for_an_unknown_section_is_refused_not_read_as_everything(app, topics, section):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS], topics[HOT]])
     path = f"/unsubscribe/{link(app, Purpose.UNSUBSCRIBE, s=reader_id)}?section={section}"
     client = app.test_client()
 
@@ -797,20 +793,20 @@ def test_a_stop_link_for_an_unknown_section_is_refused_not_read_as_everything(
         assert "链接无效" in html(answer)
     reader = stored(app, "li.lei@example.com")
     assert reader.status == SubscriberStatus.ACTIVE
-    assert reader.topics == {sections[NEWS], sections[HOT]}
+    assert reader.topics == {topics[NEWS], topics[HOT]}
 
 
-def test_a_reader_who_unsubscribed_is_not_planned_for_the_next_issue(app, sections):
-    stays = add_reader(app, "stays@example.com", topic_ids=[sections[NEWS]])
-    leaves = add_reader(app, "leaves@example.com", topic_ids=[sections[NEWS], sections[HOT]])
+def test_a_reader_who_unsubscribed_is_not_planned_for_the_next_issue(app, topics):
+    stays = add_reader(app, "stays@example.com", topic_ids=[topics[NEWS]])
+    leaves = add_reader(app, "leaves@example.com", topic_ids=[topics[NEWS], topics[HOT]])
     unsubscribe = f"/unsubscribe/{link(app, Purpose.UNSUBSCRIBE, s=leaves)}"
     assert app.test_client().post(unsubscribe).status_code == 200
 
     with app.app_context():
         issue = create_issue("下一期")
         for name in (NEWS, HOT):
-            add_article(issue, db.session.get(Topic, sections[name]), f"{name}的文章", "正文")
-        plan_deliveries(issue.id, {sections[NEWS], sections[HOT]})
+            add_article(issue, db.session.get(Topic, topics[name]), f"{name}的文章", "正文")
+        plan_deliveries(issue.id, {topics[NEWS], topics[HOT]})
         planned = db.session.scalars(select(Delivery.subscriber_id)).all()
 
     assert planned == [stays]
@@ -820,12 +816,12 @@ def test_a_reader_who_unsubscribed_is_not_planned_for_the_next_issue(app, sectio
 
 
 def test_a_name_with_line_breaks_and_control_characters_is_stored_cleaned(
-    app, sections, celery_worker, inbox
+    app, topics, celery_worker, inbox
 ):
     client = app.test_client()
     hostile = "李雷\r\nBcc: everyone@example.net\x00\x1b[31m\u2028"
 
-    answer = subscribe(client, "li.lei@example.com", [sections[NEWS]], name=hostile)
+    answer = subscribe(client, "li.lei@example.com", [topics[NEWS]], name=hostile)
 
     assert answer.status_code == 200
     name = stored(app, "li.lei@example.com").name
@@ -835,31 +831,31 @@ def test_a_name_with_line_breaks_and_control_characters_is_stored_cleaned(
     assert message["Bcc"] is None
     assert inbox.to("everyone@example.net") == []
 
-    too_long = subscribe(client, "long.name@example.com", [sections[NEWS]], name="长" * 101)
+    too_long = subscribe(client, "long.name@example.com", [topics[NEWS]], name="长" * 101)
 
     assert too_long.status_code == 400
     assert "100" in html(too_long)  # the form says how long a name may be
     assert stored(app, "long.name@example.com") is None
-    longest = subscribe(client, "longest@example.com", [sections[NEWS]], name="长" * 99 + "\n")
+    longest = subscribe(client, "longest@example.com", [topics[NEWS]], name="长" * 99 + "\n")
     assert longest.status_code == 200
     assert stored(app, "longest@example.com").name == "长" * 99
     wait_for(lambda: inbox.to("longest@example.com"), what="the second confirmation email")
 
 
 def test_every_change_to_a_reader_is_logged_with_where_it_came_from(
-    app, sections, celery_worker, inbox
+    app, topics, celery_worker, inbox
 ):
     address = "wang.fang@example.com"
-    subscribe(app.test_client(), address, [sections[NEWS]])
+    subscribe(app.test_client(), address, [topics[NEWS]])
     press_button(app.test_client(), confirmation_path(inbox, address))
     reader_id = stored(app, address).id
     manage = f"/preferences/{link(app, Purpose.PREFERENCES, s=reader_id)}"
     unsubscribe = f"/unsubscribe/{link(app, Purpose.UNSUBSCRIBE, s=reader_id)}"
     client = app.test_client()
 
-    press_button(client, manage, topics=[sections[NEWS], sections[HOT]], locale="zh")
+    press_button(client, manage, topics=[topics[NEWS], topics[HOT]], locale="zh")
     app.test_client(use_cookies=False).post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
-    press_button(client, manage, topics=[sections[WORLD]], locale="zh")
+    press_button(client, manage, topics=[topics[WORLD]], locale="zh")
     press_button(client, f"{manage}/erase")
 
     assert event_log(app) == [
@@ -878,8 +874,8 @@ def test_every_change_to_a_reader_is_logged_with_where_it_came_from(
 # --- error pages -----------------------------------------------------------------------------
 
 
-def test_opening_a_button_address_directly_gives_a_readable_page(app, sections):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS]])
+def test_opening_a_button_address_directly_gives_a_readable_page(app, topics):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS]])
     leave = f"/preferences/{link(app, Purpose.PREFERENCES, s=reader_id)}/unsubscribe"
 
     answer = app.test_client().get(leave, headers={"Accept-Language": "en"})
@@ -891,8 +887,8 @@ def test_opening_a_button_address_directly_gives_a_readable_page(app, sections):
     assert stored(app, "li.lei@example.com").status == SubscriberStatus.ACTIVE
 
 
-def test_a_failure_inside_the_site_shows_a_page_in_the_readers_language(app, sections, monkeypatch):
-    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[sections[NEWS]])
+def test_a_failure_inside_the_site_shows_a_page_in_the_readers_language(app, topics, monkeypatch):
+    reader_id = add_reader(app, "li.lei@example.com", topic_ids=[topics[NEWS]])
     download = f"/preferences/{link(app, Purpose.PREFERENCES, s=reader_id)}/data.json"
 
     def broken(subscriber_id):
@@ -908,12 +904,12 @@ def test_a_failure_inside_the_site_shows_a_page_in_the_readers_language(app, sec
     assert "Traceback" not in html(answer)
 
 
-def test_saving_preferences_keeps_a_section_staff_have_archived(app, sections):
+def test_saving_preferences_keeps_a_section_staff_have_archived(app, topics):
     reader_id = add_reader(
-        app, "keeper@example.com", SubscriberStatus.ACTIVE, [sections[NEWS], sections[HOT]]
+        app, "keeper@example.com", SubscriberStatus.ACTIVE, [topics[NEWS], topics[HOT]]
     )
     with app.app_context():
-        db.session.get(Topic, sections[HOT]).active = False
+        db.session.get(Topic, topics[HOT]).active = False
         db.session.commit()
         token = make_token(Purpose.PREFERENCES, {"s": reader_id})
     client = app.test_client()
@@ -924,10 +920,10 @@ def test_saving_preferences_keeps_a_section_staff_have_archived(app, sections):
             "csrf_token": csrf_token(page),
             "name": "",
             "locale": "zh",
-            "topics": [sections[NEWS]],
+            "topics": [topics[NEWS]],
         },
     )
     assert answer.status_code == 302
     with app.app_context():
         kept = {t.id for t in db.session.get(Subscriber, reader_id).topics}
-    assert kept == {sections[NEWS], sections[HOT]}
+    assert kept == {topics[NEWS], topics[HOT]}

@@ -27,7 +27,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture
-def sections(app, db_session):
+def topics(app, db_session):
     return [t.id for t in add_topics(["质量要闻", "质量热点", "国际动态"])]
 
 
@@ -73,16 +73,16 @@ def endpoints(topic_id: int) -> list[tuple[str, dict]]:
 # --- who may ------------------------------------------------------------------------------
 
 
-def test_editors_get_403_on_every_sections_endpoint(editor_client, sections):
+def test_editors_get_403_on_every_sections_endpoint(editor_client, topics):
     assert editor_client.get("/admin/sections").status_code == 403
-    for path, data in endpoints(sections[0]):
+    for path, data in endpoints(topics[0]):
         assert post(editor_client, path, **data).status_code == 403, path
     assert in_order() == ["质量要闻", "质量热点", "国际动态"]
     assert audit_actions() == []
 
 
-def test_every_sections_form_needs_a_csrf_token(staff_client, sections):
-    for path, data in endpoints(sections[0]):
+def test_every_sections_form_needs_a_csrf_token(staff_client, topics):
+    for path, data in endpoints(topics[0]):
         assert staff_client.post(path, data=data).status_code == 400, path
         forged = staff_client.post(path, data={**data, "csrf_token": "not-a-real-token"})
         assert forged.status_code == 400, path
@@ -90,7 +90,7 @@ def test_every_sections_form_needs_a_csrf_token(staff_client, sections):
     assert audit_actions() == []
 
 
-def test_the_sections_page_lists_sections_in_order_with_their_readers(staff_client, sections):
+def test_the_sections_page_lists_sections_in_order_with_their_readers(staff_client, topics):
     db.session.add_all(
         [
             Subscriber(email="a@example.com", status=SubscriberStatus.ACTIVE),
@@ -101,20 +101,20 @@ def test_the_sections_page_lists_sections_in_order_with_their_readers(staff_clie
     db.session.flush()
     for email in ("a@example.com", "b@example.com", "c@example.com"):
         reader = db.session.scalar(select(Subscriber).where(Subscriber.email == email))
-        reader.topics = [db.session.get(Topic, sections[1])]
+        reader.topics = [db.session.get(Topic, topics[1])]
     db.session.commit()
     page = staff_client.get("/admin/sections")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert re.findall(r'data-section="([^"]+)"', html) == ["质量要闻", "质量热点", "国际动态"]
-    row = html.split(f'id="section-{sections[1]}"')[1].split("</li>")[0]
+    row = html.split(f'id="section-{topics[1]}"')[1].split("</li>")[0]
     assert 'data-readers="2"' in row and "另有 1 位待确认" in row
 
 
 # --- create, rename -----------------------------------------------------------------------
 
 
-def test_an_admin_creates_a_section_at_the_end_with_a_unique_slug(staff_client, sections):
+def test_an_admin_creates_a_section_at_the_end_with_a_unique_slug(staff_client, topics):
     answer = post(staff_client, "/admin/sections", name="  Tech /  News ")
     assert answer.status_code == 302
     post(staff_client, "/admin/sections", name="Tech News")
@@ -137,7 +137,7 @@ def test_an_admin_creates_a_section_at_the_end_with_a_unique_slug(staff_client, 
         ("ｚｈｉｌｉａｎｇ", "与已有的栏目“zhiliang”只差大小写、全角半角或空格"),
     ],
 )
-def test_a_duplicate_name_is_refused_with_a_clear_message(staff_client, sections, name, message):
+def test_a_duplicate_name_is_refused_with_a_clear_message(staff_client, topics, name, message):
     post(staff_client, "/admin/sections", name="zhiliang")
     answer = post(staff_client, "/admin/sections", name=name)
     assert answer.status_code == 400
@@ -146,41 +146,41 @@ def test_a_duplicate_name_is_refused_with_a_clear_message(staff_client, sections
     assert [a for a, _ in audit_actions()] == ["section-create"]
 
 
-def test_a_name_equal_to_another_sections_slug_is_refused(staff_client, sections):
+def test_a_name_equal_to_another_sections_slug_is_refused(staff_client, topics):
     post(staff_client, "/admin/sections", name="Tech")
-    post(staff_client, f"/admin/sections/{sections[0] + 3}/rename", name="科技")
+    post(staff_client, f"/admin/sections/{topics[0] + 3}/rename", name="科技")
     answer = post(staff_client, "/admin/sections", name="TECH")
     assert answer.status_code == 400
     assert "与栏目“科技”的标识 tech 相同" in answer.get_data(as_text=True)
 
 
-def test_an_empty_name_is_refused(staff_client, sections):
+def test_an_empty_name_is_refused(staff_client, topics):
     answer = post(staff_client, "/admin/sections", name="   ")
     assert answer.status_code == 400
     assert "请填写栏目名称" in answer.get_data(as_text=True)
     assert len(in_order()) == 3
 
 
-def test_an_admin_renames_a_section_and_its_slug_stays(staff_client, sections):
-    answer = post(staff_client, f"/admin/sections/{sections[2]}/rename", name="国际质量动态")
+def test_an_admin_renames_a_section_and_its_slug_stays(staff_client, topics):
+    answer = post(staff_client, f"/admin/sections/{topics[2]}/rename", name="国际质量动态")
     assert answer.status_code == 302
     assert in_order() == ["质量要闻", "质量热点", "国际质量动态"]
-    assert db.session.get(Topic, sections[2]).slug == "国际动态"
-    assert audit_actions() == [("section-rename", f"#{sections[2]} 国际动态 → 国际质量动态")]
+    assert db.session.get(Topic, topics[2]).slug == "国际动态"
+    assert audit_actions() == [("section-rename", f"#{topics[2]} 国际动态 → 国际质量动态")]
 
 
-def test_renaming_to_another_sections_name_is_refused(staff_client, sections):
-    answer = post(staff_client, f"/admin/sections/{sections[2]}/rename", name="质量热点")
+def test_renaming_to_another_sections_name_is_refused(staff_client, topics):
+    answer = post(staff_client, f"/admin/sections/{topics[2]}/rename", name="质量热点")
     html = answer.get_data(as_text=True)
     assert answer.status_code == 400
     assert "已经有名为“质量热点”的栏目。请换一个名称。" in html
-    field = re.search(rf'<input[^>]*id="name-{sections[2]}"[^>]*>', html).group(0)
+    field = re.search(rf'<input[^>]*id="name-{topics[2]}"[^>]*>', html).group(0)
     assert 'value="质量热点"' in field  # what the admin typed, to correct
     assert in_order() == ["质量要闻", "质量热点", "国际动态"]
     assert audit_actions() == []
 
 
-def test_an_unknown_section_is_404(staff_client, sections):
+def test_an_unknown_section_is_404(staff_client, topics):
     assert post(staff_client, "/admin/sections/999/rename", name="x").status_code == 404
     assert post(staff_client, "/admin/sections/999/archive").status_code == 404
 
@@ -188,31 +188,30 @@ def test_an_unknown_section_is_404(staff_client, sections):
 # --- reorder ------------------------------------------------------------------------------
 
 
-def test_an_admin_reorders_sections_and_positions_stay_dense(staff_client, sections):
+def test_an_admin_reorders_sections_and_positions_stay_dense(staff_client, topics):
     # Older data may have gaps; the first move closes them.
-    for topic_id, position in zip(sections, (5, 10, 40), strict=True):
+    for topic_id, position in zip(topics, (5, 10, 40), strict=True):
         db.session.get(Topic, topic_id).position = position
     db.session.commit()
     assert (
-        post(staff_client, f"/admin/sections/{sections[0]}/move", direction="down").status_code
-        == 302
+        post(staff_client, f"/admin/sections/{topics[0]}/move", direction="down").status_code == 302
     )
     assert in_order() == ["质量热点", "质量要闻", "国际动态"]
-    post(staff_client, f"/admin/sections/{sections[2]}/move", direction="up")
+    post(staff_client, f"/admin/sections/{topics[2]}/move", direction="up")
     assert in_order() == ["质量热点", "国际动态", "质量要闻"]
     positions = db.session.scalars(select(Topic.position).order_by(Topic.position)).all()
     assert positions == [1, 2, 3]
     assert [a for a, _ in audit_actions()] == ["section-move-down", "section-move-up"]
-    assert audit_actions()[1][1] == f"#{sections[2]} 国际动态: 3 → 2"
+    assert audit_actions()[1][1] == f"#{topics[2]} 国际动态: 3 → 2"
 
 
-def test_moving_the_first_section_up_changes_nothing(staff_client, sections):
-    answer = post(staff_client, f"/admin/sections/{sections[0]}/move", direction="up")
+def test_moving_the_first_section_up_changes_nothing(staff_client, topics):
+    answer = post(staff_client, f"/admin/sections/{topics[0]}/move", direction="up")
     assert answer.status_code == 302
     assert in_order() == ["质量要闻", "质量热点", "国际动态"]
     assert audit_actions() == []
     assert (
-        post(staff_client, f"/admin/sections/{sections[0]}/move", direction="sideways").status_code
+        post(staff_client, f"/admin/sections/{topics[0]}/move", direction="sideways").status_code
         == 400
     )
 
@@ -221,19 +220,19 @@ def test_moving_the_first_section_up_changes_nothing(staff_client, sections):
 
 
 def test_an_archived_section_leaves_the_subscribe_form_but_readers_keep_it(
-    app, staff_client, sections
+    app, staff_client, topics
 ):
     reader = Subscriber(
         email="reader@example.com",
         status=SubscriberStatus.ACTIVE,
-        topics=[db.session.get(Topic, t) for t in sections],
+        topics=[db.session.get(Topic, t) for t in topics],
     )
     db.session.add(reader)
     db.session.commit()
     reader_id = reader.id
     assert "国际动态" in subscribe_form(app)
 
-    assert post(staff_client, f"/admin/sections/{sections[2]}/archive").status_code == 302
+    assert post(staff_client, f"/admin/sections/{topics[2]}/archive").status_code == 302
     form = subscribe_form(app)
     assert "国际动态" not in form and "质量要闻" in form
     fresh()
@@ -243,25 +242,25 @@ def test_an_archived_section_leaves_the_subscribe_form_but_readers_keep_it(
         "国际动态",
     ]
     html = staff_client.get("/admin/sections").get_data(as_text=True)
-    row = html.split(f'id="section-{sections[2]}"')[1].split("</li>")[0]
+    row = html.split(f'id="section-{topics[2]}"')[1].split("</li>")[0]
     assert "已归档" in row and 'data-readers="1"' in row and "恢复" in row
 
-    assert post(staff_client, f"/admin/sections/{sections[2]}/unarchive").status_code == 302
+    assert post(staff_client, f"/admin/sections/{topics[2]}/unarchive").status_code == 302
     assert "国际动态" in subscribe_form(app)
     assert audit_actions() == [
-        ("section-archive", f"#{sections[2]} 国际动态"),
-        ("section-unarchive", f"#{sections[2]} 国际动态"),
+        ("section-archive", f"#{topics[2]} 国际动态"),
+        ("section-unarchive", f"#{topics[2]} 国际动态"),
     ]
 
 
-def test_the_last_open_section_cannot_be_archived(staff_client, sections):
-    post(staff_client, f"/admin/sections/{sections[0]}/archive")
-    post(staff_client, f"/admin/sections/{sections[1]}/archive")
-    answer = post(staff_client, f"/admin/sections/{sections[2]}/archive")
+def test_the_last_open_section_cannot_be_archived(staff_client, topics):
+    post(staff_client, f"/admin/sections/{topics[0]}/archive")
+    post(staff_client, f"/admin/sections/{topics[1]}/archive")
+    answer = post(staff_client, f"/admin/sections/{topics[2]}/archive")
     assert answer.status_code == 400
     assert "最后一个开放的栏目" in answer.get_data(as_text=True)
     fresh()
-    assert db.session.get(Topic, sections[2]).active is True
+    assert db.session.get(Topic, topics[2]).active is True
     assert [a for a, _ in audit_actions()] == ["section-archive", "section-archive"]
 
 
@@ -279,7 +278,7 @@ def add_event(kind: EventKind, when: datetime) -> None:
     db.session.add(SubscriberEvent(kind=kind, source="web", created_at=when))
 
 
-def test_the_dashboard_shows_readers_and_a_chart_of_the_events(staff_client, sections):
+def test_the_dashboard_shows_readers_and_a_chart_of_the_events(staff_client, topics):
     db.session.add_all(
         [Subscriber(email=f"a{n}@example.com", status=SubscriberStatus.ACTIVE) for n in range(4)]
         + [Subscriber(email="p@example.com", status=SubscriberStatus.PENDING)]
@@ -330,7 +329,7 @@ def test_every_reader_status_has_a_label_on_the_dashboard():
 
 
 def test_the_dashboard_is_for_every_staff_member_but_sections_only_for_admins(
-    editor_client, sections
+    editor_client, topics
 ):
     html = editor_client.get("/admin/").get_data(as_text=True)
     assert "<svg" in html and "质量热点" in html

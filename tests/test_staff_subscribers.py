@@ -16,11 +16,11 @@ from webapp.subscriptions import suppress
 
 
 @pytest.fixture
-def sections(app, db_session):
+def topics(app, db_session):
     return add_topics(["质量要闻", "质量热点", "国际动态"])
 
 
-def add_readers(count: int, topics, status=SubscriberStatus.ACTIVE) -> None:
+def add_subscribers(count: int, topics, status=SubscriberStatus.ACTIVE) -> None:
     db.session.add_all(
         Subscriber(
             email=f"reader{n:03d}@example.com",
@@ -37,7 +37,7 @@ def listed(html: str) -> list[str]:
     return re.findall(r"<td>(reader\d+@example\.com)</td>", html)
 
 
-def test_an_editor_cannot_see_the_readers(editor_client, sections):
+def test_an_editor_cannot_see_the_readers(editor_client, topics):
     for path in (
         "/admin/subscribers",
         "/admin/subscribers/export.csv",
@@ -46,8 +46,8 @@ def test_an_editor_cannot_see_the_readers(editor_client, sections):
         assert editor_client.get(path).status_code == 403
 
 
-def test_following_next_visits_every_reader_once(staff_client, sections):
-    add_readers(120, sections)
+def test_following_next_visits_every_reader_once(staff_client, topics):
+    add_subscribers(120, topics)
     seen, url = [], "/admin/subscribers"
     while url:
         html = staff_client.get(url).get_data(as_text=True)
@@ -58,15 +58,15 @@ def test_following_next_visits_every_reader_once(staff_client, sections):
     assert seen[0] == "reader119@example.com"  # newest first
 
 
-def test_search_and_filters_narrow_the_list(staff_client, sections):
-    add_readers(30, sections)
+def test_search_and_filters_narrow_the_list(staff_client, topics):
+    add_subscribers(30, topics)
     db.session.add(Subscriber(email="left@example.com", status=SubscriberStatus.UNSUBSCRIBED))
     db.session.commit()
     html = staff_client.get("/admin/subscribers?q=reader01").get_data(as_text=True)
     assert sorted(listed(html)) == [f"reader{n:03d}@example.com" for n in range(10, 20)]
     html = staff_client.get("/admin/subscribers?status=unsubscribed").get_data(as_text=True)
     assert "left@example.com" in html and listed(html) == []
-    world = sections[2].id
+    world = topics[2].id
     html = staff_client.get(f"/admin/subscribers?topic={world}").get_data(as_text=True)
     assert sorted(listed(html)) == [f"reader{n:03d}@example.com" for n in range(2, 30, 3)]
 
@@ -94,7 +94,7 @@ CSV = (
 )
 
 
-def test_an_import_reports_every_bad_line_and_merges_duplicates(staff_client, sections):
+def test_an_import_reports_every_bad_line_and_merges_duplicates(staff_client, topics):
     suppress("gone@example.com", SuppressionReason.STAFF, source="staff")
     db.session.commit()
     answer = upload(staff_client, CSV, "consented")
@@ -113,7 +113,7 @@ def test_an_import_reports_every_bad_line_and_merges_duplicates(staff_client, se
 
 
 def test_an_import_that_asks_for_consent_sends_confirmations(
-    staff_client, sections, celery_worker, inbox
+    staff_client, topics, celery_worker, inbox
 ):
     answer = upload(staff_client, "email,name,sections\nnew@example.com,新读者,\n", "confirm")
     assert "已排队发送 1 封确认邮件" in answer.get_data(as_text=True)
@@ -123,7 +123,7 @@ def test_an_import_that_asks_for_consent_sends_confirmations(
     assert reader.status == SubscriberStatus.PENDING
 
 
-def test_an_import_needs_a_consent_choice_and_a_csrf_token(staff_client, sections):
+def test_an_import_needs_a_consent_choice_and_a_csrf_token(staff_client, topics):
     page = staff_client.get("/admin/subscribers/import").get_data(as_text=True)
     answer = staff_client.post(
         "/admin/subscribers/import",
@@ -136,7 +136,7 @@ def test_an_import_needs_a_consent_choice_and_a_csrf_token(staff_client, section
     assert db.session.scalar(select(Subscriber)) is None
 
 
-def test_a_file_that_is_not_utf8_is_refused_whole(staff_client, sections):
+def test_a_file_that_is_not_utf8_is_refused_whole(staff_client, topics):
     page = staff_client.get("/admin/subscribers/import").get_data(as_text=True)
     data = "email,name\nli@example.com,李四\n".encode("gbk")
     answer = staff_client.post(
@@ -153,13 +153,13 @@ def test_a_file_that_is_not_utf8_is_refused_whole(staff_client, sections):
     assert db.session.scalar(select(Subscriber)) is None
 
 
-def test_the_export_cannot_run_formulas_in_a_spreadsheet(staff_client, sections):
+def test_the_export_cannot_run_formulas_in_a_spreadsheet(staff_client, topics):
     db.session.add(
         Subscriber(
             email="evil@example.com",
             name='=HYPERLINK("https://evil.example","点我")',
             status=SubscriberStatus.ACTIVE,
-            topics=[sections[0]],
+            topics=[topics[0]],
         )
     )
     db.session.commit()

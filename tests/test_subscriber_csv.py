@@ -41,7 +41,7 @@ def by_email(address: str) -> Subscriber:
     return db.session.scalar(select(Subscriber).where(Subscriber.email == address))
 
 
-def section_names(subscriber: Subscriber) -> list[str]:
+def topic_names(subscriber: Subscriber) -> list[str]:
     return [t.name for t in subscriber.topics]
 
 
@@ -60,13 +60,13 @@ def test_a_consented_import_makes_active_readers_with_their_sections(topics):
     li = by_email("li.lei@example.com")
     assert li.status == SubscriberStatus.ACTIVE
     assert li.name == "李雷"
-    assert section_names(li) == ["质量要闻", "国际动态"]
+    assert topic_names(li) == ["质量要闻", "国际动态"]
     assert li.consent_method == ConsentMethod.IMPORTED_CONSENTED
     assert li.consent_source == BY_STAFF
     assert li.consented_at is not None
-    assert section_names(by_email("han.meimei@example.com")) == ["质量热点", "权威观点"]
-    assert section_names(by_email("wang@example.com")) == ["质量要闻", "Industry News"]
-    assert section_names(by_email("zhao@example.com")) == [*SECTIONS, "Industry News"]
+    assert topic_names(by_email("han.meimei@example.com")) == ["质量热点", "权威观点"]
+    assert topic_names(by_email("wang@example.com")) == ["质量要闻", "Industry News"]
+    assert topic_names(by_email("zhao@example.com")) == [*SECTIONS, "Industry News"]
     [detail] = db.session.scalars(
         select(SubscriberEvent.detail).where(
             SubscriberEvent.subscriber_id == li.id, SubscriberEvent.kind == EventKind.IMPORTED
@@ -154,7 +154,7 @@ def test_an_address_twice_in_the_file_is_merged_and_the_later_line_reported(topi
     assert report.duplicates == [(4, 2)]
     twice = by_email("twice@example.com")
     assert twice.name == "后来的名字"
-    assert section_names(twice) == ["质量要闻", "国际动态"]
+    assert topic_names(twice) == ["质量要闻", "国际动态"]
 
 
 def test_an_import_brings_back_neither_an_erased_nor_an_unsubscribed_address(topics):
@@ -201,7 +201,7 @@ def test_readers_already_here_keep_their_sections(topics):
     db.session.commit()
     assert (report.created, report.updated) == (0, 2)
     active, pending = by_email("active@example.com"), by_email("pending@example.com")
-    assert section_names(active) == ["质量热点"]  # their own choice, not the file's
+    assert topic_names(active) == ["质量热点"]  # their own choice, not the file's
     assert active.name == "新名"  # they had none
     assert pending.name == "原名"  # theirs wins
     assert pending.status == SubscriberStatus.ACTIVE  # staff vouch for their consent

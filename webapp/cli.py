@@ -270,7 +270,7 @@ def export_subscribers_command(output: Path | None) -> None:
 
 DEMO_DOCUMENT = Path(__file__).parent / "demo" / "bulletin-2022-08.md"
 DEMO_STAFF = "admin@example.com"
-DEMO_READER = "reader@example.com"
+DEMO_SUBSCRIBER = "reader@example.com"
 
 
 @click.command("demo")
@@ -283,17 +283,17 @@ def demo_command() -> None:
             f"Loaded the sample bulletin as draft issue {issue.id} "
             f"({len(report.articles)} articles)."
         )
-    if not db.session.scalar(select(Subscriber).where(Subscriber.email == DEMO_READER)):
+    if not db.session.scalar(select(Subscriber).where(Subscriber.email == DEMO_SUBSCRIBER)):
         topics = db.session.scalars(select(Topic).where(Topic.active.is_(True))).all()
         db.session.add(
             Subscriber(
-                email=DEMO_READER,
+                email=DEMO_SUBSCRIBER,
                 name="演示读者",
                 status=SubscriberStatus.ACTIVE,
                 topics=list(topics),
             )
         )
-        click.echo(f"Added the demo reader {DEMO_READER} with every section.")
+        click.echo(f"Added the demo reader {DEMO_SUBSCRIBER} with every section.")
     if not db.session.scalar(select(func.count()).select_from(StaffUser)):
         user, password = create_staff(DEMO_STAFF, role=StaffRole.ADMIN)
         click.echo(f"Staff login: {user.email}  password: {password}  (shown once)")

@@ -17,9 +17,9 @@ from .errors import BulletinError
 from .extensions import db
 from .importing import ImportReport, make_lead, parse_document
 from .models import Article, Issue, IssueStatus, Topic, utcnow
-from .rendering import CONTENT_MODES, ArticleContent, IssueContent, SectionContent, safe_url
-from .sections import unique_slug
+from .rendering import CONTENT_MODES, ArticleContent, IssueContent, TopicContent, safe_url
 from .tokens import external_url
+from .topics import unique_slug
 
 # Statuses whose content staff may still change. Anything later has gone (or is going) to
 # readers, and the digests already rendered from it must stay what was sent.
@@ -114,7 +114,7 @@ def issue_content(issue: Issue, bulletin_name: str) -> IssueContent:
         select(Topic).where(Topic.id.in_(by_topic)).order_by(Topic.position, Topic.id)
     ).all()
     sections = tuple(
-        SectionContent(
+        TopicContent(
             topic_id=topic.id,
             name=topic.name,
             articles=tuple(

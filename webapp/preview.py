@@ -40,7 +40,7 @@ class PreviewError(BulletinError):
 
 
 # Beyond this many sections an issue's sets are too many to render for a table (2^n - 1).
-MAX_SECTIONS_FOR_ALL_SETS = 4
+MAX_TOPICS_FOR_ALL_SETS = 4
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def _article_count(issue: Issue, topic_ids: frozenset[int]) -> int:
     return sum(1 for article in issue.articles if article.topic_id in topic_ids)
 
 
-def for_sections(issue: Issue, topic_ids: Iterable[int], locale: str = "zh") -> Preview:
+def for_topics(issue: Issue, topic_ids: Iterable[int], locale: str = "zh") -> Preview:
     """The issue as a reader of these sections gets it (sections without articles ignored)."""
     chosen = frozenset(topic_ids) & issue_topic_ids(issue.id)
     if not chosen:
@@ -164,7 +164,7 @@ def set_sizes(issue: Issue, locale: str = "zh") -> list[SetSize]:
     topics = db.session.scalars(
         select(Topic).where(Topic.id.in_(issue_topic_ids(issue.id))).order_by(Topic.position)
     ).all()
-    if len(topics) <= MAX_SECTIONS_FOR_ALL_SETS:
+    if len(topics) <= MAX_TOPICS_FOR_ALL_SETS:
         sets = [c for n in range(1, len(topics) + 1) for c in combinations(topics, n)]
     else:
         sets = [(t,) for t in topics] + [tuple(topics)]
@@ -191,7 +191,7 @@ def send_test(
     issue = db.session.get(Issue, issue_id)
     if issue is None:
         raise LookupError(f"issue {issue_id} does not exist")
-    preview = for_sections(issue, topic_ids, locale)
+    preview = for_topics(issue, topic_ids, locale)
     template = _rendered(issue, preview.topic_ids, preview.locale)
     _ = Translator(preview.locale)
     message = digest_message(

@@ -84,7 +84,7 @@ class ArticleContent:
 
 
 @dataclass(frozen=True)
-class SectionContent:
+class TopicContent:
     topic_id: int
     name: str
     articles: tuple[ArticleContent, ...]
@@ -97,7 +97,7 @@ class IssueContent:
     period: str
     bulletin_name: str
     web_url: str
-    sections: tuple[SectionContent, ...]
+    sections: tuple[TopicContent, ...]
     content_mode: str = "auto"
 
 
@@ -231,7 +231,7 @@ def inline_css(document: str) -> str:
     ).transform()
 
 
-def _sections_for(content: IssueContent, topic_ids: frozenset[int]) -> list[SectionContent]:
+def _topics_for(content: IssueContent, topic_ids: frozenset[int]) -> list[TopicContent]:
     sections = [s for s in content.sections if s.topic_id in topic_ids and s.articles]
     if not sections:
         raise RenderError(f"issue {content.id} has no article in sections {sorted(topic_ids)}")
@@ -257,7 +257,7 @@ def _article_view(article: ArticleContent, full: bool) -> dict:
 
 def _render_pair(
     content: IssueContent,
-    sections: list[SectionContent],
+    sections: list[TopicContent],
     full_ids: frozenset[int],
     *,
     locale: str,
@@ -305,7 +305,7 @@ def render_digest(
     it does not (once to measure). The result depends only on the arguments.
     """
     topic_ids = frozenset(topic_ids)
-    sections = _sections_for(content, topic_ids)
+    sections = _topics_for(content, topic_ids)
     articles = [a for s in sections for a in s.articles]
     mode = content.content_mode if content.content_mode in CONTENT_MODES else "auto"
     full_ids = frozenset(a.id for a in articles) if mode != "leads" else frozenset()

@@ -45,7 +45,7 @@ from .subscriptions import (
 )
 
 COLUMNS = ("email", "name", "sections")
-SECTION_SEPARATORS = re.compile(r"[;|、]")
+TOPIC_SEPARATORS = re.compile(r"[;|、]")
 # Addresses per IN (...) lookup and rows per INSERT: well under SQLite's 32,766 parameters.
 CHUNK = 2000
 
@@ -133,7 +133,7 @@ def _parse(text: str, report: CsvImportReport) -> dict[str, _Row]:
     if "email" not in header or unknown:
         found = ",".join(header)
         raise CsvImportError("csv-header", expected=",".join(COLUMNS), found=found)
-    sections = _section_lookup()
+    topics = _topic_lookup()
     rows: dict[str, _Row] = {}
     line = reader.line_num + 1
     for cells in reader:
@@ -141,7 +141,7 @@ def _parse(text: str, report: CsvImportReport) -> dict[str, _Row]:
         if not any(cell.strip() for cell in cells):
             continue
         try:
-            row = _row(start, header, cells, sections)
+            row = _row(start, header, cells, topics)
         except (CsvImportError, SubscriptionError) as exc:
             report.errors.append((start, exc))
             continue
@@ -155,7 +155,7 @@ def _parse(text: str, report: CsvImportReport) -> dict[str, _Row]:
     return rows
 
 
-def _section_lookup() -> dict[str, Topic | None]:
+def _topic_lookup() -> dict[str, Topic | None]:
     """Topic by lower-cased name and slug; None for a section that is no longer offered."""
     lookup: dict[str, Topic | None] = {}
     for topic in db.session.scalars(select(Topic).order_by(Topic.position, Topic.id)):
@@ -164,7 +164,7 @@ def _section_lookup() -> dict[str, Topic | None]:
     return lookup
 
 
-def _row(line: int, header: list[str], cells: list[str], sections: dict) -> _Row:
+def _row(line: int, header: list[str], cells: list[str], topics: dict) -> _Row:
     if len(cells) < len(header):
         raise CsvImportError("csv-column-missing", column=header[len(cells)])
     if len(cells) > len(header):
@@ -174,16 +174,16 @@ def _row(line: int, header: list[str], cells: list[str], sections: dict) -> _Row
         raise CsvImportError("csv-email-missing")
     email = normalize_email(values["email"])
     topic_ids = set()
-    names = [name.strip() for name in SECTION_SEPARATORS.split(values.get("sections", ""))]
+    names = [name.strip() for name in TOPIC_SEPARATORS.split(values.get("sections", ""))]
     for wanted in filter(None, names):
         key = wanted.lower()
-        if key not in sections:
+        if key not in topics:
             raise CsvImportError("csv-topic-unknown", name=wanted)
-        if sections[key] is None:
+        if topics[key] is None:
             raise CsvImportError("csv-topic-closed", name=wanted)
-        topic_ids.add(sections[key].id)
+        topic_ids.add(topics[key].id)
     if not topic_ids:
-        topic_ids = {t.id for t in sections.values() if t is not None}
+        topic_ids = {t.id for t in topics.values() if t is not None}
     return _Row(line, email, clean_display_name(values.get("name", "")), topic_ids)
 
 
@@ -378,9 +378,9 @@ def export_subscribers(
             subscriber_topics.c.topic_id == topic_id
         )
         query = query.where(Subscriber.id.in_(chosen))
-    sections: dict[int, list[str]] = {}
+    topics: dict[int, list[str]] = {}
     for subscriber_id, name in db.session.execute(links):
-        sections.setdefault(subscriber_id, []).append(name)
+        topics.setdefault(subscriber_id, []).append(name)
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     writer.writerow(["email", "name", "status", "sections", "created_at"])
@@ -389,7 +389,7 @@ def export_subscribers(
             email,
             name,
             row_status.value,
-            ";".join(sections.get(subscriber_id, [])),
+            ";".join(topics.get(subscriber_id, [])),
             created_at.isoformat(),
         ]
         writer.writerow([formula_safe(cell) for cell in cells])

@@ -1,4 +1,5 @@
-"""Sections (topics) as staff manage them: create, rename, reorder, archive and unarchive.
+"""Topics (the pages say sections, 栏目) as staff manage them: create, rename, reorder,
+archive and unarchive.
 
 Functions flush and leave the commit to the caller; each change writes an audit entry in
 the same transaction. Archiving only sets `Topic.active`: the subscribe form, the readers'
@@ -23,8 +24,8 @@ from .models import Topic
 NAME_MAX_LENGTH = 100  # Topic.name is String(100)
 
 
-class SectionError(BulletinError):
-    """A change to sections that cannot be made; the code says why."""
+class TopicError(BulletinError):
+    """A change to topics that cannot be made; the code says why."""
 
 
 def ordered() -> list[Topic]:
@@ -32,7 +33,7 @@ def ordered() -> list[Topic]:
     return list(db.session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
 
 
-def create_section(name: str) -> Topic:
+def create_topic(name: str) -> Topic:
     """Add an open section at the end, with a unique slug made from its name."""
     name = _clean_name(name)
     _refuse_duplicate(name)
@@ -44,7 +45,7 @@ def create_section(name: str) -> Topic:
     return topic
 
 
-def rename_section(topic_id: int, name: str) -> Topic:
+def rename_topic(topic_id: int, name: str) -> Topic:
     """Give a section a new name. The slug stays, so CSV files that name the section by its
     slug and links already sent keep working."""
     topic = _get(topic_id)
@@ -59,7 +60,7 @@ def rename_section(topic_id: int, name: str) -> Topic:
     return topic
 
 
-def move_section(topic_id: int, offset: int) -> bool:
+def move_topic(topic_id: int, offset: int) -> bool:
     """Move a section up (offset -1) or down (+1) in the order, renumbering every section
     1..n so positions stay dense. False when it is already first or last."""
     if offset not in (-1, 1):
@@ -80,7 +81,7 @@ def move_section(topic_id: int, offset: int) -> bool:
     return True
 
 
-def archive_section(topic_id: int) -> bool:
+def archive_topic(topic_id: int) -> bool:
     """Stop offering a section to new readers, issues and imports; readers who chose it keep
     it. False when it was already archived."""
     topic = _get(topic_id)
@@ -91,14 +92,14 @@ def archive_section(topic_id: int) -> bool:
     )
     if not others_open:
         # With no open section the subscribe form could accept nobody.
-        raise SectionError("topic-last-open")
+        raise TopicError("topic-last-open")
     topic.active = False
     db.session.flush()
     audit.record("section-archive", detail=f"#{topic.id} {topic.name}")
     return True
 
 
-def unarchive_section(topic_id: int) -> bool:
+def unarchive_topic(topic_id: int) -> bool:
     """Offer an archived section again. False when it was not archived."""
     topic = _get(topic_id)
     if topic.active:
@@ -112,7 +113,7 @@ def unarchive_section(topic_id: int) -> bool:
 def _get(topic_id: int) -> Topic:
     topic = db.session.get(Topic, topic_id)
     if topic is None:
-        raise SectionError("topic-missing", id=topic_id)
+        raise TopicError("topic-missing", id=topic_id)
     return topic
 
 
@@ -120,9 +121,9 @@ def _clean_name(name: str) -> str:
     # Line breaks and runs of spaces in a pasted name would show up in every email.
     name = " ".join((name or "").split())
     if not name:
-        raise SectionError("topic-name-missing")
+        raise TopicError("topic-name-missing")
     if len(name) > NAME_MAX_LENGTH:
-        raise SectionError("topic-name-too-long", count=NAME_MAX_LENGTH)
+        raise TopicError("topic-name-too-long", count=NAME_MAX_LENGTH)
     return name
 
 
@@ -139,13 +140,11 @@ def _refuse_duplicate(name: str, *, exclude_id: int | None = None) -> None:
         if topic.id == exclude_id:
             continue
         if name == topic.name:
-            raise SectionError("topic-name-taken", name=name)
+            raise TopicError("topic-name-taken", name=name)
         if key == _key(topic.name):
-            raise SectionError("topic-name-alike", name=name, existing=topic.name)
+            raise TopicError("topic-name-alike", name=name, existing=topic.name)
         if key == _key(topic.slug):
-            raise SectionError(
-                "topic-name-is-slug", name=name, existing=topic.name, slug=topic.slug
-            )
+            raise TopicError("topic-name-is-slug", name=name, existing=topic.name, slug=topic.slug)
 
 
 def slugify(name: str) -> str:
@@ -177,4 +176,4 @@ def _flush(name: str) -> None:
     try:
         db.session.flush()
     except IntegrityError as exc:
-        raise SectionError("topic-changed") from exc
+        raise TopicError("topic-changed") from exc

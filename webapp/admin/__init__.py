@@ -8,8 +8,8 @@ from . import (  # noqa: E402,F401
     auth,
     dashboard,
     issues,
-    sections,
     sending,
     settings,
     subscribers,
+    topics,
 )

@@ -11,7 +11,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from .. import issues as issue_service
+from .. import issues
 from ..errors import describe
 from ..extensions import db
 from ..importing import make_lead
@@ -65,9 +65,9 @@ def _save(form: ArticleForm, issue: Issue, article: Article | None, write):
         return _form_page(form, issue, article)
     try:
         saved = write(form.draft())
-    except issue_service.IssueNotEditable as exc:
+    except issues.IssueNotEditable as exc:
         return _refused(issue.id, describe(exc))
-    except issue_service.ArticleError as exc:
+    except issues.ArticleError as exc:
         db.session.rollback()
         getattr(form, exc.field).errors.append(describe(exc))
         return _form_page(form, issue, article, 400)
@@ -78,8 +78,8 @@ def _save(form: ArticleForm, issue: Issue, article: Article | None, write):
 
 def _editable_or_refused(issue: Issue):
     try:
-        issue_service.ensure_editable(issue)
-    except issue_service.IssueNotEditable as exc:
+        issues.ensure_editable(issue)
+    except issues.IssueNotEditable as exc:
         return _refused(issue.id, describe(exc))
     return None
 
@@ -90,7 +90,7 @@ def new_article(issue_id: int):
     if refused := _editable_or_refused(issue):
         return refused
     form = ArticleForm()
-    return _save(form, issue, None, lambda draft: issue_service.add_staff_article(issue.id, draft))
+    return _save(form, issue, None, lambda draft: issues.add_staff_article(issue.id, draft))
 
 
 @bp.route("/issues/<int:issue_id>/articles/<int:article_id>/edit", methods=["GET", "POST"])
@@ -100,7 +100,7 @@ def edit_article(issue_id: int, article_id: int):
     if refused := _editable_or_refused(issue):
         return refused
     form = ArticleForm(obj=article, current_topic_id=article.topic_id)
-    return _save(form, issue, article, lambda draft: issue_service.edit_article(article, draft))
+    return _save(form, issue, article, lambda draft: issues.edit_article(article, draft))
 
 
 @bp.post("/issues/<int:issue_id>/articles/<int:article_id>/delete")
@@ -110,8 +110,8 @@ def delete_article(issue_id: int, article_id: int):
         abort(400)
     title = article.title
     try:
-        issue_service.delete_article(article)
-    except issue_service.IssueNotEditable as exc:
+        issues.delete_article(article)
+    except issues.IssueNotEditable as exc:
         return _refused(issue_id, describe(exc))
     db.session.commit()
     flash(_("已删除：%(title)s", title=title))
@@ -126,8 +126,8 @@ def move_article(issue_id: int, article_id: int):
     if not ActionForm().validate_on_submit() or direction not in ("up", "down"):
         abort(400)
     try:
-        moved = issue_service.move_article(article, -1 if direction == "up" else 1)
-    except issue_service.IssueNotEditable as exc:
+        moved = issues.move_article(article, -1 if direction == "up" else 1)
+    except issues.IssueNotEditable as exc:
         return _refused(issue_id, describe(exc))
     if moved:
         db.session.commit()

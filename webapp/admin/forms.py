@@ -16,7 +16,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, Length, Optional, StopValidation, ValidationError
 
-from .. import issues as issue_service
+from .. import issues
 from ..rendering import safe_url
 
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # a bulletin is ~100 KB of text; 2 MB is generous
@@ -141,8 +141,8 @@ def _name_with_url(form, field) -> None:
 
 
 def _body_size(form, field) -> None:
-    if len((field.data or "").encode("utf-8")) > issue_service.BODY_MAX_BYTES:
-        limit = issue_service.BODY_MAX_BYTES // 1024
+    if len((field.data or "").encode("utf-8")) > issues.BODY_MAX_BYTES:
+        limit = issues.BODY_MAX_BYTES // 1024
         raise ValidationError(_("正文超过 %(size)s KB，请拆成几篇。", size=limit))
 
 
@@ -165,7 +165,7 @@ class ArticleForm(FlaskForm):
         filters=[_strip],
         validators=[
             DataRequired(lazy_gettext("请填写标题。")),
-            Length(max=issue_service.TITLE_MAX, message=lazy_gettext("标题最多 300 个字。")),
+            Length(max=issues.TITLE_MAX, message=lazy_gettext("标题最多 300 个字。")),
         ],
     )
     topic_id = SelectField(
@@ -179,9 +179,7 @@ class ArticleForm(FlaskForm):
         filters=[_strip],
         validators=[
             _name_with_url,
-            Length(
-                max=issue_service.SOURCE_NAME_MAX, message=lazy_gettext("来源名称最多 300 个字。")
-            ),
+            Length(max=issues.SOURCE_NAME_MAX, message=lazy_gettext("来源名称最多 300 个字。")),
         ],
     )
     source_url = StringField(
@@ -191,7 +189,7 @@ class ArticleForm(FlaskForm):
             Optional(),
             _http_only,
             URL(require_tld=False, message=lazy_gettext("这不是一个完整的网址。")),
-            Length(max=issue_service.SOURCE_URL_MAX, message=lazy_gettext("网址太长。")),
+            Length(max=issues.SOURCE_URL_MAX, message=lazy_gettext("网址太长。")),
         ],
     )
     lead = TextAreaField(lazy_gettext("导语（可不填，留空则自动生成）"))
@@ -206,11 +204,11 @@ class ArticleForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.topic_id.choices = [
             (t.id, t.name if t.active else _("%(name)s（已归档）", name=t.name))
-            for t in issue_service.topic_choices(current_topic_id)
+            for t in issues.topic_choices(current_topic_id)
         ]
 
-    def draft(self) -> issue_service.ArticleDraft:
-        return issue_service.ArticleDraft(
+    def draft(self) -> issues.ArticleDraft:
+        return issues.ArticleDraft(
             topic_id=self.topic_id.data,
             title=self.title.data or "",
             body=self.body.data or "",

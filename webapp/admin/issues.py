@@ -111,7 +111,7 @@ def _preview_request(issue: Issue):
         if subscriber:
             return preview.for_subscriber(issue, subscriber), None
         topic_ids = request.args.getlist("topics", type=int) or issue_topic_ids(issue.id)
-        return preview.for_sections(issue, topic_ids, request.args.get("locale", "zh")), None
+        return preview.for_topics(issue, topic_ids, request.args.get("locale", "zh")), None
     except preview.PreviewError as exc:
         return None, describe(exc)
 

@@ -1,4 +1,5 @@
-"""Staff pages for sections (admins): the list with reader counts, and the changes to it.
+"""Staff pages for topics (the pages say sections; admins only): the list with subscriber
+counts, and the changes to it.
 
 Every change is a POST with a CSRF token that redirects back to the list; a refused change
 shows the list again with the reason, and changes nothing.
@@ -13,7 +14,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField, SubmitField
 from wtforms.validators import AnyOf, DataRequired
 
-from .. import directory, sections
+from .. import directory, topics
 from ..errors import describe
 from ..extensions import db
 from ..models import Topic
@@ -21,7 +22,7 @@ from . import bp
 from .auth import admin_only
 
 
-class SectionNameForm(FlaskForm):
+class TopicNameForm(FlaskForm):
     """Create a section, or rename one (the same field, posted to another address)."""
 
     name = StringField(
@@ -45,16 +46,16 @@ def _page(*, create_form=None, rename=None, error: str = "", status: int = 200):
     counts = {c.topic_id: c for c in directory.counts_by_topic()}
     return render_template(
         "admin/sections.html",
-        topics=sections.ordered(),
+        topics=topics.ordered(),
         counts=counts,
-        create_form=create_form or SectionNameForm(formdata=None),
+        create_form=create_form or TopicNameForm(formdata=None),
         rename=rename or {},
-        max_length=sections.NAME_MAX_LENGTH,
+        max_length=topics.NAME_MAX_LENGTH,
         error=error,
     ), status
 
 
-def _refused(exc: sections.SectionError, **page):
+def _refused(exc: topics.TopicError, **page):
     db.session.rollback()
     if exc.code == "topic-missing":
         abort(404)
@@ -72,12 +73,12 @@ def sections_list():
 @bp.post("/sections")
 @admin_only
 def section_create():
-    form = SectionNameForm()
+    form = TopicNameForm()
     if not form.validate_on_submit():
         return _page(create_form=form, status=400)
     try:
-        topic = sections.create_section(form.name.data)
-    except sections.SectionError as exc:
+        topic = topics.create_topic(form.name.data)
+    except topics.TopicError as exc:
         form.name.errors = [describe(exc)]
         return _refused(exc, create_form=form)
     db.session.commit()
@@ -88,13 +89,13 @@ def section_create():
 @bp.post("/sections/<int:topic_id>/rename")
 @admin_only
 def section_rename(topic_id: int):
-    form = SectionNameForm()
+    form = TopicNameForm()
     if not form.validate_on_submit():
         rename = {"id": topic_id, "value": form.name.data or "", "errors": form.name.errors}
         return _page(rename=rename, status=400)
     try:
-        topic = sections.rename_section(topic_id, form.name.data)
-    except sections.SectionError as exc:
+        topic = topics.rename_topic(topic_id, form.name.data)
+    except topics.TopicError as exc:
         rename = {"id": topic_id, "value": form.name.data, "errors": [describe(exc)]}
         return _refused(exc, rename=rename)
     db.session.commit()
@@ -109,8 +110,8 @@ def section_move(topic_id: int):
     if not form.validate_on_submit():
         abort(400)
     try:
-        moved = sections.move_section(topic_id, -1 if form.direction.data == "up" else 1)
-    except sections.SectionError as exc:
+        moved = topics.move_topic(topic_id, -1 if form.direction.data == "up" else 1)
+    except topics.TopicError as exc:
         return _refused(exc)
     db.session.commit()
     if not moved:
@@ -136,10 +137,10 @@ def section_unarchive(topic_id: int):
 def _set_active(topic_id: int, *, active: bool):
     if not ButtonForm().validate_on_submit():
         abort(400)
-    change = sections.unarchive_section if active else sections.archive_section
+    change = topics.unarchive_topic if active else topics.archive_topic
     try:
         change(topic_id)
-    except sections.SectionError as exc:
+    except topics.TopicError as exc:
         return _refused(exc)
     db.session.commit()
     name = db.session.get(Topic, topic_id).name

@@ -23,10 +23,10 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from .. import issues as issue_service
 from .. import queue, subscriptions
 from ..errors import describe
 from ..extensions import csrf, db, limiter
+from ..issues import issue_content
 from ..models import EventSource, Issue, IssueStatus, SubscriberStatus, Topic
 from ..rendering import markdown_to_html
 from ..subscriptions import Consent, SubscriptionError
@@ -52,7 +52,7 @@ def _link_or_error_page(purpose: Purpose, token: str):
         return None, (render_template("public/bad_link.html", expired=exc.expired), 400)
 
 
-def _reader_or_error_page(purpose: Purpose, token: str):
+def _subscriber_or_error_page(purpose: Purpose, token: str):
     """(reader, None) for a good link to a reader who still exists, else (None, response)."""
     link, error = _link_or_error_page(purpose, token)
     if error:
@@ -142,7 +142,7 @@ def subscribe():
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"], methods=["POST"])
 def confirm(token: str):
-    reader, error = _reader_or_error_page(Purpose.CONFIRM, token)
+    reader, error = _subscriber_or_error_page(Purpose.CONFIRM, token)
     if error:
         return error
     form = ButtonForm()
@@ -157,14 +157,14 @@ def confirm(token: str):
     return render_template("public/confirm.html", form=form)
 
 
-def _preferences_reader(token: str):
-    return _reader_or_error_page(Purpose.PREFERENCES, token)
+def _preferences_subscriber(token: str):
+    return _subscriber_or_error_page(Purpose.PREFERENCES, token)
 
 
 @bp.route("/preferences/<token>", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"], methods=["POST"])
 def preferences(token: str):
-    subscriber, error = _preferences_reader(token)
+    subscriber, error = _preferences_subscriber(token)
     if error:
         return error
     form = PreferencesForm()
@@ -207,7 +207,7 @@ def preferences(token: str):
 @limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"])
 def leave(token: str):
     """'Unsubscribe from everything' on the preferences page."""
-    subscriber, error = _preferences_reader(token)
+    subscriber, error = _preferences_subscriber(token)
     if error:
         return error
     if not ButtonForm().validate_on_submit():
@@ -221,7 +221,7 @@ def leave(token: str):
 @limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"])
 def my_data(token: str):
     """Everything stored about the reader, as a JSON download."""
-    subscriber, error = _preferences_reader(token)
+    subscriber, error = _preferences_subscriber(token)
     if error:
         return error
     body = json.dumps(subscriptions.export_data(subscriber.id), ensure_ascii=False, indent=2)
@@ -236,7 +236,7 @@ def my_data(token: str):
 @limiter.limit(lambda: current_app.config["RATELIMIT_LINKS"], methods=["POST"])
 def erase(token: str):
     """Delete the reader's data; GET asks first, POST erases."""
-    subscriber, error = _preferences_reader(token)
+    subscriber, error = _preferences_subscriber(token)
     if error:
         return error
     form = ButtonForm()
@@ -247,7 +247,7 @@ def erase(token: str):
     return render_template("public/erase.html", form=form, subscriber=subscriber)
 
 
-def _section(value) -> Topic | None:
+def _topic(value) -> Topic | None:
     try:
         topic_id = int(value)
     except (TypeError, ValueError):
@@ -268,7 +268,7 @@ def unsubscribe(token: str):
     # into the token as "t"). An unknown section is refused rather than read as "all".
     topic = None
     if link.topic_id is not None or "section" in request.args:
-        topic = _section(link.topic_id if link.topic_id is not None else request.args["section"])
+        topic = _topic(link.topic_id if link.topic_id is not None else request.args["section"])
         if topic is None:
             return render_template("public/bad_link.html", expired=False), 400
     if request.method == "GET":
@@ -300,7 +300,7 @@ def issue(issue_id: int):
     item = db.get_or_404(Issue, issue_id)
     if item.status not in PUBLISHED:
         abort(404)
-    content = issue_service.issue_content(item, current_app.config["BULLETIN_NAME"])
+    content = issue_content(item, current_app.config["BULLETIN_NAME"])
     return render_template("public/issue.html", issue=content)
 
 
