@@ -38,9 +38,10 @@ translations: install
 	$(BIN)/pybabel update -i $(CATALOG)/messages.pot -d $(CATALOG) -l en --no-fuzzy-matching
 	$(BIN)/pybabel compile -d $(CATALOG)
 
-## The README's screenshots, taken by the newsroom browser test.
+## The README's screenshots, taken by the browser tests.
 screenshots: install
-	SCREENSHOTS_DIR=webapp/static/screenshots $(BIN)/python -m pytest -q tests/test_browser_newsroom.py
+	SCREENSHOTS_DIR=webapp/static/screenshots $(BIN)/python -m pytest -q tests/test_browser_newsroom.py \
+		tests/test_browser_readership.py
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -112,6 +112,7 @@ def _clean_tables(request):
     # Ids restart with the tables, so a digest cached for "issue 1" must go with them.
     digests.clear()
     site_settings.forget_cached()
+    forget_counters(app)
     with app.app_context():
         limiter.reset()
     with app.app_context():
@@ -125,6 +126,16 @@ def _clean_tables(request):
                     conn.execute(table.delete())
                 # Readers' ids never repeat (AUTOINCREMENT); restart them as PostgreSQL's are.
                 conn.execute(text("DELETE FROM sqlite_sequence"))
+
+
+def forget_counters(app) -> None:
+    """Drop click counters left in Redis: ids restart with the tables."""
+    from webapp.extensions import redis_client
+
+    with app.app_context():
+        client = redis_client()
+        for key in client.scan_iter(match="bulletin:readership:*"):
+            client.delete(key)
 
 
 def _settle_tasks(app) -> None:

@@ -208,10 +208,15 @@ def test_a_name_full_of_markup_is_text_in_the_greeting():
     ("name", "chosen"), [("one-section", frozenset({2})), ("all-sections", ALL)]
 )
 @pytest.mark.parametrize("part", ["html", "txt"])
-def test_snapshot_of_the_rendered_sample(name, chosen, part):
-    """The sample as readers get it. After a deliberate change to the templates, run
-    `UPDATE_SNAPSHOTS=1 make test` and review the diff of tests/snapshots/ like code."""
-    html, text = personalize(render_digest(sample_content("auto"), chosen), READER)
+def test_snapshot_of_the_rendered_sample(app, name, chosen, part):
+    """The sample as readers get it, counted links included. After a deliberate change to
+    the templates, run `UPDATE_SNAPSHOTS=1 make test` and review the diff of tests/snapshots/
+    like code."""
+    from webapp.readership import with_counted_links
+
+    with app.app_context():
+        content = with_counted_links(sample_content("auto"))
+    html, text = personalize(render_digest(content, chosen), READER)
     rendered = html if part == "html" else text
     path = SNAPSHOTS / f"sample-{name}.{part}"
     if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not path.exists():

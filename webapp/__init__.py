@@ -96,8 +96,14 @@ def celery_settings(config: dict[str, Any]) -> dict[str, Any]:
                 "task": "bulletin.sweep",
                 "schedule": sweep_seconds,
                 "options": {"expires": sweep_seconds},
-            }
+            },
+            # Click and page-view counters, from Redis into the database (readership.py).
+            "readership": {
+                "task": "bulletin.flush_readership",
+                "schedule": sweep_seconds,
+                "options": {"expires": sweep_seconds},
+            },
         },
         "task_always_eager": config.get("CELERY_ALWAYS_EAGER", False),
-        "include": ["tasks.sending", "tasks.mail"],
+        "include": ["tasks.sending", "tasks.mail", "tasks.readership"],
     }

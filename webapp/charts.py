@@ -88,7 +88,7 @@ def daily_counts(days: int = 90, *, today: date | None = None) -> DailyCounts:
 class Series:
     key: str  # names the series in data-series, for styles and tests
     label: str  # in the legend and the accessible text
-    values: Sequence[int]  # one per day
+    values: Sequence[float]  # one per day (or per label)
     color: str
     dashed: bool = False  # so the series differ by more than colour
 
@@ -108,10 +108,17 @@ def svg_chart(
     x_label: str,
     y_label: str,
     chart_id: str = "chart",
+    labels: Sequence[str] | None = None,
+    tick_every: int = X_TICK_EVERY,
 ) -> Markup:
     """An inline <svg> line chart of daily figures: a title and a description for screen
     readers, a legend, axes with labels, and a mark with a tooltip on every non-zero day
-    (with data-date and data-count). Every text is escaped."""
+    (with data-date and data-count). Every text is escaped.
+
+    `labels`, one per point, replace the dates under the axis and in the tooltips (the
+    readership chart's points are issues, not days)."""
+    if labels is not None and len(labels) != len(days):
+        raise ValueError("one label per point")
     if not days or any(len(s.values) != len(days) for s in series):
         raise ValueError("every series needs one value per day")
     top_value, step = _y_scale(max((max(s.values) for s in series), default=0))
@@ -139,11 +146,12 @@ def svg_chart(
             f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value}</text>'
         )
     # Date labels every X_TICK_EVERY days, counted back from the last day so it is labelled.
-    for i in range(len(days) - 1, -1, -X_TICK_EVERY):
+    for i in range(len(days) - 1, -1, -tick_every):
+        tick = labels[i] if labels is not None else days[i].strftime("%m-%d")
         parts.append(
             f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{TOP + plot_h}" y2="{TOP + plot_h + 4}" '
             f'stroke="#6b7280"/><text x="{x(i):.1f}" y="{TOP + plot_h + 18}" '
-            f'text-anchor="middle">{escape(days[i].strftime("%m-%d"))}</text>'
+            f'text-anchor="middle">{escape(tick)}</text>'
         )
     parts.append(
         f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" '
@@ -172,10 +180,11 @@ def svg_chart(
         for i, value in enumerate(s.values):
             if value:
                 day = days[i].isoformat()
+                where = labels[i] if labels is not None else day
                 parts.append(
                     f'<circle cx="{x(i):.1f}" cy="{y(value):.1f}" r="3" fill="{color}" '
                     f'data-date="{day}" data-count="{value}">'
-                    f"<title>{escape(f'{day} {s.label}: {value}')}</title></circle>"
+                    f"<title>{escape(f'{where} {s.label}: {value}')}</title></circle>"
                 )
         parts.append("</g>")
     parts.append("</svg>")

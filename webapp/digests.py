@@ -19,6 +19,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from . import readership, site_settings
 from .extensions import db
 from .issues import issue_content, issue_topic_ids
 from .mailer import Base64Template, MessageSkeleton, build_message, dkim_sign
@@ -60,10 +61,16 @@ def topics_key(topic_ids: frozenset[int] | set[int]) -> str:
 
 
 def render_issue(issue: Issue, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
-    """Render an issue as it stands now, for one set of sections (previews, and sending)."""
+    """Render an issue as it stands now, for one set of sections (previews, and sending).
+
+    Whether article and source links are counted (go through /r/) is decided here, when the
+    digest is rendered: the stored digest of an issue already sending keeps its links."""
     config = current_app.config
+    content = issue_content(issue, config["BULLETIN_NAME"])
+    if site_settings.get_value("counted_links"):
+        content = readership.with_counted_links(content)
     return render_digest(
-        issue_content(issue, config["BULLETIN_NAME"]),
+        content,
         topic_ids,
         locale=locale,
         postal_address=config["POSTAL_ADDRESS"],

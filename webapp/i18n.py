@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from babel.support import NullTranslations, Translations
-from flask import has_request_context, request
+from flask import g, has_request_context, request
 from flask_babel import get_locale
 
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
@@ -78,7 +78,8 @@ def init_locale_switch(app) -> None:
     @app.after_request
     def remember(response):
         chosen = request.args.get("lang")
-        if chosen:
+        # A view that promises no cookie (a counted link) sets `g.cookieless`.
+        if chosen and not g.get("cookieless"):
             response.set_cookie(
                 LOCALE_COOKIE,
                 normalize_locale(chosen),

@@ -381,6 +381,52 @@ class AuditEntry(db.Model):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+class ReadCount(db.Model):
+    """How often, in one hour, links of one kind to one article were followed (or a page of
+    an issue read): counts only, nothing about who.
+
+    `article_id` 0 stands for the issue's own web page. `filtered` counts the requests left
+    out as link scanners or prefetchers (see readership.is_scanner).
+    """
+
+    __tablename__ = "read_counts"
+
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Not a foreign key: 0 is the issue page, and a sent issue's articles never go away.
+    article_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # a readership.LinkKind
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    counted: Mapped[int] = mapped_column(Integer, default=0)
+    filtered: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReadCountFlush(db.Model):
+    """A batch of counters moved from Redis, written in the same transaction as its counts,
+    so a flush that dies after committing is not written twice (see readership.flush)."""
+
+    __tablename__ = "read_count_flushes"
+
+    batch: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SectionRecipients(db.Model):
+    """How many readers an issue was planned for in each of its sections, counted when it
+    was published (readers change sections later; the report's rates need the count then)."""
+
+    __tablename__ = "section_recipients"
+
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True
+    )
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Setting(db.Model):
     """A site setting staff change on /admin/settings; the value is JSON text.
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, text, update
 
+from . import readership
 from .errors import BulletinError
 from .extensions import db
 from .issues import issue_topic_ids
@@ -69,7 +70,9 @@ def publish_issue(issue_id: int) -> int:
     topic_ids = issue_topic_ids(issue_id)
     if not topic_ids:
         raise PublishError("issue-empty", id=issue_id)
-    return plan_deliveries(issue_id, topic_ids)
+    planned = plan_deliveries(issue_id, topic_ids)
+    readership.record_recipients(issue_id, topic_ids)
+    return planned
 
 
 def schedule_issue(issue_id: int, when: datetime) -> Issue:

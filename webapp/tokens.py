@@ -13,7 +13,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 DAY = 24 * 3600
 
@@ -107,6 +107,36 @@ def read_reader_link(purpose: Purpose, token: str) -> ReaderLink:
     if not isinstance(subscriber_id, int) or not isinstance(key, str | None):
         raise TokenError("This link is not valid.")
     return ReaderLink(subscriber_id, key, signed_at, payload.get("t"))
+
+
+@lru_cache(maxsize=8)
+def _link_serializer(keys: tuple[str, ...]) -> URLSafeSerializer:
+    return URLSafeSerializer(list(keys), salt="bulletin.counted-link")
+
+
+def _link_keys() -> tuple[str, ...]:
+    return (*current_app.config.get("SECRET_KEY_FALLBACKS", []), current_app.config["SECRET_KEY"])
+
+
+def make_link_token(payload: list) -> str:
+    """Sign a counted link's payload (see readership.py).
+
+    Untimed, unlike the readers' tokens: it names no reader, so it has nothing to expire, an
+    article link in an archived email keeps working, and the same payload always gives the
+    same token, so every reader of a section set gets the same bytes.
+    """
+    return _link_serializer(_link_keys()).dumps(payload)
+
+
+def read_link_token(token: str) -> list:
+    """The payload of a counted link's token, or raise `TokenError`."""
+    try:
+        payload = _link_serializer(_link_keys()).loads(token)
+    except BadSignature:
+        raise TokenError("This link is not valid.") from None
+    if not isinstance(payload, list):
+        raise TokenError("This link is not valid.")
+    return payload
 
 
 def external_url(endpoint: str, **values) -> str:

@@ -8,6 +8,7 @@ from . import (  # noqa: E402,F401
     auth,
     dashboard,
     issues,
+    readership,
     sending,
     settings,
     subscribers,

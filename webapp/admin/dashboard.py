@@ -13,6 +13,7 @@ from ..extensions import db
 from ..models import Issue, SubscriberStatus
 from . import bp
 from .forms import ActionForm
+from .readership import rate_chart as readership_rate_chart
 
 CHART_DAYS = 90
 
@@ -61,6 +62,7 @@ def dashboard():
     issues = db.session.scalars(select(Issue).order_by(Issue.created_at.desc()).limit(50)).all()
     progress = {i.id: publishing.progress(i.id) for i in issues}
     daily = charts.daily_counts(CHART_DAYS)
+    rates, rate_chart = readership_rate_chart()
     return render_template(
         "admin/dashboard.html",
         issues=issues,
@@ -78,5 +80,7 @@ def dashboard():
             if signed_up or left
         ],
         chart=_signup_chart(daily),
+        rates=rates,
+        rate_chart=rate_chart,
         form=ActionForm(),
     )

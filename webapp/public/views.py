@@ -14,6 +14,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -23,7 +24,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from .. import queue, subscriptions
+from .. import queue, readership, subscriptions
 from ..errors import describe
 from ..extensions import csrf, db, limiter
 from ..issues import issue_content
@@ -295,12 +296,21 @@ def unsubscribe(token: str):
     return render_template("public/unsubscribed.html", topic=topic, left=left, token=manage)
 
 
+@bp.get("/privacy")
+def privacy():
+    """What is stored about readers, what is counted (totals only), and what is not."""
+    return render_template("public/privacy.html", counting_on=readership.counting_on())
+
+
 @bp.get("/issues/<int:issue_id>")
 def issue(issue_id: int):
     item = db.get_or_404(Issue, issue_id)
     if item.status not in PUBLISHED:
         abort(404)
     content = issue_content(item, current_app.config["BULLETIN_NAME"])
+    readership.count_request(
+        issue_id, readership.ISSUE_PAGE, readership.LinkKind.PAGE, request.method, request.headers
+    )
     return render_template("public/issue.html", issue=content)
 
 
@@ -312,6 +322,30 @@ def article(issue_id: int, article_id: int):
     found = next((a for a in item.articles if a.id == article_id), None)
     if found is None:
         abort(404)
+    readership.count_request(
+        issue_id, article_id, readership.LinkKind.PAGE, request.method, request.headers
+    )
     return render_template(
         "public/article.html", issue=item, article=found, body_html=markdown_to_html(found.body)
     )
+
+
+@bp.get("/r/<token>")
+def counted_link(token: str):
+    """A link from an email: count it (no reader is named anywhere) and send the reader on.
+
+    The token names the issue, the article and the kind of link. Nothing about the request
+    is kept but one more in an hourly counter; no cookie is set (see readership.py).
+    """
+    try:
+        issue_id, article_id, kind, target = readership.resolve(token)
+    except TokenError:
+        abort(404)
+    g.cookieless = True  # not even the language cookie (see i18n.init_locale_switch)
+    readership.count_request(issue_id, article_id, kind, request.method, request.headers)
+    response = redirect(target, 302)
+    # Every click reaches us (no cached redirect), and the target learns nothing of where
+    # the reader came from (a webmail address, say).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

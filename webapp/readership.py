@@ -1,0 +1,318 @@
+"""Readership: which issues, sections and articles readers follow, counted without tracking
+anyone.
+
+Links in emails to an article's web version and to its source go through `/r/<token>`. The
+signed token names the issue, the article and the kind of link (and, for a source, its
+address), never the reader, so every reader of a set of sections gets the same digest and
+it is still rendered once per set. Following a link adds one to a counter per (issue,
+article, kind, hour) in Redis, one HINCRBY; the public issue and article pages count their
+views the same way. Nothing else is kept: no address, no IP, no user agent, no cookie. The
+sweeper moves the counters into `read_counts` (`flush`), exactly once even if it dies
+midway.
+
+Requests that announce themselves as link scanners or prefetchers (`is_scanner`) are
+counted apart, as `filtered`, so staff see both figures.
+
+There is no open tracking: no pixel, ever. Since Apple's Mail Privacy Protection (2021)
+fetches every image, opens measure mail clients, not readers, and a pixel per reader is
+exactly the per-person tracking this module avoids.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+import redis as redis_lib
+from sqlalchemy import Integer, delete, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from . import site_settings
+from .extensions import db, redis_client
+from .models import (
+    Delivery,
+    Issue,
+    IssueStatus,
+    ReadCount,
+    ReadCountFlush,
+    SectionRecipients,
+    subscriber_topics,
+    utcnow,
+)
+from .rendering import IssueContent, safe_url
+from .tokens import TokenError, external_url, make_link_token, read_link_token
+
+log = logging.getLogger(__name__)
+
+COUNTS_PREFIX = "bulletin:readership:counts:"  # + the hour (seconds since 1970 / 3600)
+FLUSHING_PREFIX = "bulletin:readership:flushing:"  # + hour:batch id, while being written
+ISSUE_PAGE = 0  # the article id of an issue's own web page
+# Counts of issues that never went out (a link in a preview or a test send) are dropped.
+COUNTED_STATUSES = (
+    IssueStatus.SENDING,
+    IssueStatus.PAUSED,
+    IssueStatus.SENT,
+    IssueStatus.CANCELLED,
+)
+# A flushed batch's ledger row is kept this long; a batch left in Redis by a crash is
+# written at the next sweep, long before.
+FLUSH_LEDGER_DAYS = 7
+
+
+class LinkKind(StrEnum):
+    WEB = "web"  # an article's web version: its title and 阅读全文 in an email
+    SOURCE = "source"  # the article's source, as the email links it
+    PAGE = "page"  # a view of the public issue or article page
+
+
+# Mail security gateways and link-preview bots that name themselves in the User-Agent
+# header. Matched case-insensitively anywhere in the header. Gateways that fetch with an
+# ordinary browser's User-Agent cannot be told from readers, and are counted.
+SCANNER_AGENTS = (
+    "bot",  # Googlebot, bingbot, Slackbot, Twitterbot, ...: crawlers and link unfurlers
+    "crawler",
+    "spider",
+    "preview",  # BingPreview, link previews in chat clients
+    "safelinks",  # Microsoft Defender for Office 365 Safe Links
+    "microsoft defender",
+    "barracuda",
+    "proofpoint",
+    "mimecast",
+    "symantec",
+    "forcepoint",
+    "trend micro",
+    "trendmicro",
+    "sophos",
+    "fireeye",
+    "zscaler",
+    "cisco",
+    "python-requests",
+    "curl/",
+    "wget/",
+    "go-http-client",
+)
+_SCANNER_AGENT = re.compile("|".join(re.escape(a) for a in SCANNER_AGENTS), re.IGNORECASE)
+# Browsers say so when they fetch a page ahead of a click: Chrome `Sec-Purpose: prefetch`
+# (and the older `Purpose: prefetch`), Safari `X-Purpose: preview`, Firefox `X-Moz: prefetch`.
+PREFETCH_HEADERS = ("Sec-Purpose", "Purpose", "X-Purpose", "X-Moz")
+
+
+def is_scanner(method: str, headers: Mapping[str, str]) -> bool:
+    """Whether a request is a machine's, not a reader's: anything but GET (HEAD is what
+    many scanners send), a prefetch or preview announced in a header, or a User-Agent on
+    the SCANNER_AGENTS list."""
+    if method != "GET":
+        return True
+    for name in PREFETCH_HEADERS:
+        value = headers.get(name, "").lower()
+        if "prefetch" in value or "preview" in value or "prerender" in value:
+            return True
+    return bool(_SCANNER_AGENT.search(headers.get("User-Agent", "")))
+
+
+# -- links ----------------------------------------------------------------------------------
+
+
+def counted_url(issue_id: int, article_id: int, kind: LinkKind, target: str = "") -> str:
+    """The /r/ address for a link. A web-version link's target follows from the ids; a
+    source's address is carried in the token, so the redirect reads no database."""
+    payload: list = [issue_id, article_id, kind.value]
+    if kind == LinkKind.SOURCE:
+        payload.append(target)
+    return external_url("public.counted_link", token=make_link_token(payload))
+
+
+def with_counted_links(content: IssueContent) -> IssueContent:
+    """The issue with its article and source links going through /r/ (when counting is on).
+
+    The same for every reader: the token names no one."""
+    sections = tuple(
+        replace(
+            section,
+            articles=tuple(
+                replace(
+                    article,
+                    web_url=counted_url(content.id, article.id, LinkKind.WEB),
+                    source_url=(
+                        counted_url(content.id, article.id, LinkKind.SOURCE, url)
+                        if (url := safe_url(article.source_url))
+                        else ""
+                    ),
+                )
+                for article in section.articles
+            ),
+        )
+        for section in content.sections
+    )
+    return replace(content, sections=sections)
+
+
+def counting_on() -> bool:
+    return bool(site_settings.cached_value("counted_links"))
+
+
+def resolve(token: str) -> tuple[int, int, LinkKind, str]:
+    """(issue id, article id, kind, where to send the reader) for a counted link's token.
+
+    Raises TokenError for a token we did not sign (or one that is malformed)."""
+    payload = read_link_token(token)
+    try:
+        issue_id, article_id, kind = int(payload[0]), int(payload[1]), LinkKind(payload[2])
+    except (IndexError, TypeError, ValueError):
+        raise TokenError("This link is not valid.") from None
+    if kind == LinkKind.SOURCE:
+        target = safe_url(payload[3] if len(payload) > 3 else "")
+    elif kind == LinkKind.WEB:
+        target = external_url("public.article", issue_id=issue_id, article_id=article_id)
+    else:
+        target = ""
+    if not target:
+        raise TokenError("This link is not valid.")
+    return issue_id, article_id, kind, target
+
+
+# -- counting -------------------------------------------------------------------------------
+
+
+def _hour(now: datetime | None = None) -> int:
+    return int((now or utcnow()).timestamp()) // 3600
+
+
+def count(issue_id: int, article_id: int, kind: LinkKind, *, filtered: bool) -> None:
+    """Add one to this hour's counter: one Redis command. A Redis failure loses this one
+    count (logged, without anything about the request) and never the reader's redirect."""
+    field = f"{issue_id}:{article_id}:{kind.value}:{'f' if filtered else 'c'}"
+    try:
+        redis_client().hincrby(f"{COUNTS_PREFIX}{_hour()}", field, 1)
+    except redis_lib.RedisError as exc:
+        log.warning("readership: a count was lost, Redis unavailable: %s", exc)
+
+
+def count_request(
+    issue_id: int, article_id: int, kind: LinkKind, method: str, headers: Mapping[str, str]
+) -> None:
+    """Count one request for a link or a page, when counting is switched on."""
+    if counting_on():
+        count(issue_id, article_id, kind, filtered=is_scanner(method, headers))
+
+
+# -- flushing to the database ----------------------------------------------------------------
+
+
+def flush() -> int:
+    """Move the counters from Redis into `read_counts`; returns how many clicks and views
+    were written. Commits once per batch.
+
+    Exactly once, whatever crashes where: each hour's hash is first RENAMEd to a batch key
+    of its own (atomic; new clicks start a fresh hash), then its counts and the batch's
+    name go into the database in one transaction, then the batch key is deleted. A batch
+    whose name the database already has was written before a crash: it is only deleted. A
+    batch left by a crash before the commit is written at the next flush.
+    """
+    client = redis_client()
+    for key in client.scan_iter(match=f"{COUNTS_PREFIX}*", count=1000):
+        hour = key.decode().removeprefix(COUNTS_PREFIX)
+        try:
+            client.rename(key, f"{FLUSHING_PREFIX}{hour}:{uuid.uuid4().hex}")
+        except redis_lib.ResponseError:  # another flush took it first
+            continue
+    written = 0
+    for key in client.scan_iter(match=f"{FLUSHING_PREFIX}*", count=1000):
+        written += _write_batch(client, key.decode())
+    db.session.execute(
+        delete(ReadCountFlush).where(
+            ReadCountFlush.created_at < utcnow() - timedelta(days=FLUSH_LEDGER_DAYS)
+        )
+    )
+    db.session.commit()
+    return written
+
+
+def _write_batch(client: redis_lib.Redis, key: str) -> int:
+    batch = key.removeprefix(FLUSHING_PREFIX)
+    if db.session.get(ReadCountFlush, batch) is not None:
+        client.delete(key)  # written before a crash: deleting it is what was left to do
+        return 0
+    hour = datetime.fromtimestamp(int(batch.split(":")[0]) * 3600, UTC)
+    totals: dict[tuple[int, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for field, value in client.hgetall(key).items():
+        issue_id, article_id, kind, which = field.decode().split(":")
+        totals[(int(issue_id), int(article_id), kind)][which == "f"] += int(value)
+    sent = set(
+        db.session.scalars(
+            select(Issue.id).where(
+                Issue.id.in_({issue_id for issue_id, _, _ in totals}),
+                Issue.status.in_(COUNTED_STATUSES),
+            )
+        )
+    )
+    rows = [
+        {
+            "issue_id": issue_id,
+            "article_id": article_id,
+            "kind": kind,
+            "hour": hour,
+            "counted": counted,
+            "filtered": filtered,
+        }
+        for (issue_id, article_id, kind), (counted, filtered) in totals.items()
+        if issue_id in sent
+    ]
+    if rows:
+        _upsert(rows)
+    db.session.add(ReadCountFlush(batch=batch))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # a second sweeper wrote this batch at the same moment
+        if db.session.get(ReadCountFlush, batch) is None:
+            raise
+    client.delete(key)
+    return sum(r["counted"] + r["filtered"] for r in rows)
+
+
+def _upsert(rows: list[dict]) -> None:
+    dialect_insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(ReadCount).values(rows)
+    db.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["issue_id", "article_id", "kind", "hour"],
+            set_={
+                "counted": ReadCount.counted + statement.excluded.counted,
+                "filtered": ReadCount.filtered + statement.excluded.filtered,
+            },
+        )
+    )
+
+
+# -- recipients per section --------------------------------------------------------------------
+
+
+def recipients_query(issue_id: int, topic_ids: set[int]):
+    """(topic id, readers) for the issue's planned deliveries, by the sections readers have
+    now: one GROUP BY over the issue's deliveries."""
+    return (
+        select(subscriber_topics.c.topic_id, func.count())
+        .select_from(Delivery)
+        .join(subscriber_topics, subscriber_topics.c.subscriber_id == Delivery.subscriber_id)
+        .where(Delivery.issue_id == issue_id, subscriber_topics.c.topic_id.in_(topic_ids))
+        .group_by(subscriber_topics.c.topic_id)
+    )
+
+
+def record_recipients(issue_id: int, topic_ids: set[int]) -> None:
+    """Keep how many readers each section of the issue goes to, as planned at publishing
+    (readers change sections afterwards, and the report's rates need the count of then).
+    One INSERT ... SELECT; flushed with the plan, in the caller's transaction."""
+    query = recipients_query(issue_id, topic_ids).add_columns(literal(issue_id, Integer))
+    db.session.execute(
+        insert(SectionRecipients).from_select(["topic_id", "recipients", "issue_id"], query)
+    )

@@ -1,0 +1,304 @@
+"""The readership report: per issue, what each section and article earned, from counts only.
+
+Everything here is an aggregate: recipients per section (kept when the issue was
+published), clicks and page views per article (from `read_counts`), and unsubscribes per
+section in the 7 days after the issue (from the readers' events log, counted, never listed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from .extensions import db
+from .models import (
+    Article,
+    EventKind,
+    Issue,
+    ReadCount,
+    SectionRecipients,
+    SubscriberEvent,
+    Topic,
+    subscriber_topics,
+)
+from .readership import COUNTED_STATUSES, ISSUE_PAGE, LinkKind, recipients_query
+
+UNSUBSCRIBE_WINDOW = timedelta(days=7)
+CHART_ISSUES = 12
+
+
+def per_thousand(clicks: int, recipients: int) -> float | None:
+    """Clicks per 1,000 recipients, one decimal; None when nobody received the section."""
+    return round(clicks * 1000 / recipients, 1) if recipients else None
+
+
+@dataclass
+class ArticleFigures:
+    id: int
+    title: str
+    topic_id: int
+    read_more: int = 0  # clicks on the article's web-version links in the email (title, 阅读全文)
+    source: int = 0  # clicks on its source link in the email
+    page_views: int = 0  # views of its web page, from anywhere
+
+    @property
+    def clicks(self) -> int:
+        return self.read_more + self.source
+
+
+@dataclass
+class SectionFigures:
+    topic_id: int
+    name: str
+    recipients: int = 0
+    unsubscribes: int = 0  # readers who stopped this section in the window
+    articles: list[ArticleFigures] = field(default_factory=list)
+
+    @property
+    def clicks(self) -> int:
+        return sum(a.clicks for a in self.articles)
+
+    @property
+    def rate(self) -> float | None:
+        return per_thousand(self.clicks, self.recipients)
+
+
+@dataclass
+class IssueReport:
+    issue: Issue
+    sections: list[SectionFigures]
+    counted: int  # clicks and page views counted
+    filtered: int  # requests left out as scanners or prefetchers
+    issue_page_views: int
+    left_altogether: int  # readers who unsubscribed from everything in the window
+    window_start: datetime | None
+    window_end: datetime | None
+    recipients_recorded: bool  # False: counted now from the readers' current sections
+
+
+def issue_report(issue: Issue) -> IssueReport:
+    """The figures for one issue, in a few aggregate queries whatever the audience's size."""
+    articles = db.session.execute(
+        select(Article.id, Article.title, Article.topic_id)
+        .where(Article.issue_id == issue.id)
+        .order_by(Article.position, Article.id)
+    ).all()
+    topic_ids = {a.topic_id for a in articles}
+    topics = db.session.execute(
+        select(Topic.id, Topic.name)
+        .where(Topic.id.in_(topic_ids))
+        .order_by(Topic.position, Topic.id)
+    ).all()
+    sections = {t.id: SectionFigures(t.id, t.name) for t in topics}
+    by_id: dict[int, ArticleFigures] = {}
+    for a in articles:
+        by_id[a.id] = ArticleFigures(a.id, a.title, a.topic_id)
+        sections[a.topic_id].articles.append(by_id[a.id])
+
+    counted = filtered = issue_page_views = 0
+    rows = db.session.execute(
+        select(
+            ReadCount.article_id,
+            ReadCount.kind,
+            func.sum(ReadCount.counted),
+            func.sum(ReadCount.filtered),
+        )
+        .where(ReadCount.issue_id == issue.id)
+        .group_by(ReadCount.article_id, ReadCount.kind)
+    )
+    for article_id, kind, n, f in rows:
+        counted, filtered = counted + (n or 0), filtered + (f or 0)
+        if article_id == ISSUE_PAGE:
+            issue_page_views += n or 0
+            continue
+        figures = by_id.get(article_id)
+        if figures is None:
+            continue
+        if kind == LinkKind.WEB:
+            figures.read_more += n or 0
+        elif kind == LinkKind.SOURCE:
+            figures.source += n or 0
+        elif kind == LinkKind.PAGE:
+            figures.page_views += n or 0
+
+    recorded = dict(
+        db.session.execute(
+            select(SectionRecipients.topic_id, SectionRecipients.recipients).where(
+                SectionRecipients.issue_id == issue.id
+            )
+        ).all()
+    )
+    recipients_recorded = bool(recorded)
+    if not recorded and issue.status in COUNTED_STATUSES:
+        # Published before recipients were recorded: the readers' sections as they are now.
+        recorded = dict(db.session.execute(recipients_query(issue.id, topic_ids)).all())
+    for topic_id, n in recorded.items():
+        if topic_id in sections:
+            sections[topic_id].recipients = n
+
+    left = 0
+    start = issue.published_at
+    end = start + UNSUBSCRIBE_WINDOW if start else None
+    if start:
+        left = _unsubscribes(sections, start, end)
+    return IssueReport(
+        issue=issue,
+        sections=list(sections.values()),
+        counted=counted,
+        filtered=filtered,
+        issue_page_views=issue_page_views,
+        left_altogether=left,
+        window_start=start,
+        window_end=end,
+        recipients_recorded=recipients_recorded,
+    )
+
+
+def _unsubscribes(sections: dict[int, SectionFigures], start: datetime, end: datetime) -> int:
+    """Count, per section, readers who stopped it between start and end; return how many
+    unsubscribed from everything. A reader who left altogether counts for each section
+    they had; one erased since cannot be placed in a section and counts only in the total."""
+    in_window = (SubscriberEvent.created_at >= start, SubscriberEvent.created_at < end)
+    for detail in db.session.scalars(
+        select(SubscriberEvent.detail).where(
+            SubscriberEvent.kind == EventKind.TOPICS_CHANGED, *in_window
+        )
+    ):
+        try:
+            removed = json.loads(detail).get("removed", []) if detail else []
+        except ValueError:
+            continue
+        for topic_id in removed:
+            if topic_id in sections:
+                sections[topic_id].unsubscribes += 1
+    left_by_topic = db.session.execute(
+        select(
+            subscriber_topics.c.topic_id, func.count(func.distinct(SubscriberEvent.subscriber_id))
+        )
+        .join(
+            subscriber_topics,
+            subscriber_topics.c.subscriber_id == SubscriberEvent.subscriber_id,
+        )
+        .where(
+            SubscriberEvent.kind == EventKind.UNSUBSCRIBED,
+            subscriber_topics.c.topic_id.in_(sections),
+            *in_window,
+        )
+        .group_by(subscriber_topics.c.topic_id)
+    )
+    for topic_id, n in left_by_topic:
+        sections[topic_id].unsubscribes += n
+    return db.session.scalar(
+        select(func.count())
+        .select_from(SubscriberEvent)
+        .where(SubscriberEvent.kind == EventKind.UNSUBSCRIBED, *in_window)
+    )
+
+
+# -- the dashboard's view: click rate per section over the last issues ------------------------
+
+
+@dataclass(frozen=True)
+class RateHistory:
+    issues: list[Issue]  # oldest first
+    sections: list[tuple[int, str]]  # (topic id, name), in section order
+    rates: dict[int, list[float]]  # topic id -> clicks per 1,000 recipients, one per issue
+
+
+def rate_history(limit: int = CHART_ISSUES) -> RateHistory:
+    """Each section's click rate in the last `limit` published issues (0 where a section was
+    not in an issue)."""
+    issues = list(
+        db.session.scalars(
+            select(Issue)
+            .where(Issue.status.in_(COUNTED_STATUSES), Issue.published_at.is_not(None))
+            .order_by(Issue.published_at.desc(), Issue.id.desc())
+            .limit(limit)
+        )
+    )[::-1]
+    ids = [i.id for i in issues]
+    clicks = {
+        (issue_id, topic_id): n or 0
+        for issue_id, topic_id, n in db.session.execute(
+            select(ReadCount.issue_id, Article.topic_id, func.sum(ReadCount.counted))
+            .join(Article, Article.id == ReadCount.article_id)
+            .where(
+                ReadCount.issue_id.in_(ids),
+                ReadCount.kind.in_([LinkKind.WEB.value, LinkKind.SOURCE.value]),
+            )
+            .group_by(ReadCount.issue_id, Article.topic_id)
+        )
+    }
+    recipients = {
+        (r.issue_id, r.topic_id): r.recipients
+        for r in db.session.scalars(
+            select(SectionRecipients).where(SectionRecipients.issue_id.in_(ids))
+        )
+    }
+    topic_ids = {topic_id for _, topic_id in recipients}
+    sections = [
+        (t.id, t.name)
+        for t in db.session.execute(
+            select(Topic.id, Topic.name)
+            .where(Topic.id.in_(topic_ids))
+            .order_by(Topic.position, Topic.id)
+        )
+    ]
+    rates = {
+        topic_id: [
+            per_thousand(
+                clicks.get((issue_id, topic_id), 0), recipients.get((issue_id, topic_id), 0)
+            )
+            or 0.0
+            for issue_id in ids
+        ]
+        for topic_id, _ in sections
+    }
+    return RateHistory(issues, sections, rates)
+
+
+# -- CSV -------------------------------------------------------------------------------------
+
+CSV_HEADER = [
+    "row",
+    "section",
+    "article",
+    "recipients",
+    "clicks",
+    "clicks_per_1000_recipients",
+    "read_more_clicks",
+    "source_clicks",
+    "page_views",
+    "unsubscribes_7_days",
+]
+
+
+def report_csv(report: IssueReport) -> str:
+    """The report as CSV: a line per section, then a line per article; formula-safe cells."""
+    from .subscriber_csv import formula_safe
+
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for s in report.sections:
+        rate = "" if s.rate is None else f"{s.rate:.1f}"
+        writer.writerow(
+            ["section", formula_safe(s.name), "", s.recipients, s.clicks, rate, "", "", "",
+             s.unsubscribes]
+        )  # fmt: skip
+    for s in report.sections:
+        for a in s.articles:
+            writer.writerow(
+                ["article", formula_safe(s.name), formula_safe(a.title), "", a.clicks, "",
+                 a.read_more, a.source, a.page_views, ""]
+            )  # fmt: skip
+    writer.writerow(
+        ["issue_page", "", "", "", "", "", "", "", report.issue_page_views, report.left_altogether]
+    )
+    writer.writerow(["filtered_as_scanners", "", "", "", report.filtered, "", "", "", "", ""])
+    return out.getvalue()
