@@ -6,6 +6,7 @@ links; the counters go up, and nothing about the reader is stored in the databas
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -417,6 +418,38 @@ def test_nothing_about_a_request_is_logged(app, db_session, reader_and_issue, ca
     with caplog.at_level("DEBUG"):
         click(app, url)
     assert READER_IP not in caplog.text and "marker-7f3a" not in caplog.text
+
+
+def test_the_development_server_logs_no_reader_address(
+    app, db_session, reader_and_issue, live_server, caplog
+):
+    import http.client
+
+    _, issue_id = reader_and_issue
+    publish_issue(issue_id)
+    db.session.commit()
+    article_id = db.session.get(Issue, issue_id).articles[0].id
+    with app.test_request_context():
+        path = urlsplit(readership.counted_url(issue_id, article_id, readership.LinkKind.WEB)).path
+    host, port = urlsplit(live_server).hostname, urlsplit(live_server).port
+    # Alembic's fileConfig (the test schema's migrations) disabled the loggers it found.
+    logger = logging.getLogger("werkzeug")
+    disabled, logger.disabled = logger.disabled, False
+    try:
+        with caplog.at_level("INFO", logger="werkzeug"):
+            for url in (path, f"/issues/{issue_id}", "/privacy"):
+                connection = http.client.HTTPConnection(host, port, timeout=10)
+                connection.request("GET", url, headers={"User-Agent": READER_AGENT})
+                connection.getresponse().read()
+                connection.close()
+            wait_for(lambda: "/privacy" in caplog.text, what="the server's request lines")
+    finally:
+        logger.disabled = disabled
+    lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    [redirect] = [line for line in lines if "/r/" in line]
+    [page] = [line for line in lines if f"/issues/{issue_id}" in line]
+    assert "127.0.0.1" not in redirect and "127.0.0.1" not in page and " 302 " in redirect
+    assert "marker-7f3a" not in caplog.text
 
 
 def test_sqlite_and_postgresql_keep_hours_apart(app, db_session, reader_and_issue):

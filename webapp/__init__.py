@@ -17,6 +17,7 @@ from .extensions import babel, celery_init_app, csrf, db, limiter, login_manager
 from .hooks import bp as hooks_bp
 from .i18n import DEFAULT_LOCALE, TRANSLATIONS_DIR, init_locale_switch, select_locale
 from .public import bp as public_bp
+from .readership import keep_readers_out_of_logs
 from .rendering import safe_url
 
 
@@ -54,6 +55,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.filters["safe_url"] = safe_url
 
     errors.init_app(app)
+    keep_readers_out_of_logs()
 
     register_commands(app)
     return app

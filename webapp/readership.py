@@ -316,3 +316,29 @@ def record_recipients(issue_id: int, topic_ids: set[int]) -> None:
     db.session.execute(
         insert(SectionRecipients).from_select(["topic_id", "recipients", "issue_id"], query)
     )
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+# Requests whose reader must not be identifiable from a log line.
+# (The request line may be wrapped in ANSI colour codes.)
+COUNTED_PATHS = re.compile(r"^(?:\x1b\[[\d;]*m)*(?:GET|HEAD) /(?:r/|issues/)")
+
+
+class NoReaderAddress(logging.Filter):
+    """Drops the client address from the development server's request lines for counted
+    links and pages (werkzeug writes `ADDRESS - - [date] "GET /r/..." 302 -`). Gunicorn, as
+    the Procfile runs it, writes no access log at all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if args and isinstance(args[0], str) and COUNTED_PATHS.match(args[0]):
+            record.msg = "- " + str(record.msg).split(" ", 1)[1]
+        return True
+
+
+def keep_readers_out_of_logs() -> None:
+    """Install `NoReaderAddress` on the development server's logger (once)."""
+    logger = logging.getLogger("werkzeug")
+    if not any(isinstance(f, NoReaderAddress) for f in logger.filters):
+        logger.addFilter(NoReaderAddress())
