@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.conftest import STAFF_PASSWORD
+from tests.helpers import STAFF_PASSWORD
 from tests.sample_content import SAMPLE_DOCUMENT
 from tests.test_browser_newsroom import CHROMIUM, SECTIONS, screenshot
 from webapp import readership

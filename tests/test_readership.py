@@ -15,7 +15,7 @@ import lxml.html
 import pytest
 from sqlalchemy import select, text
 
-from tests.conftest import csrf_token, wait_for
+from tests.helpers import csrf_token, wait_for
 from webapp import readership, site_settings
 from webapp.extensions import db, redis_client
 from webapp.issues import add_article, create_issue, ensure_topics

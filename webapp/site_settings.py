@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import TTLCache
 from flask import current_app
 
 from .extensions import db
@@ -75,22 +75,20 @@ def set_value(key: str, value: Any, *, actor: str = "") -> None:
     forget_cached()
 
 
-_cache: dict[tuple[str, str], tuple[float, Any]] = {}
+# Keyed by the database and the setting, so two apps in one process (tests) do not mix.
+_cache: TTLCache = TTLCache(maxsize=64, ttl=CACHE_SECONDS)
 _cache_lock = threading.Lock()
 
 
 def cached_value(key: str) -> Any:
     """`get_value`, remembered for CACHE_SECONDS in this process (for per-request paths)."""
-    # Keyed by the database too, so two apps in one process (tests) do not share values.
     cache_key = (current_app.config["SQLALCHEMY_DATABASE_URI"], key)
-    now = time.monotonic()
     with _cache_lock:
-        hit = _cache.get(cache_key)
-    if hit is not None and hit[0] > now:
-        return hit[1]
+        if cache_key in _cache:
+            return _cache[cache_key]
     value = get_value(key)
     with _cache_lock:
-        _cache[cache_key] = (now + CACHE_SECONDS, value)
+        _cache[cache_key] = value
     return value
 
 
