@@ -94,6 +94,7 @@ def app(tmp_path_factory, smtp_server):
     # language it chose first; forget it, so each request picks its own as a real one does.
     request_started.connect(lambda _sender, **_: refresh(), app, weak=False)
     _reset_schema(app)
+    forget_counters(app)  # a run before this one may have left some
     return app
 
 

@@ -331,6 +331,7 @@ def article(issue_id: int, article_id: int):
 
 
 @bp.get("/r/<token>")
+@limiter.exempt  # not limited per IP: that would keep readers' addresses in Redis
 def counted_link(token: str):
     """A link from an email: count it (no reader is named anywhere) and send the reader on.
 
