@@ -87,7 +87,11 @@ def celery_settings(config: dict[str, Any]) -> dict[str, Any]:
         # FIFO, only for the next free child. One queued longer than SWEEP_SECONDS is stale
         # (the next one is due) and is dropped on arrival instead of piling up.
         "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in (queue, sweep)],
-        "task_routes": {"bulletin.sweep": {"queue": sweep}},
+        "task_routes": {
+            "bulletin.sweep": {"queue": sweep},
+            # The readership counters' flush is periodic repair work too (readership.py).
+            "bulletin.flush_readership": {"queue": sweep},
+        },
         # A batch must end well within the broker's redelivery timeout, or Redis would hand
         # a still-running task to a second worker (harmless, the claim stops it, but wasteful).
         "task_soft_time_limit": 1700,
