@@ -13,8 +13,6 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tests.helpers import csrf_token, wait_for
@@ -23,7 +21,7 @@ from webapp import bounces, importing, notifications, subscriptions
 from webapp.extensions import db
 from webapp.importing import DocumentError, parse_document
 from webapp.issues import create_issue, ensure_topics, import_document
-from webapp.models import Article, Delivery, Subscriber, SubscriberStatus, Topic, utcnow
+from webapp.models import Article, Delivery, Issue, Subscriber, SubscriberStatus, Topic, utcnow
 from webapp.rendering import markdown_to_html
 from webapp.tokens import Purpose, make_token
 
@@ -212,16 +210,17 @@ def test_editors_see_no_readers_data_and_no_preview_holds_live_links(
 #
 # Wall time is asserted here, unlike elsewhere, because the failure is catastrophic rather
 # than slow: before the fix these inputs took from tens of seconds to minutes. The bound is
-# generous (2 s for 1 MB on a loaded machine) so that it never flakes.
+# generous (2 s of processor time for 1 MB) so that it never flakes.
 
 BOUND = 2.0
 MEGABYTE = 1_000_000
 
 
 def finishes_quickly(function, *args) -> None:
-    started = time.perf_counter()
+    # Processor time, not wall time: other processes on a busy machine do not count.
+    started = time.process_time()
     function(*args)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert elapsed < BOUND, f"{elapsed:.1f} s"
 
 
@@ -237,43 +236,6 @@ ADVERSARIAL_MARKDOWN = ["[a](", "**a ", "[", "![a](", "[[[", "*_a ", "`a ", "**�
 @pytest.mark.parametrize("unit", ADVERSARIAL_MARKDOWN)
 def test_a_megabyte_of_adversarial_markdown_renders_quickly(unit):
     finishes_quickly(markdown_to_html, megabyte_of(unit))
-
-
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(
-    st.lists(
-        st.sampled_from(
-            [
-                "**",
-                "*",
-                "_",
-                "[",
-                "]",
-                "(",
-                ")",
-                "`",
-                "~~",
-                "<",
-                ">",
-                "#",
-                "!",
-                "\\",
-                " ",
-                "\t",
-                "a",
-                "中",
-                "（",
-                "）",
-                "&",
-                "\n",
-            ]
-        ),
-        min_size=1,
-        max_size=40,
-    )
-)
-def test_any_repeated_markdown_renders_quickly(pieces):
-    finishes_quickly(markdown_to_html, ("".join(pieces) * (200_000 // len("".join(pieces)) + 1)))
 
 
 IMPORT_HEAD = "# 质量简报\n\n【2022年8月】\n\n## 质量要闻\n\n"
@@ -347,3 +309,61 @@ def test_an_article_body_over_500_kb_is_refused_with_a_clear_error(app, staff_cl
         assert "正文超过 500 KB" in html(answer), button
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Article)) == 0
+
+
+# --- 4. request size ------------------------------------------------------------------------
+
+
+def test_an_oversized_post_is_refused_with_a_readable_page(app):
+    client = app.test_client()
+    answer = client.post("/subscribe", data={"email": "a@example.com", "name": "x" * 300_000})
+    assert answer.status_code == 413
+    assert "提交的内容太大" in html(answer)
+    huge = client.post("/subscribe", data=b"x" * (9 * 1024 * 1024), content_type="text/plain")
+    assert huge.status_code == 413
+
+
+def test_saving_an_import_enforces_the_document_limit(app, staff_client):
+    page = staff_client.get("/admin/issues/import")
+    document = "# 质量简报\n\n## 质量要闻\n\n### 标题\n\n" + "text.\n\n" * 400_000  # > 2 MB
+    answer = staff_client.post(
+        "/admin/issues/import/save",
+        data={"csrf_token": csrf_token(html(page)), "document": document, "filename": "x.md"},
+    )
+    assert answer.status_code == 400
+    assert "文件超过 2 MB" in html(answer)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Issue)) == 0
+
+
+# --- 5. security headers on every route -----------------------------------------------------
+
+
+def test_every_route_answers_with_the_security_headers(app, staff_client):
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods:
+            continue
+        values = {arg: 1 for arg in rule.arguments}
+        values.update({"token": "x", "filename": "site.css", "status": "failed"})
+        url = rule.build(values, append_unknown=False)[1]
+        for client in (staff_client, app.test_client()):
+            answer = client.get(url)
+            headers = answer.headers
+            assert headers["X-Content-Type-Options"] == "nosniff", url
+            assert headers["Referrer-Policy"] == "same-origin", url
+            assert "camera=()" in headers["Permissions-Policy"], url
+            assert headers["Strict-Transport-Security"].startswith("max-age="), url
+            policy = headers["Content-Security-Policy"]
+            if rule.endpoint == "admin.preview_frame" and answer.status_code == 200:
+                assert headers["X-Frame-Options"] == "SAMEORIGIN"
+                assert "frame-ancestors 'self'" in policy
+            else:
+                assert headers["X-Frame-Options"] == "DENY", url
+                assert "frame-ancestors 'none'" in policy, url
+                assert "script-src 'self'" in policy and "unsafe-inline" not in policy, url
+            if answer.mimetype == "text/html":
+                assert not re.search(r"<script(?![^>]*\bsrc=)", html(answer)), url
+                assert " style=" not in html(answer) or rule.endpoint == "admin.preview_frame"
+            checked += 1
+    assert checked > 40

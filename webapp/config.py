@@ -173,6 +173,11 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "UNSUBSCRIBE_MAILTO": env.get("UNSUBSCRIBE_MAILTO") or f"unsubscribe@{mail_domain}",
         "DKIM": _dkim(env, mail_domain),
         "BASE_URL": base_url,
+        # Werkzeug answers 413 past these. The largest form is an imported document (2 MB)
+        # travelling back to be saved, URL-encoded: up to three times its size. Readers' forms
+        # and the readers' CSV upload have their own limits (security.py).
+        "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
+        "MAX_FORM_MEMORY_SIZE": 8 * 1024 * 1024,
         "BULLETIN_NAME": env.get("BULLETIN_NAME") or "工作简报",
         # Staff type and read times (scheduled publishing) in this zone; stored in UTC.
         "TIMEZONE": _zone(env.get("TIMEZONE") or "Asia/Shanghai"),

@@ -149,6 +149,7 @@ def register_error_pages(app: Flask) -> None:
         403: lambda: (_("没有权限"), _("这个页面只对管理员开放。")),
         404: lambda: (_("找不到这个页面"), _("链接可能有误，或者该页面尚未公开。")),
         405: lambda: (_("无法这样打开这个页面"), _("请使用页面上的按钮，或邮件中的链接。")),
+        413: lambda: (_("提交的内容太大"), _("请缩小文件或内容后重试。")),
         429: lambda: (_("操作太频繁"), _("请稍后再试。")),
         # Werkzeug's own page otherwise: English, unstyled, whatever the reader's language.
         500: lambda: (_("出错了"), _("服务器出了点问题，请稍后再试。")),

@@ -47,13 +47,19 @@ class ImportUploadForm(FlaskForm):
     submit = SubmitField(lazy_gettext("检查"))
 
 
+def _document_size(form, field) -> None:
+    # The same limit as the upload: this form is parsed too, and can be posted by hand.
+    if len((field.data or "").encode("utf-8")) > MAX_DOCUMENT_BYTES:
+        raise ValidationError(lazy_gettext("文件超过 2 MB，不像是一期简报。"))
+
+
 class ImportSaveForm(FlaskForm):
     """Step 2: the checked document travels back in a hidden field and is parsed again.
 
     A hidden <textarea>, not <input type=hidden>: browsers strip line breaks from input
     values, and the document's structure is its lines."""
 
-    document = TextAreaField(validators=[DataRequired()])
+    document = TextAreaField(validators=[DataRequired(), _document_size])
     filename = HiddenField()
     submit = SubmitField(lazy_gettext("保存为草稿"))
 

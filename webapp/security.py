@@ -1,0 +1,66 @@
+"""Request size limits and the security headers every answer carries.
+
+A small `after_request` rather than Flask-Talisman: Talisman's last release is from 2023,
+it would own one policy for the whole site while the preview frame needs its own, and what
+we need fits on one screen where a reader can check it.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, current_app, request
+
+# Readers' forms hold an address, a name and a few section ids; nothing near this.
+PUBLIC_FORM_BYTES = 64 * 1024
+# Endpoints that take more than MAX_CONTENT_LENGTH: a readers' CSV of 200,000 lines.
+LARGE_UPLOADS = {"admin.import_csv": 64 * 1024 * 1024}
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' https: data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+PERMISSIONS_POLICY = (
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+)
+
+
+def init_app(app: Flask) -> None:
+    # First of all: CSRF protection and the rate limiter read the form before any view does.
+    app.before_request_funcs.setdefault(None, []).insert(0, _limit_request_size)
+    app.after_request(_add_headers)
+
+
+def _limit_request_size() -> None:
+    """A smaller limit where a big body can only be an attack, a larger one for uploads.
+
+    Werkzeug refuses a body over the limit with 413 before reading it; a chunked body
+    without a length is cut off at the limit as it is read.
+    """
+    endpoint = request.endpoint or ""
+    if endpoint in LARGE_UPLOADS:
+        request.max_content_length = LARGE_UPLOADS[endpoint]
+        request.max_form_memory_size = LARGE_UPLOADS[endpoint]
+    elif endpoint.startswith("public.") or endpoint == "admin.login":
+        request.max_content_length = PUBLIC_FORM_BYTES
+
+
+def _add_headers(response: Response) -> Response:
+    """Headers a view set itself (the preview frame's own policy) are kept."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Same-origin: our forms' CSRF check over https reads the Referer, and a signed link in
+    # a page's address must not leak to a site the page links to.
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+    if current_app.config["BASE_URL"].startswith("https://"):
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    return response

@@ -1,0 +1,27 @@
+// The sending panel's live counts (admin/_sending.html). A file, not an inline script: the
+// Content-Security-Policy allows scripts from this site only.
+// Without it the page still works: reload to refresh.
+(function () {
+  var panel = document.getElementById("sending");
+  if (!panel || !window.fetch) return;
+  var shown = document.getElementById("issue-status").textContent;
+  function tick() {
+    fetch(panel.dataset.progressUrl, {credentials: "same-origin"})
+      .then(function (r) { return r.json(); })
+      .then(function (data) {
+        document.getElementById("issue-status").textContent = data.status;
+        document.getElementById("send-rate").textContent = data.rate || "—";
+        document.getElementById("time-left").textContent =
+          data.seconds_left == null ? "—" : Math.ceil(data.seconds_left / 60) + " " + panel.dataset.minutes;
+        Object.keys(data.counts).forEach(function (name) {
+          var cell = panel.querySelector('[data-count="' + name + '"]');
+          if (cell) cell.textContent = data.counts[name];
+        });
+        if (data.status === "sending" || data.status === "scheduled") setTimeout(tick, 2000);
+        // A new state brings other buttons and a final log: show them.
+        else if (data.status !== shown) setTimeout(function () { location.reload(); }, 1500);
+      })
+      .catch(function () { setTimeout(tick, 5000); });
+  }
+  setTimeout(tick, 2000);
+})();
