@@ -31,6 +31,7 @@ from webapp.models import (
     Suppression,
     SuppressionReason,
 )
+from webapp.subscriptions import link_payload
 from webapp.tokens import Purpose, make_token
 
 BULLETIN = str(Path(sys.executable).parent / "bulletin")
@@ -103,7 +104,9 @@ def digest_copy(sent: Sent, *, return_path: bool = True) -> EmailMessage:
     message["Date"] = formatdate()
     message["Message-ID"] = sent.message_id
     message["List-Id"] = "<bulletin.example.org>"
-    message["List-Unsubscribe"] = "<https://bulletin.example.org/unsubscribe/x>"
+    reader = db.session.get(Subscriber, sent.subscriber_id)
+    token = make_token(Purpose.UNSUBSCRIBE, link_payload(reader))
+    message["List-Unsubscribe"] = f"<https://bulletin.example.org/unsubscribe/{token}>"
     message.set_content("各位读者：本期简报共四个栏目。")
     return message
 
@@ -413,11 +416,11 @@ def test_an_abuse_complaint_suppresses_the_reader(sent):
     assert events == [EventKind.COMPLAINED]
 
 
-def test_a_complaint_without_a_return_path_is_matched_by_message_id(sent):
+def test_a_complaint_without_a_return_path_is_matched_by_its_signed_unsubscribe_link(sent):
     send("other@example.com")  # another delivery, which must not be the one matched
     result = ingest(arf_complaint(sent, return_path=False))
     assert result.kind == IngestKind.COMPLAINT
-    assert "Message-ID" in result.reason
+    assert "signed unsubscribe link" in result.reason
     assert result.subscriber_id == sent.subscriber_id
     assert state(sent)[2] == SubscriberStatus.COMPLAINED
 

@@ -367,3 +367,66 @@ def test_every_route_answers_with_the_security_headers(app, staff_client):
                 assert " style=" not in html(answer) or rule.endpoint == "admin.preview_frame"
             checked += 1
     assert checked > 40
+
+
+# --- 8. a complaint names the reader only through something we signed -----------------------
+
+
+def _forged_complaint(message_id: str) -> bytes:
+    return (
+        "From: fbl@mx.example.com\r\nTo: fbl@example.org\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nabuse report\r\n"
+        "--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
+        "Version: 1\r\n\r\n--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: bulletin@example.org\r\nMessage-ID: {message_id}\r\n"
+        "List-Unsubscribe: <https://bulletin.example.org/unsubscribe/forged>\r\n\r\n--b--\r\n"
+    ).encode()
+
+
+def test_a_complaint_carrying_only_a_message_id_suppresses_nobody(app, section):
+    with app.app_context():
+        issue = create_issue("第 1 期")
+        reader = Subscriber(email="reader@example.com", status=SubscriberStatus.ACTIVE)
+        db.session.add(reader)
+        db.session.flush()
+        db.session.add(
+            Delivery(issue_id=issue.id, subscriber_id=reader.id, message_id="<m1@example.org>")
+        )
+        db.session.commit()
+
+    result = app.test_cli_runner().invoke(
+        args=["ingest-bounce"], input=_forged_complaint("<m1@example.org>")
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ignored")
+    assert reader_status(app, "reader@example.com") == SubscriberStatus.ACTIVE
+
+
+def reader_status(app, email: str) -> SubscriberStatus:
+    return reader(app, email).status
+
+
+# --- 9. big inputs ---------------------------------------------------------------------------
+
+
+def test_ingest_bounce_refuses_more_than_a_megabyte_of_input(app):
+    result = app.test_cli_runner().invoke(args=["ingest-bounce"], input=b"x" * (3 * MEGABYTE))
+    assert result.exit_code == 65
+    assert "larger than" in result.output
+
+
+def test_huge_numbers_in_addresses_are_not_found_and_in_queries_are_refused(app, staff_client):
+    client = app.test_client()
+    huge = "99999999999999999999"
+    assert client.get(f"/issues/{huge}").status_code == 404
+    assert client.get(f"/issues/{huge}/articles/{huge}").status_code == 404
+    assert staff_client.get(f"/admin/issues/{huge}").status_code == 404
+    assert staff_client.get(f"/admin/subscribers?after={huge}").status_code == 400
+    assert staff_client.get(f"/admin/subscribers?topic={huge}").status_code == 400
+    with app.app_context():
+        issue = create_issue("第 1 期")
+        db.session.commit()
+        issue_id = issue.id
+    assert staff_client.get(f"/admin/issues/{issue_id}/sending?after={huge}").status_code == 400

@@ -19,12 +19,14 @@ Functions here flush and let the caller commit. Parsing (`read_message`) is pure
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import re
 from dataclasses import dataclass
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr
@@ -196,7 +198,8 @@ class Incoming:
     return_paths: tuple[str, ...] = ()
     recipients: tuple[RecipientReport, ...] = ()
     feedback_type: str = ""
-    original_message_id: str = ""
+    # The signed unsubscribe token in the reported copy's List-Unsubscribe header.
+    original_unsubscribe_token: str = ""
     token: str = ""
 
 
@@ -298,8 +301,22 @@ def _complaint(message: Message, addressed_to: tuple[str, ...]) -> Incoming:
         "complaint",
         tuple(a for a in return_paths if a) + addressed_to,
         feedback_type=feedback_type,
-        original_message_id=_field(original, "Message-ID") if original is not None else "",
+        original_unsubscribe_token=_unsubscribe_token(original),
     )
+
+
+_UNSUBSCRIBE_URL = re.compile(r"/unsubscribe/([A-Za-z0-9_.\-]+)")
+
+
+def _unsubscribe_token(original: Message | None) -> str:
+    if original is None:
+        return ""
+    value = _field(original, "List-Unsubscribe")[:MAX_ADDRESS_HEADER]
+    if "=?" in value:  # a generator may have encoded the long, unbreakable URL
+        with contextlib.suppress(ValueError, LookupError):
+            value = str(make_header(decode_header(value)))
+    found = _UNSUBSCRIBE_URL.search(value)
+    return found.group(1) if found else ""
 
 
 def _original_headers(message: Message) -> Message | None:
@@ -501,32 +518,34 @@ def _ingest_complaint(incoming: Incoming) -> IngestResult:
         kind = incoming.feedback_type or "missing"
         return IngestResult(IngestKind.IGNORED, f"feedback type {kind} is not a complaint")
     delivery, why_not = _delivery_for(incoming.return_paths)
-    matched = "by return path"
-    if delivery is None and why_not == "no VERP return path":
-        # Some providers strip the Return-Path from the copy they send back; our Message-ID
-        # is the other thing that only the reader's copy carries.
-        delivery = _delivery_by_message_id(incoming.original_message_id)
-        why_not, matched = "no VERP return path or known Message-ID", "by Message-ID"
-    if delivery is None:
+    if delivery is not None:
+        subscriber = delivery.subscriber
+        matched = "by return path"
+    elif why_not == "no VERP return path":
+        # Some providers strip the Return-Path from the copy they send back. The copy's
+        # List-Unsubscribe link is the other thing we signed; a Message-ID is not signed,
+        # and anyone who saw one could have a reader suppressed.
+        subscriber = _reader_by_unsubscribe_token(incoming.original_unsubscribe_token)
+        if subscriber is None:
+            return IngestResult(IngestKind.IGNORED, "no VERP return path or signed link")
+        matched = "by the signed unsubscribe link"
+    else:
         return IngestResult(IngestKind.IGNORED, why_not)
     # Providers redact the complaining address, so there is nothing to compare it with.
-    subscriber = delivery.subscriber
     suppress(subscriber.email, SuppressionReason.COMPLAINT, source=EventSource.BOUNCE)
     return IngestResult(
-        IngestKind.COMPLAINT, f"abuse report, matched {matched}", delivery.id, subscriber.id
+        IngestKind.COMPLAINT,
+        f"abuse report, matched {matched}",
+        delivery.id if delivery else None,
+        subscriber.id,
     )
 
 
-def _delivery_by_message_id(message_id: str) -> Delivery | None:
-    bare = message_id.strip().strip("<>").strip()
-    if not bare:
+def _reader_by_unsubscribe_token(token: str) -> Subscriber | None:
+    try:
+        return reader_for_link(read_reader_link(Purpose.UNSUBSCRIBE, token)) if token else None
+    except TokenError:
         return None
-    return db.session.scalar(
-        select(Delivery)
-        .where(Delivery.message_id.in_([f"<{bare}>", bare]))
-        .order_by(Delivery.id.desc())
-        .limit(1)
-    )
 
 
 def _ingest_unsubscribe(incoming: Incoming) -> IngestResult:

@@ -39,6 +39,7 @@ from .subscriptions import SubscriptionError
 # sysexits.h's EX_TEMPFAIL makes an MTA that pipes mail into us keep the message and try
 # again later; any other failure would bounce it (or lose it, for a bounce).
 EX_TEMPFAIL = 75
+EX_DATAERR = 65  # sysexits.h: the input was not what it should be
 
 
 def check_services(app: Flask, *, database: bool = True, redis: bool = True) -> None:
@@ -167,7 +168,14 @@ def ingest_bounce_command(recipient: str | None) -> None:
     For an MTA pipe transport: exits 0 when the message was handled or ignored (the MTA
     drops it) and 75 when the database is unreachable (the MTA tries again later).
     """
-    raw = sys.stdin.buffer.read()
+    # A bounce is never this big: read no further than the limit, and refuse what passes it
+    # (EX_DATAERR: the MTA returns it to its sender, which for a bounce is nobody).
+    raw = sys.stdin.buffer.read(bounces.MAX_MESSAGE_BYTES + 1)
+    if len(raw) > bounces.MAX_MESSAGE_BYTES:
+        click.echo(
+            f"bulletin: message larger than {bounces.MAX_MESSAGE_BYTES} bytes, not read", err=True
+        )
+        sys.exit(EX_DATAERR)
     try:
         result = bounces.ingest(raw, recipient=recipient)
         db.session.commit()

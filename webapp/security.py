@@ -7,7 +7,8 @@ we need fits on one screen where a reader can check it.
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, abort, current_app, request
+from werkzeug.routing import IntegerConverter
 
 # Readers' forms hold an address, a name and a few section ids; nothing near this.
 PUBLIC_FORM_BYTES = 64 * 1024
@@ -29,6 +30,34 @@ CONTENT_SECURITY_POLICY = "; ".join(
 PERMISSIONS_POLICY = (
     "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 )
+
+
+# Ids are 32-bit integer columns on PostgreSQL: a bigger number in a URL or a query string
+# would make the database raise, and the reader see a 500.
+MAX_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in every route: a number no row can have does not match, so 404."""
+
+    def __init__(self, map, *args, **kwargs) -> None:  # noqa: A002 (Werkzeug's name)
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
+def id_arg(name: str) -> int | None:
+    """An id from the query string: None when absent, 400 when not a possible id."""
+    value = request.args.get(name)
+    if value in (None, ""):
+        return None
+    if not value.isdigit() or int(value) > MAX_ID:
+        abort(400)
+    return int(value)
+
+
+def register_converters(app: Flask) -> None:
+    """Before any blueprint: routes take their converters when they are added."""
+    app.url_map.converters["int"] = IdConverter
 
 
 def init_app(app: Flask) -> None:

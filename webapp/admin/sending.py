@@ -24,6 +24,7 @@ from ..errors import describe, describe_stored, stored_reason
 from ..extensions import db
 from ..models import DeliveryStatus, Issue
 from ..queue import dispatch_issue
+from ..security import id_arg
 from . import bp
 from .auth import admin_only, is_admin
 from .forms import ActionForm, ScheduleForm
@@ -174,7 +175,7 @@ def sending_page(issue_id: int):
     rows, next_after = [], None
     if is_admin():  # the per-recipient log names readers; editors see the counts above it
         rows, next_after = delivery_log.page(
-            issue_id, status=status, search=search, after_id=request.args.get("after", 0, type=int)
+            issue_id, status=status, search=search, after_id=id_arg("after") or 0
         )
     return render_template(
         "admin/sending_page.html",

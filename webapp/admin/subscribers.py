@@ -9,6 +9,7 @@ from .. import directory, queue
 from ..errors import describe
 from ..extensions import db
 from ..models import SubscriberStatus, Topic
+from ..security import id_arg
 from ..subscriber_csv import CsvImportError, export_subscribers, import_subscribers
 from . import bp
 from .auth import admin_only
@@ -17,7 +18,7 @@ from .forms import SubscriberImportForm
 
 def _filters() -> dict:
     status = request.args.get("status") or None
-    topic_id = request.args.get("topic", type=int)
+    topic_id = id_arg("topic")
     return {
         "search": request.args.get("q", "").strip(),
         "status": SubscriberStatus(status) if status in set(SubscriberStatus) else None,
@@ -29,7 +30,7 @@ def _filters() -> dict:
 @admin_only
 def subscribers():
     filters = _filters()
-    page = directory.list_subscribers(**filters, after_id=request.args.get("after", type=int))
+    page = directory.list_subscribers(**filters, after_id=id_arg("after"))
     return render_template(
         "admin/subscribers.html",
         page=page,
