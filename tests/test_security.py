@@ -430,3 +430,19 @@ def test_huge_numbers_in_addresses_are_not_found_and_in_queries_are_refused(app,
         db.session.commit()
         issue_id = issue.id
     assert staff_client.get(f"/admin/issues/{issue_id}/sending?after={huge}").status_code == 400
+
+
+# --- 10. names --------------------------------------------------------------------------------
+
+
+def test_a_typed_name_loses_its_controls_and_never_reaches_the_confirmation_email(
+    app, section, inbox, celery_worker
+):
+    subscribe(app.test_client(), "stranger@example.com", section, name="Bob\u202egnp.exe\u2066!")
+    [message] = wait_for(lambda: inbox.to("stranger@example.com"), what="the confirmation")
+
+    stored = reader(app, "stranger@example.com").name
+    assert not any(c in stored for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    assert "Bob" not in str(message["To"])
+    for part in ("plain", "html"):
+        assert "Bob" not in message.get_body((part,)).get_content()

@@ -25,7 +25,11 @@ from enum import StrEnum
 import dkim
 import idna
 
-CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# C0 and C1 controls, line separators, and the bidirectional controls (U+202A-U+202E,
+# U+2066-U+2069, the marks) that make "Bob\u202egnp.exe" show as "Bobexe.png".
+CONTROL_CHARS = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 
 class _UrlListHeader(UnstructuredHeader):

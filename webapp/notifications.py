@@ -28,15 +28,17 @@ def send_confirmation(subscriber_id: int) -> bool:
     if subscriber is None or subscriber.status != SubscriberStatus.PENDING:
         return False
     token = make_token(Purpose.CONFIRM, link_payload(subscriber))
+    # Not the name: whoever typed this address typed it too, and this email goes to a
+    # stranger until they confirm. Anyone's text must not reach them through us.
     email = render_confirmation(
         bulletin_name=current_app.config["BULLETIN_NAME"],
-        name=subscriber.name,
+        name="",
         section_names=[t.name for t in subscriber.topics],
         confirm_url=external_url("public.confirm", token=token),
         locale=subscriber.locale,
         postal_address=current_app.config["POSTAL_ADDRESS"],
     )
-    return _send(subscriber, email)
+    return _send(subscriber, email, to_name="")
 
 
 def send_preferences_link(subscriber_id: int) -> bool:
@@ -56,13 +58,13 @@ def send_preferences_link(subscriber_id: int) -> bool:
     return _send(subscriber, email)
 
 
-def _send(subscriber: Subscriber, email: RenderedEmail) -> bool:
+def _send(subscriber: Subscriber, email: RenderedEmail, *, to_name: str | None = None) -> bool:
     config = current_app.config
     try:
         message = build_message(
             sender=config["MAIL_FROM"],
             to_email=subscriber.email,
-            to_name=subscriber.name,
+            to_name=subscriber.name if to_name is None else to_name,
             subject=email.subject,
             text=email.text,
             html=email.html,
