@@ -21,10 +21,10 @@ from webapp.models import (
     Issue,
     IssueStatus,
     ReadCount,
-    SectionRecipients,
     StaffRole,
     Subscriber,
     SubscriberStatus,
+    TopicRecipients,
     utcnow,
 )
 from webapp.publishing import publish_issue
@@ -55,7 +55,7 @@ def earlier_issues(topics, count: int = 7) -> None:
         db.session.flush()
         for i, topic in enumerate(topics):
             article = import_placeholder(issue, topic)
-            db.session.add(SectionRecipients(issue_id=issue.id, topic_id=topic.id, recipients=400))
+            db.session.add(TopicRecipients(issue_id=issue.id, topic_id=topic.id, recipients=400))
             db.session.add(
                 ReadCount(
                     issue_id=issue.id,

@@ -24,10 +24,10 @@ from webapp.models import (
     Issue,
     IssueStatus,
     ReadCount,
-    SectionRecipients,
     Subscriber,
     SubscriberEvent,
     SubscriberStatus,
+    TopicRecipients,
     utcnow,
 )
 from webapp.publishing import publish_issue
@@ -347,7 +347,7 @@ def test_the_report_shows_sections_articles_rates_and_unsubscribes(app, db_sessi
     db.session.commit()
     issue = db.session.get(Issue, issue_id)
     news_article, hot_article = issue.articles
-    assert {(r.topic_id, r.recipients) for r in db.session.scalars(select(SectionRecipients))} == {
+    assert {(r.topic_id, r.recipients) for r in db.session.scalars(select(TopicRecipients))} == {
         (news.id, 5),
         (hot.id, 1),
     }

@@ -397,7 +397,7 @@ class ReadCount(db.Model):
     # Not a foreign key: 0 is the issue page, and a sent issue's articles never go away.
     article_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # a readership.LinkKind
-    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
     counted: Mapped[int] = mapped_column(Integer, default=0)
     filtered: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -409,14 +409,14 @@ class ReadCountFlush(db.Model):
     __tablename__ = "read_count_flushes"
 
     batch: Mapped[str] = mapped_column(String(200), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
-class SectionRecipients(db.Model):
+class TopicRecipients(db.Model):
     """How many readers an issue was planned for in each of its sections, counted when it
     was published (readers change sections later; the report's rates need the count then)."""
 
-    __tablename__ = "section_recipients"
+    __tablename__ = "topic_recipients"
 
     issue_id: Mapped[int] = mapped_column(
         ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True

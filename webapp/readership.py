@@ -43,7 +43,7 @@ from .models import (
     IssueStatus,
     ReadCount,
     ReadCountFlush,
-    SectionRecipients,
+    TopicRecipients,
     subscriber_topics,
     utcnow,
 )
@@ -136,7 +136,7 @@ def with_counted_links(content: IssueContent) -> IssueContent:
     The same for every reader: the token names no one."""
     sections = tuple(
         replace(
-            section,
+            topic,
             articles=tuple(
                 replace(
                     article,
@@ -147,10 +147,10 @@ def with_counted_links(content: IssueContent) -> IssueContent:
                         else ""
                     ),
                 )
-                for article in section.articles
+                for article in topic.articles
             ),
         )
-        for section in content.sections
+        for topic in content.sections
     )
     return replace(content, sections=sections)
 
@@ -314,7 +314,7 @@ def record_recipients(issue_id: int, topic_ids: set[int]) -> None:
     One INSERT ... SELECT; flushed with the plan, in the caller's transaction."""
     query = recipients_query(issue_id, topic_ids).add_columns(literal(issue_id, Integer))
     db.session.execute(
-        insert(SectionRecipients).from_select(["topic_id", "recipients", "issue_id"], query)
+        insert(TopicRecipients).from_select(["topic_id", "recipients", "issue_id"], query)
     )
 
 

@@ -21,9 +21,9 @@ from .models import (
     EventKind,
     Issue,
     ReadCount,
-    SectionRecipients,
     SubscriberEvent,
     Topic,
+    TopicRecipients,
     subscriber_topics,
 )
 from .readership import COUNTED_STATUSES, ISSUE_PAGE, LinkKind, recipients_query
@@ -52,7 +52,7 @@ class ArticleFigures:
 
 
 @dataclass
-class SectionFigures:
+class TopicFigures:
     topic_id: int
     name: str
     recipients: int = 0
@@ -71,14 +71,14 @@ class SectionFigures:
 @dataclass
 class IssueReport:
     issue: Issue
-    sections: list[SectionFigures]
+    topics: list[TopicFigures]
     counted: int  # clicks and page views counted
     filtered: int  # requests left out as scanners or prefetchers
     issue_page_views: int
     left_altogether: int  # readers who unsubscribed from everything in the window
     window_start: datetime | None
     window_end: datetime | None
-    recipients_recorded: bool  # False: counted now from the readers' current sections
+    recipients_recorded: bool  # False: counted now from the readers' current topics
 
 
 def issue_report(issue: Issue) -> IssueReport:
@@ -89,16 +89,16 @@ def issue_report(issue: Issue) -> IssueReport:
         .order_by(Article.position, Article.id)
     ).all()
     topic_ids = {a.topic_id for a in articles}
-    topics = db.session.execute(
+    names = db.session.execute(
         select(Topic.id, Topic.name)
         .where(Topic.id.in_(topic_ids))
         .order_by(Topic.position, Topic.id)
     ).all()
-    sections = {t.id: SectionFigures(t.id, t.name) for t in topics}
+    topics = {t.id: TopicFigures(t.id, t.name) for t in names}
     by_id: dict[int, ArticleFigures] = {}
     for a in articles:
         by_id[a.id] = ArticleFigures(a.id, a.title, a.topic_id)
-        sections[a.topic_id].articles.append(by_id[a.id])
+        topics[a.topic_id].articles.append(by_id[a.id])
 
     counted = filtered = issue_page_views = 0
     rows = db.session.execute(
@@ -128,27 +128,27 @@ def issue_report(issue: Issue) -> IssueReport:
 
     recorded = dict(
         db.session.execute(
-            select(SectionRecipients.topic_id, SectionRecipients.recipients).where(
-                SectionRecipients.issue_id == issue.id
+            select(TopicRecipients.topic_id, TopicRecipients.recipients).where(
+                TopicRecipients.issue_id == issue.id
             )
         ).all()
     )
     recipients_recorded = bool(recorded)
     if not recorded and issue.status in COUNTED_STATUSES:
-        # Published before recipients were recorded: the readers' sections as they are now.
+        # Published before recipients were recorded: the readers' topics as they are now.
         recorded = dict(db.session.execute(recipients_query(issue.id, topic_ids)).all())
     for topic_id, n in recorded.items():
-        if topic_id in sections:
-            sections[topic_id].recipients = n
+        if topic_id in topics:
+            topics[topic_id].recipients = n
 
     left = 0
     start = issue.published_at
     end = start + UNSUBSCRIBE_WINDOW if start else None
     if start:
-        left = _unsubscribes(sections, start, end)
+        left = _unsubscribes(topics, start, end)
     return IssueReport(
         issue=issue,
-        sections=list(sections.values()),
+        topics=list(topics.values()),
         counted=counted,
         filtered=filtered,
         issue_page_views=issue_page_views,
@@ -159,7 +159,7 @@ def issue_report(issue: Issue) -> IssueReport:
     )
 
 
-def _unsubscribes(sections: dict[int, SectionFigures], start: datetime, end: datetime) -> int:
+def _unsubscribes(topics: dict[int, TopicFigures], start: datetime, end: datetime) -> int:
     """Count, per section, readers who stopped it between start and end; return how many
     unsubscribed from everything. A reader who left altogether counts for each section
     they had; one erased since cannot be placed in a section and counts only in the total."""
@@ -174,9 +174,9 @@ def _unsubscribes(sections: dict[int, SectionFigures], start: datetime, end: dat
         except ValueError:
             continue
         for topic_id in removed:
-            if topic_id in sections:
-                sections[topic_id].unsubscribes += 1
-    # The readers who left, then their sections by key: a join from the events let the planner
+            if topic_id in topics:
+                topics[topic_id].unsubscribes += 1
+    # The readers who left, then their topics by key: a join from the events let the planner
     # read all of subscriber_topics (1.3 s at 1,000,000 readers) for a few thousand readers.
     left_readers = list(
         db.session.scalars(
@@ -194,11 +194,11 @@ def _unsubscribes(sections: dict[int, SectionFigures], start: datetime, end: dat
             select(subscriber_topics.c.topic_id, func.count())
             .where(
                 subscriber_topics.c.subscriber_id.in_(left_readers[start : start + 5000]),
-                subscriber_topics.c.topic_id.in_(sections),
+                subscriber_topics.c.topic_id.in_(topics),
             )
             .group_by(subscriber_topics.c.topic_id)
         ):
-            sections[topic_id].unsubscribes += n
+            topics[topic_id].unsubscribes += n
     return db.session.scalar(
         select(func.count())
         .select_from(SubscriberEvent)
@@ -212,7 +212,7 @@ def _unsubscribes(sections: dict[int, SectionFigures], start: datetime, end: dat
 @dataclass(frozen=True)
 class RateHistory:
     issues: list[Issue]  # oldest first
-    sections: list[tuple[int, str]]  # (topic id, name), in section order
+    topics: list[tuple[int, str]]  # (topic id, name), in section order
     rates: dict[int, list[float]]  # topic id -> clicks per 1,000 recipients, one per issue
 
 
@@ -243,11 +243,11 @@ def rate_history(limit: int = CHART_ISSUES) -> RateHistory:
     recipients = {
         (r.issue_id, r.topic_id): r.recipients
         for r in db.session.scalars(
-            select(SectionRecipients).where(SectionRecipients.issue_id.in_(ids))
+            select(TopicRecipients).where(TopicRecipients.issue_id.in_(ids))
         )
     }
     topic_ids = {topic_id for _, topic_id in recipients}
-    sections = [
+    topics = [
         (t.id, t.name)
         for t in db.session.execute(
             select(Topic.id, Topic.name)
@@ -263,9 +263,9 @@ def rate_history(limit: int = CHART_ISSUES) -> RateHistory:
             or 0.0
             for issue_id in ids
         ]
-        for topic_id, _ in sections
+        for topic_id, _ in topics
     }
-    return RateHistory(issues, sections, rates)
+    return RateHistory(issues, topics, rates)
 
 
 # -- CSV -------------------------------------------------------------------------------------
@@ -291,13 +291,13 @@ def report_csv(report: IssueReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
-    for s in report.sections:
+    for s in report.topics:
         rate = "" if s.rate is None else f"{s.rate:.1f}"
         writer.writerow(
             ["section", formula_safe(s.name), "", s.recipients, s.clicks, rate, "", "", "",
              s.unsubscribes]
         )  # fmt: skip
-    for s in report.sections:
+    for s in report.topics:
         for a in s.articles:
             writer.writerow(
                 ["article", formula_safe(s.name), formula_safe(a.title), "", a.clicks, "",

@@ -43,27 +43,27 @@ def upgrade():
         sa.PrimaryKeyConstraint("batch", name=op.f("pk_read_count_flushes")),
     )
     op.create_table(
-        "section_recipients",
+        "topic_recipients",
         sa.Column("issue_id", sa.Integer(), nullable=False),
         sa.Column("topic_id", sa.Integer(), nullable=False),
         sa.Column("recipients", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["issue_id"],
             ["issues.id"],
-            name=op.f("fk_section_recipients_issue_id_issues"),
+            name=op.f("fk_topic_recipients_issue_id_issues"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["topic_id"],
             ["topics.id"],
-            name=op.f("fk_section_recipients_topic_id_topics"),
+            name=op.f("fk_topic_recipients_topic_id_topics"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("issue_id", "topic_id", name=op.f("pk_section_recipients")),
+        sa.PrimaryKeyConstraint("issue_id", "topic_id", name=op.f("pk_topic_recipients")),
     )
 
 
 def downgrade():
-    op.drop_table("section_recipients")
+    op.drop_table("topic_recipients")
     op.drop_table("read_count_flushes")
     op.drop_table("read_counts")

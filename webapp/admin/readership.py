@@ -44,7 +44,7 @@ def readership_csv(issue_id: int):
 def rate_chart() -> tuple[readership_report.RateHistory, Markup | None]:
     """The last issues' click rate per section, as figures and as a chart (None: no issue)."""
     history = readership_report.rate_history()
-    if not history.issues or not history.sections:
+    if not history.issues or not history.topics:
         return history, None
     labels = [
         _("第%(number)s期", number=i.number) if i.number else f"#{i.id}" for i in history.issues
@@ -57,7 +57,7 @@ def rate_chart() -> tuple[readership_report.RateHistory, Markup | None]:
             color=PALETTE[n % len(PALETTE)],
             dashed=n % 2 == 1,
         )
-        for n, (topic_id, name) in enumerate(history.sections)
+        for n, (topic_id, name) in enumerate(history.topics)
     ]
     chart = charts.svg_chart(
         [i.published_at.date() for i in history.issues],
