@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from webapp import delivery, digests, publishing, sweeper
+from webapp import delivery, sweeper
 
 
 def enqueue_batch(issue_id: int, delivery_ids: list[int]) -> None:
@@ -19,10 +19,7 @@ def enqueue_batch(issue_id: int, delivery_ids: list[int]) -> None:
 @shared_task(name="bulletin.dispatch_issue")
 def dispatch_issue(issue_id: int) -> int:
     """Render the issue's digests, then queue a batch task per SEND_BATCH_SIZE due rows."""
-    digests.prepare_digests(issue_id)
-    queued = delivery.dispatch_due(issue_id, enqueue_batch)
-    publishing.finish_if_done(issue_id)
-    return queued
+    return delivery.dispatch_issue(issue_id, enqueue_batch)
 
 
 @shared_task(name="bulletin.send_batch")

@@ -106,12 +106,11 @@ def _clean_tables(request):
         return
     app = request.getfixturevalue("app")
     from webapp import site_settings
-    from webapp.digests import digests
     from webapp.extensions import db, limiter
 
     _settle_tasks(app)
-    # Ids restart with the tables, so a digest cached for "issue 1" must go with them.
-    digests.clear()
+    # Ids restart with the tables, so the digests this app cached for "issue 1" go with them.
+    app.extensions.pop("bulletin.digests", None)
     site_settings.forget_cached()
     forget_counters(app)
     with app.app_context():

@@ -27,8 +27,9 @@ The never-twice rules, in order:
    once would still not take back anything that is not theirs to take.
 
 A redelivered or duplicated task finds nothing to claim, so running any task twice is a
-no-op. Tasks (`tasks/sending.py`) are thin: they call `dispatch_due`, `send_batch` and
-`sweeper.sweep`. The journal and the rate limit live in `journal.py`, the sweeper (rules 4
+no-op. A send starts with `start_send`; tasks (`tasks/sending.py`) are thin: they call
+`dispatch_issue`, `send_batch` and `sweeper.sweep`. Mid-work commits are the named steps of
+`transactions.Step`. The journal and the rate limit live in `journal.py`, the sweeper (rules 4
 to 6) in `sweeper.py`.
 """
 
@@ -44,7 +45,8 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from . import publishing, subscriptions
-from .digests import Recipient, compose
+from .bounces import verp_address
+from .digests import Recipient, compose, prepare_digests
 from .errors import stored_reason
 from .extensions import db
 from .issues import issue_topic_ids
@@ -63,6 +65,7 @@ from .models import (
     utcnow,
 )
 from .smtp import smtp_session
+from .transactions import Step, after_commit, commit_step, rollback
 
 Enqueue = Callable[[int, list[int]], None]  # (issue id, delivery ids): queue a batch task
 
@@ -80,6 +83,39 @@ class BatchResult:
 
 class LeaseLost(RuntimeError):
     """A renewal found rows of this claim taken back: they are someone else's now."""
+
+
+# --- starting ------------------------------------------------------------------------------
+
+
+def start_send(issue_id: int, hand_over: Callable[[int], object]) -> int:
+    """Start sending an issue now, the one way the staff page, the CLI and the sweeper do it.
+
+    Plans one delivery per reader in the caller's transaction (`publishing.publish_issue`)
+    and, once that transaction commits, calls `hand_over(issue_id)`: queue the dispatch task
+    (or, in the sweeper, run `dispatch_issue` itself). Returns how many readers are planned;
+    raises PublishError when the issue cannot be published in its state.
+    """
+    planned = publishing.publish_issue(issue_id)
+    after_commit(lambda: hand_over(issue_id))
+    return planned
+
+
+def dispatch_issue(issue_id: int, enqueue: Enqueue) -> int:
+    """What a started (or resumed, or resent) send hands over: render and store the digests
+    its pending rows need, queue a batch task per SEND_BATCH_SIZE due rows, and mark the
+    issue sent if nothing is left. Returns how many rows were queued."""
+    prepare_digests(issue_id)
+    commit_step(Step.RENDERED)
+    queued = dispatch_due(issue_id, enqueue)
+    finish(issue_id)
+    return queued
+
+
+def finish(issue_id: int) -> None:
+    """Mark the issue sent if none of its rows is pending or in flight."""
+    if publishing.finish_if_done(issue_id):
+        commit_step(Step.FINISHED)
 
 
 # --- queueing ------------------------------------------------------------------------------
@@ -107,7 +143,7 @@ def dispatch_due(issue_id: int, enqueue: Enqueue, *, size: int | None = None) ->
             .values(queued_at=now)
             .execution_options(synchronize_session=False)
         )
-        db.session.commit()
+        commit_step(Step.QUEUED)
         enqueue(issue_id, ids)
         queued += len(ids)
         last_id = ids[-1]
@@ -156,7 +192,7 @@ def claim(issue_id: int, delivery_ids: list[int]) -> Claim:
     token = uuid.uuid4().hex
     statement = claim_statement(issue_id, delivery_ids, now, now + lease, token)
     claimed = db.session.scalars(statement).all()
-    db.session.commit()
+    commit_step(Step.CLAIMED)
     return Claim(token, sorted(claimed), started)
 
 
@@ -281,7 +317,7 @@ class _Batch:
             session.close()
             self._flush(renew=False)
             self._release()
-        publishing.finish_if_done(self.issue_id)
+        finish(self.issue_id)
         return self.result
 
     def _take(self, reader: Recipient, outcome: SendResult, message_id: str) -> bool:
@@ -344,9 +380,9 @@ class _Batch:
     def _pause(self, reason: str) -> None:
         try:
             publishing.pause_issue(self.issue_id, reason)
-            db.session.commit()
+            commit_step(Step.PAUSED)
         except publishing.PublishError:
-            db.session.rollback()
+            rollback()
         self.result.stopped = reason
 
     def _due_to_flush(self) -> bool:
@@ -413,8 +449,7 @@ class _Batch:
                 .values(lease_expires_at=now + lease)
                 .execution_options(synchronize_session=False)
             )
-        # Named commit: the answers are final, the renewed lease is visible to the sweeper.
-        db.session.commit()
+        commit_step(Step.FLUSHED)
         # Only our own claim's entries: the sweeper settles what it took from the journal.
         self.journal.forget([a.delivery_id for a in answers])
         if renewal is not None:
@@ -433,7 +468,7 @@ class _Batch:
             attempts = max(self.attempts[i] for i in self.untried)
             when = _next_attempt(attempts, None) or utcnow() + timedelta(hours=1)
         give_back(list(self.untried), self.token, next_attempt_at=when)
-        db.session.commit()
+        commit_step(Step.RELEASED)
         # A mark left by a connection that failed before the message went out.
         self.journal.forget(list(self.untried))
         self.result.released = len(self.untried)
@@ -494,8 +529,6 @@ def _next_attempt(attempts: int, planned: datetime | None) -> datetime | None:
 def _envelope_from(delivery_id: int) -> str:
     """The return path: a signed VERP address when bounces are processed, else MAIL_FROM."""
     if current_app.config["BOUNCE_DOMAIN"]:
-        from .bounces import verp_address
-
         return verp_address(delivery_id)
     return current_app.config["MAIL_FROM_ADDRESS"]
 
@@ -507,7 +540,7 @@ def _unqueue(delivery_ids: list[int]) -> None:
         .values(queued_at=None)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
+    commit_step(Step.UNQUEUED)
 
 
 def _recipients(delivery_ids: list[int]) -> list[Recipient]:

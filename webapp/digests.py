@@ -9,15 +9,15 @@ the MIME assembly from the set's skeleton.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from itertools import groupby
 
+from cachetools import LRUCache
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from . import readership, site_settings
 from .extensions import db
@@ -102,83 +102,74 @@ class Digest:
         )
 
 
-class DigestStore:
-    """The digests being sent: from this process's memory, else the database, else rendered.
+DIGEST_CACHE_SIZE = 64  # digests kept in each worker process's memory
 
-    A digest is rendered once per (issue, set of sections, language) and stored in
-    `rendered_digests`, so the other workers, here or on other machines, reuse it. The lock
-    keeps this process's threads from rendering the same digest side by side; two
-    processes can still race on a first render, and then the database keeps one.
+
+def digest_for(issue_id: int, topic_ids: frozenset[int], locale: str) -> Digest:
+    """A digest to send: from this process's memory, else the database, else rendered.
+
+    A digest is rendered once per (issue, set of sections, language) by `prepare_digests`
+    and stored in `rendered_digests`, so every worker, here or on other machines, loads it.
+    One that was not prepared (a reader changed sections since) is rendered here and kept
+    in memory only: a lookup never writes. The lock keeps this process's threads from
+    rendering the same digest side by side.
     """
-
-    def __init__(self, size: int = 64):
-        self.size = size
-        self._items: OrderedDict[tuple[int, str, str], Digest] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, issue_id: int, topic_ids: frozenset[int], locale: str) -> Digest:
-        key = (issue_id, topics_key(topic_ids), locale)
-        with self._lock:
-            digest = self._items.get(key)
-            if digest is None:
-                template = self._load(*key) or self._render(issue_id, topic_ids, locale)
-                digest = self._items[key] = Digest.of(template, issue_id)
-                if len(self._items) > self.size:
-                    self._items.popitem(last=False)
-            else:
-                self._items.move_to_end(key)
-        return digest
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    @staticmethod
-    def _load(issue_id: int, topics: str, locale: str) -> DigestTemplate | None:
-        row = db.session.scalar(
-            select(RenderedDigest).where(
-                RenderedDigest.issue_id == issue_id,
-                RenderedDigest.topics == topics,
-                RenderedDigest.locale == locale,
+    cache, lock = current_app.extensions.setdefault(
+        "bulletin.digests", (LRUCache(maxsize=DIGEST_CACHE_SIZE), threading.Lock())
+    )
+    key = (issue_id, topics_key(topic_ids), locale)
+    with lock:
+        digest = cache.get(key)
+        if digest is None:
+            template = _load(*key) or render_issue(
+                db.session.get(Issue, issue_id), topic_ids, locale
             )
-        )
-        if row is None:
-            return None
-        return DigestTemplate(
-            subject=row.subject,
-            html=row.html,
-            text=row.text,
-            topic_ids=frozenset(int(i) for i in row.topics.split(",")),
-            full_article_ids=frozenset(int(i) for i in row.full_article_ids.split(",") if i),
-        )
-
-    def _render(self, issue_id: int, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
-        template = render_issue(db.session.get(Issue, issue_id), topic_ids, locale)
-        db.session.add(
-            RenderedDigest(
-                issue_id=issue_id,
-                topics=topics_key(topic_ids),
-                locale=locale,
-                subject=template.subject,
-                html=template.html,
-                text=template.text,
-                full_article_ids=topics_key(template.full_article_ids),
-                html_size=template.html_size,
-            )
-        )
-        try:
-            db.session.commit()
-        except IntegrityError:  # another process stored it first: theirs and ours are equal
-            db.session.rollback()
-            return self._load(issue_id, topics_key(topic_ids), locale) or template
-        return template
+            digest = cache[key] = Digest.of(template, issue_id)
+    return digest
 
 
-digests = DigestStore()
+def _load(issue_id: int, topics: str, locale: str) -> DigestTemplate | None:
+    row = db.session.scalar(
+        select(RenderedDigest).where(
+            RenderedDigest.issue_id == issue_id,
+            RenderedDigest.topics == topics,
+            RenderedDigest.locale == locale,
+        )
+    )
+    if row is None:
+        return None
+    return DigestTemplate(
+        subject=row.subject,
+        html=row.html,
+        text=row.text,
+        topic_ids=frozenset(int(i) for i in row.topics.split(",")),
+        full_article_ids=frozenset(int(i) for i in row.full_article_ids.split(",") if i),
+    )
+
+
+def _store(issue_id: int, topic_ids: frozenset[int], locale: str) -> None:
+    """Render one digest and store it (flushed); a copy another process stored first wins."""
+    template = render_issue(db.session.get(Issue, issue_id), topic_ids, locale)
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    db.session.execute(
+        dialect.insert(RenderedDigest)
+        .values(
+            issue_id=issue_id,
+            topics=topics_key(topic_ids),
+            locale=locale,
+            subject=template.subject,
+            html=template.html,
+            text=template.text,
+            full_article_ids=topics_key(template.full_article_ids),
+            html_size=template.html_size,
+        )
+        .on_conflict_do_nothing()
+    )
 
 
 def prepare_digests(issue_id: int) -> int:
-    """Render every digest the pending deliveries need before batches go out; returns how many.
+    """Render and store (flushed: the caller commits) every digest the pending deliveries
+    need, before batches go out; returns how many they need.
 
     Streams (reader, section) pairs in reader order, so memory holds one reader at a time
     plus the distinct sets, however many readers there are.
@@ -201,7 +192,8 @@ def prepare_digests(issue_id: int) -> int:
         for (_, locale), pairs in groupby(rows, key=lambda row: (row[0], row[1]))
     }
     for locale, topic_ids in sorted(needed, key=lambda item: (item[0], sorted(item[1]))):
-        digests.get(issue_id, topic_ids, locale)
+        if _load(issue_id, topics_key(topic_ids), locale) is None:
+            _store(issue_id, topic_ids, locale)
     return len(needed)
 
 
@@ -255,7 +247,7 @@ def compose(issue_id: int, reader: Recipient, topic_ids: frozenset[int]) -> tupl
     Assembled from the section set's skeleton and pre-encoded bodies; only the reader's parts
     are encoded here.
     """
-    digest = digests.get(issue_id, topic_ids, reader.locale)
+    digest = digest_for(issue_id, topic_ids, reader.locale)
     personal = personal_links(reader.subscriber_id, reader.link_key, reader.name, topic_ids)
     values = personal_values(personal, locale=reader.locale)
     message_id = make_msgid(domain=current_app.config["MAIL_DOMAIN"])

@@ -2,8 +2,9 @@
 
 Every change of an issue's status is one conditional UPDATE ("from these statuses to that
 one"), so two staff members, two browser tabs or a double click cannot both win: the loser
-gets `PublishError` (the web answers 409). Functions flush and let the caller commit; the
-caller enqueues work only after the commit (`tasks.sending.dispatch_issue`).
+gets `PublishError` (the web answers 409). Functions flush and let the caller commit
+(`transactions.transaction`); a send is started with `delivery.start_send`, which hands the
+issue to the workers only once the caller's transaction commits.
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ def plan_deliveries(issue_id: int, topic_ids: set[int]) -> int:
 
 
 def finish_if_done(issue_id: int) -> bool:
-    """Mark a sending issue sent once none of its deliveries is pending or in flight."""
+    """Mark a sending issue sent once none of its deliveries is pending or in flight (flushed:
+    the caller commits). True when nothing is left."""
     # Every batch asks: look for one open row, not count them (a count reads every open
     # row's index entry, which adds up to quadratic work over a 1,000,000-reader send).
     open_row = db.session.scalar(
@@ -215,7 +217,6 @@ def finish_if_done(issue_id: int) -> bool:
         .values(status=IssueStatus.SENT, sent_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
     return True
 
 

@@ -15,10 +15,20 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from . import publishing
-from .delivery import Enqueue, after_answers, dispatch_due, give_back, held_by
+from .delivery import (
+    Enqueue,
+    after_answers,
+    dispatch_due,
+    dispatch_issue,
+    finish,
+    give_back,
+    held_by,
+    start_send,
+)
 from .extensions import db, redis_client
 from .journal import IN_FLIGHT, Answer, Journal
 from .models import Delivery, DeliveryStatus, Issue, IssueStatus, Subscriber, utcnow
+from .transactions import Step, commit_step, transaction
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +87,21 @@ def _sweep(enqueue: Enqueue) -> SweepResult:
     except redis_lib.RedisError as exc:
         # Without the journal a dead worker's rows cannot be told apart; wait for Redis.
         log.warning("sweep: journal unavailable, expired leases left for later: %s", exc)
+
+    def hand_over(issue_id: int) -> None:
+        result.queued += dispatch_issue(issue_id, enqueue)
+
     for issue_id in publishing.due_issues():
         try:
-            publishing.publish_issue(issue_id)
-            db.session.commit()
+            with transaction():
+                start_send(issue_id, hand_over)
             result.published.append(issue_id)
         except publishing.PublishError:
-            db.session.rollback()
+            pass  # published by someone else meanwhile, or unscheduled: nothing to do
     sending = db.session.scalars(select(Issue.id).where(Issue.status == IssueStatus.SENDING))
     for issue_id in list(sending):
-        if issue_id in result.published:
-            from .digests import prepare_digests
-
-            prepare_digests(issue_id)
         result.queued += dispatch_due(issue_id, enqueue)
-        publishing.finish_if_done(issue_id)
+        finish(issue_id)
     return result
 
 
@@ -174,7 +184,6 @@ def recover_expired() -> dict[str, int]:
             settled += given
             if given:
                 counts["pending"] = counts.get("pending", 0) + len(given)
-        # Named commit: this claim's rows are settled before their journal entries go.
-        db.session.commit()
+        commit_step(Step.SETTLED)
         journal.forget(settled)
     return counts
