@@ -242,6 +242,11 @@ def one_run(number, args, app, processes, sink, redis_url) -> tuple[int, int]:
                     except ProcessLookupError:
                         pass
                 events.append(action)
+        if worker.poll() is not None and not (events and events[-1] == "kill worker"):
+            # Children killed while starting make Celery give up ("Could not start worker
+            # processes"); a process manager would start it again, and so does this.
+            worker = processes.start(f"worker{number}", worker_args)
+            events.append("worker exited, started again")
         if not schedule and finished():
             break
         time.sleep(0.2)

@@ -26,15 +26,17 @@ from sqlalchemy.exc import OperationalError
 from . import bounces, queue
 from .catcher import serve
 from .config import ConfigError
+from .delivery import start_send
 from .errors import describe_in_english
 from .extensions import db
 from .importing import DocumentError
 from .issues import import_document
 from .models import Issue, StaffRole, StaffUser, Subscriber, SubscriberStatus, Topic
-from .publishing import PublishError, progress, publish_issue
+from .publishing import PublishError, progress
 from .staff import StaffError, create_staff
 from .subscriber_csv import CsvImportError, export_subscribers, import_subscribers
 from .subscriptions import SubscriptionError
+from .transactions import after_commit, transaction
 
 # sysexits.h's EX_TEMPFAIL makes an MTA that pipes mail into us keep the message and try
 # again later; any other failure would bounce it (or lose it, for a bounce).
@@ -82,10 +84,10 @@ def register_commands(app: Flask) -> None:
 def create_staff_command(email: str, role: str, password: str | None) -> None:
     """Create a staff account."""
     try:
-        user, secret = create_staff(email, password, StaffRole(role))
+        with transaction():
+            user, secret = create_staff(email, password, StaffRole(role))
     except (StaffError, SubscriptionError) as exc:
         raise click.ClickException(describe_in_english(exc)) from None
-    db.session.commit()
     click.echo(f"Created {role} {user.email}.")
     if not password:
         click.echo(f"Password (shown once): {secret}")
@@ -101,11 +103,10 @@ def import_issue_command(file: Path) -> None:
     except OSError as exc:
         raise click.ClickException(f"{file}: {exc.strerror}") from None
     try:
-        issue, report = import_document(data)
+        with transaction():
+            issue, report = import_document(data)
     except DocumentError as exc:
-        db.session.rollback()
         raise click.ClickException(f"{file}: {exc}") from None
-    db.session.commit()
     click.echo(format_report(report))
     click.echo(f"Created draft issue {issue.id}: {issue.title}")
 
@@ -137,12 +138,10 @@ def format_report(report) -> str:
 def publish_command(issue_id: int) -> None:
     """Publish an issue now: plan its deliveries and hand them to the workers."""
     try:
-        planned = publish_issue(issue_id)
+        with transaction():
+            planned = start_send(issue_id, queue.dispatch_issue)
     except PublishError as exc:
-        db.session.rollback()
         raise click.ClickException(describe_in_english(exc)) from None
-    db.session.commit()
-    queue.dispatch_issue(issue_id)
     click.echo(f"Issue {issue_id} is sending to {planned} readers.")
 
 
@@ -177,8 +176,8 @@ def ingest_bounce_command(recipient: str | None) -> None:
         )
         sys.exit(EX_DATAERR)
     try:
-        result = bounces.ingest(raw, recipient=recipient)
-        db.session.commit()
+        with transaction():
+            result = bounces.ingest(raw, recipient=recipient)
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         click.echo(f"bulletin: database unavailable, try again later: {reason}", err=True)
@@ -226,12 +225,11 @@ def import_subscribers_command(file: Path, mode: str | None) -> None:
     except OSError as exc:
         raise click.ClickException(f"{file}: {exc.strerror}") from None
     try:
-        report = import_subscribers(data, consented=mode == "consented", source="cli import")
+        with transaction():
+            report = import_subscribers(data, consented=mode == "consented", source="cli import")
+            after_commit(lambda: queue.send_confirmations(report.confirmation_ids))
     except CsvImportError as exc:
-        db.session.rollback()
         raise click.ClickException(f"{file}: {describe_in_english(exc)}") from None
-    db.session.commit()
-    queue.send_confirmations(report.confirmation_ids)
     click.echo(format_csv_report(report))
 
 
@@ -285,27 +283,27 @@ DEMO_SUBSCRIBER = "reader@example.com"
 @with_appcontext
 def demo_command() -> None:
     """Load the sample bulletin, a demo reader and a staff login (each only once)."""
-    if not db.session.scalar(select(func.count()).select_from(Issue)):
-        issue, report = import_document(DEMO_DOCUMENT.read_bytes())
-        click.echo(
-            f"Loaded the sample bulletin as draft issue {issue.id} "
-            f"({len(report.articles)} articles)."
-        )
-    if not db.session.scalar(select(Subscriber).where(Subscriber.email == DEMO_SUBSCRIBER)):
-        topics = db.session.scalars(select(Topic).where(Topic.active.is_(True))).all()
-        db.session.add(
-            Subscriber(
-                email=DEMO_SUBSCRIBER,
-                name="演示读者",
-                status=SubscriberStatus.ACTIVE,
-                topics=list(topics),
+    with transaction():
+        if not db.session.scalar(select(func.count()).select_from(Issue)):
+            issue, report = import_document(DEMO_DOCUMENT.read_bytes())
+            click.echo(
+                f"Loaded the sample bulletin as draft issue {issue.id} "
+                f"({len(report.articles)} articles)."
             )
-        )
-        click.echo(f"Added the demo reader {DEMO_SUBSCRIBER} with every section.")
-    if not db.session.scalar(select(func.count()).select_from(StaffUser)):
-        user, password = create_staff(DEMO_STAFF, role=StaffRole.ADMIN)
-        click.echo(f"Staff login: {user.email}  password: {password}  (shown once)")
-    db.session.commit()
+        if not db.session.scalar(select(Subscriber).where(Subscriber.email == DEMO_SUBSCRIBER)):
+            topics = db.session.scalars(select(Topic).where(Topic.active.is_(True))).all()
+            db.session.add(
+                Subscriber(
+                    email=DEMO_SUBSCRIBER,
+                    name="演示读者",
+                    status=SubscriberStatus.ACTIVE,
+                    topics=list(topics),
+                )
+            )
+            click.echo(f"Added the demo reader {DEMO_SUBSCRIBER} with every section.")
+        if not db.session.scalar(select(func.count()).select_from(StaffUser)):
+            user, password = create_staff(DEMO_STAFF, role=StaffRole.ADMIN)
+            click.echo(f"Staff login: {user.email}  password: {password}  (shown once)")
 
 
 @click.command("smtp-catcher")

@@ -9,7 +9,8 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from sqlalchemy.exc import OperationalError
 
 from . import bounces
-from .extensions import csrf, db
+from .extensions import csrf
+from .transactions import transaction
 
 bp = Blueprint("hooks", __name__)
 
@@ -41,10 +42,9 @@ def bounce():
     if len(raw) > bounces.MAX_MESSAGE_BYTES:
         return _too_big()
     try:
-        result = bounces.ingest(raw, recipient=request.args.get("recipient"))
-        db.session.commit()
+        with transaction():
+            result = bounces.ingest(raw, recipient=request.args.get("recipient"))
     except OperationalError:
         # The sender should keep the message and try again, as an MTA would on EX_TEMPFAIL.
-        db.session.rollback()
         return jsonify(error="database unavailable, try again later"), 503, {"Retry-After": "60"}
     return jsonify(asdict(result))

@@ -17,6 +17,7 @@ from ..extensions import db
 from ..importing import make_lead
 from ..models import Article, Issue
 from ..rendering import markdown_to_html
+from ..transactions import rollback, transaction
 from . import bp
 from .forms import ActionForm, ArticleForm
 from .issues import issue as issue_page
@@ -33,7 +34,7 @@ def _article_of(issue_id: int, article_id: int) -> Article:
 
 def _refused(issue_id: int, message: str):
     """The issue page with the reason on top, as a 409: the content shown is unchanged."""
-    db.session.rollback()
+    rollback()  # whatever the refused edit locked or loaded
     flash(message)
     return issue_page(issue_id), 409
 
@@ -64,14 +65,13 @@ def _save(form: ArticleForm, issue: Issue, article: Article | None, write):
     if form.preview.data:
         return _form_page(form, issue, article)
     try:
-        saved = write(form.draft())
+        with transaction():
+            saved = write(form.draft())
     except issues.IssueNotEditable as exc:
         return _refused(issue.id, describe(exc))
     except issues.ArticleError as exc:
-        db.session.rollback()
         getattr(form, exc.field).errors.append(describe(exc))
         return _form_page(form, issue, article, 400)
-    db.session.commit()
     flash(_("已保存：%(title)s", title=saved.title))
     return redirect(url_for("admin.issue", issue_id=issue.id, _anchor="articles"))
 
@@ -110,12 +110,16 @@ def delete_article(issue_id: int, article_id: int):
         abort(400)
     title = article.title
     try:
-        issues.delete_article(article)
+        with transaction():
+            issues.delete_article(article)
     except issues.IssueNotEditable as exc:
         return _refused(issue_id, describe(exc))
-    db.session.commit()
     flash(_("已删除：%(title)s", title=title))
     return redirect(url_for("admin.issue", issue_id=issue_id, _anchor="articles"))
+
+
+class _AlreadyThere(Exception):
+    """The article is already first (or last) in its section: nothing to save."""
 
 
 @bp.post("/issues/<int:issue_id>/articles/<int:article_id>/move")
@@ -126,13 +130,12 @@ def move_article(issue_id: int, article_id: int):
     if not ActionForm().validate_on_submit() or direction not in ("up", "down"):
         abort(400)
     try:
-        moved = issues.move_article(article, -1 if direction == "up" else 1)
+        with transaction():
+            if not issues.move_article(article, -1 if direction == "up" else 1):
+                raise _AlreadyThere  # rolled back: claiming the issue for edit touched it
     except issues.IssueNotEditable as exc:
         return _refused(issue_id, describe(exc))
-    if moved:
-        db.session.commit()
-    else:
-        db.session.rollback()
+    except _AlreadyThere:
         if direction == "up":
             flash(_("《%(title)s》已在本栏目最前。", title=article.title))
         else:

@@ -23,6 +23,7 @@ from ..issues import (
     issue_topic_ids,
 )
 from ..models import Issue, Topic
+from ..transactions import transaction
 from . import bp
 from .auth import is_admin
 from .forms import ActionForm, ContentModeForm, ImportSaveForm, ImportUploadForm, NewIssueForm
@@ -63,13 +64,12 @@ def save_import():
         flash(_("表单已过期，请重新上传文件。"))
         return redirect(url_for("admin.import_issue"))
     try:
-        issue, _report = import_document(form.document.data)
+        with transaction():
+            issue, _report = import_document(form.document.data)
     except DocumentError as exc:
-        db.session.rollback()
         upload = ImportUploadForm()
         upload.document.errors = [f"{form.filename.data}: {exc}"]
         return render_template("admin/import.html", form=upload), 400
-    db.session.commit()
     flash(_("已保存为草稿 #%(id)s：%(title)s", id=issue.id, title=issue.title))
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
@@ -94,13 +94,12 @@ def set_content_mode(issue_id: int):
     if not form.validate_on_submit():
         abort(400)
     try:
-        # The same check, lock and audit entry as every other edit of the issue's content.
-        issue = change_content_mode(issue_id, form.mode.data)
+        with transaction():
+            # The same check, lock and audit entry as every other edit of the issue's content.
+            issue = change_content_mode(issue_id, form.mode.data)
     except IssueNotEditable as exc:
-        db.session.rollback()
         flash(describe(exc))
         return redirect(url_for("admin.issue", issue_id=issue_id)), 409
-    db.session.commit()
     flash(_("已保存正文形式。"))
     return redirect(url_for("admin.issue", issue_id=issue.id))
 
@@ -201,7 +200,7 @@ def new_issue():
     form = NewIssueForm()
     if not form.validate_on_submit():
         return _issues_page(form, 400)
-    issue = create_blank_issue(form.title.data, form.period.data or "")
-    db.session.commit()
+    with transaction():
+        issue = create_blank_issue(form.title.data, form.period.data or "")
     flash(_("已新建草稿 #%(id)s：%(title)s。现在可以添加文章。", id=issue.id, title=issue.title))
     return redirect(url_for("admin.issue", issue_id=issue.id))

@@ -20,11 +20,13 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import audit, delivery_log, publishing
+from ..delivery import start_send
 from ..errors import describe, describe_stored, stored_reason
 from ..extensions import db
 from ..models import DeliveryStatus, Issue
 from ..queue import dispatch_issue
 from ..security import id_arg
+from ..transactions import after_commit, transaction
 from . import bp
 from .auth import admin_only, is_admin
 from .forms import ActionForm, ScheduleForm
@@ -38,15 +40,15 @@ def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
     if not ActionForm().validate_on_submit():
         return render_template("admin/conflict.html", message=_("表单已过期，请刷新后重试。")), 400
     try:
-        outcome = action()
+        with transaction():
+            outcome = action()
+            # A count (readers planned, rows skipped or requeued) is worth keeping with it.
+            detail = str(outcome) if isinstance(outcome, int) else ""
+            audit.record(name, issue_id=issue_id, detail=detail)
+            if queue:
+                after_commit(lambda: dispatch_issue(issue_id))
     except publishing.PublishError as exc:
-        db.session.rollback()
         return render_template("admin/conflict.html", message=describe(exc)), 409
-    # A count (readers planned, rows skipped or requeued) is worth keeping with the entry.
-    audit.record(name, issue_id=issue_id, detail=str(outcome) if isinstance(outcome, int) else "")
-    db.session.commit()
-    if queue:
-        dispatch_issue(issue_id)
     flash(done % {"count": outcome})
     return redirect(url_for("admin.issue", issue_id=issue_id))
 
@@ -55,10 +57,9 @@ def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
 def publish(issue_id: int):
     return _act(
         issue_id,
-        lambda: publishing.publish_issue(issue_id),
+        lambda: start_send(issue_id, dispatch_issue),
         _("已开始发送，共 %(count)s 位读者。"),
         name="publish",
-        queue=True,
     )
 
 
@@ -116,12 +117,11 @@ def schedule(issue_id: int):
     zone = ZoneInfo(current_app.config["TIMEZONE"])
     when = form.when.data.replace(tzinfo=zone)
     try:
-        publishing.schedule_issue(issue_id, when)
+        with transaction():
+            publishing.schedule_issue(issue_id, when)
+            audit.record("schedule", issue_id=issue_id, detail=f"{when.isoformat()}")
     except publishing.PublishError as exc:
-        db.session.rollback()
         return render_template("admin/conflict.html", message=describe(exc)), 409
-    audit.record("schedule", issue_id=issue_id, detail=f"{when.isoformat()}")
-    db.session.commit()
     flash(_("将于 %(when)s（%(zone)s）自动发布。", when=f"{when:%Y-%m-%d %H:%M}", zone=zone.key))
     return redirect(url_for("admin.issue", issue_id=issue_id))
 

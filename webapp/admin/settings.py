@@ -14,7 +14,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, SubmitField
 
 from .. import audit, site_settings
-from ..extensions import db
+from ..transactions import transaction
 from . import bp
 from .auth import admin_only
 
@@ -43,14 +43,14 @@ def settings():
         for field in _fields(form):
             field.data = site_settings.get_value(field.name)
     if form.validate_on_submit():
-        changed = []
-        for field in _fields(form):
-            if field.data != site_settings.get_value(field.name):
-                site_settings.set_value(field.name, field.data, actor=current_user.email)
-                changed.append(f"{field.name}={field.data}")
-        if changed:
-            audit.record("settings", detail=", ".join(changed))
-        db.session.commit()
+        with transaction():
+            changed = []
+            for field in _fields(form):
+                if field.data != site_settings.get_value(field.name):
+                    site_settings.set_value(field.name, field.data, actor=current_user.email)
+                    changed.append(f"{field.name}={field.data}")
+            if changed:
+                audit.record("settings", detail=", ".join(changed))
         flash(_("设置已保存。"))
         return redirect(url_for("admin.settings"))
     status = 400 if request.method == "POST" else 200

@@ -11,6 +11,7 @@ from ..extensions import db
 from ..models import SubscriberStatus, Topic
 from ..security import id_arg
 from ..subscriber_csv import CsvImportError, export_subscribers, import_subscribers
+from ..transactions import after_commit, transaction
 from . import bp
 from .auth import admin_only
 from .forms import SubscriberImportForm
@@ -63,18 +64,17 @@ def import_csv():
     upload = form.document.data
     consented = form.consent.data == "consented"
     try:
-        report = import_subscribers(
-            upload.read(),
-            consented=consented,
-            source=f"csv import by {current_user.email}",
-        )
+        with transaction():
+            report = import_subscribers(
+                upload.read(),
+                consented=consented,
+                source=f"csv import by {current_user.email}",
+            )
+            if report.confirmation_ids:
+                after_commit(lambda: queue.send_confirmations(report.confirmation_ids))
     except CsvImportError as exc:
-        db.session.rollback()
         form.document.errors.append(f"{upload.filename}: {describe(exc)}")
         return render_template("admin/subscribers_import.html", form=form, report=None), 400
-    db.session.commit()
-    if report.confirmation_ids:
-        queue.send_confirmations(report.confirmation_ids)
     current_app.logger.info("CSV import by %s: %s created", current_user.email, report.created)
     return render_template(
         "admin/subscribers_import.html", form=SubscriberImportForm(), report=report

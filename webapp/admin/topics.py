@@ -18,6 +18,7 @@ from .. import directory, topics
 from ..errors import describe
 from ..extensions import db
 from ..models import Topic
+from ..transactions import transaction
 from . import bp
 from .auth import admin_only
 
@@ -56,7 +57,6 @@ def _page(*, create_form=None, rename=None, error: str = "", status: int = 200):
 
 
 def _refused(exc: topics.TopicError, **page):
-    db.session.rollback()
     if exc.code == "topic-missing":
         abort(404)
     # A refused name is explained beside its field; other refusals at the top of the page.
@@ -77,11 +77,11 @@ def section_create():
     if not form.validate_on_submit():
         return _page(create_form=form, status=400)
     try:
-        topic = topics.create_topic(form.name.data)
+        with transaction():
+            topic = topics.create_topic(form.name.data)
     except topics.TopicError as exc:
         form.name.errors = [describe(exc)]
         return _refused(exc, create_form=form)
-    db.session.commit()
     flash(_("已添加栏目“%(name)s”。", name=topic.name))
     return redirect(url_for("admin.sections_list"))
 
@@ -94,11 +94,11 @@ def section_rename(topic_id: int):
         rename = {"id": topic_id, "value": form.name.data or "", "errors": form.name.errors}
         return _page(rename=rename, status=400)
     try:
-        topic = topics.rename_topic(topic_id, form.name.data)
+        with transaction():
+            topic = topics.rename_topic(topic_id, form.name.data)
     except topics.TopicError as exc:
         rename = {"id": topic_id, "value": form.name.data, "errors": [describe(exc)]}
         return _refused(exc, rename=rename)
-    db.session.commit()
     flash(_("栏目已改名为“%(name)s”。", name=topic.name))
     return redirect(url_for("admin.sections_list"))
 
@@ -110,10 +110,10 @@ def section_move(topic_id: int):
     if not form.validate_on_submit():
         abort(400)
     try:
-        moved = topics.move_topic(topic_id, -1 if form.direction.data == "up" else 1)
+        with transaction():
+            moved = topics.move_topic(topic_id, -1 if form.direction.data == "up" else 1)
     except topics.TopicError as exc:
         return _refused(exc)
-    db.session.commit()
     if not moved:
         if form.direction.data == "up":
             flash(_("这个栏目已经在最前面。"))
@@ -139,10 +139,10 @@ def _set_active(topic_id: int, *, active: bool):
         abort(400)
     change = topics.unarchive_topic if active else topics.archive_topic
     try:
-        change(topic_id)
+        with transaction():
+            change(topic_id)
     except topics.TopicError as exc:
         return _refused(exc)
-    db.session.commit()
     name = db.session.get(Topic, topic_id).name
     if active:
         flash(_("已恢复栏目“%(name)s”，订阅页重新显示它。", name=name))

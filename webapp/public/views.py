@@ -32,6 +32,7 @@ from ..models import EventSource, Issue, IssueStatus, SubscriberStatus, Topic
 from ..rendering import markdown_to_html
 from ..subscriptions import Consent, SubscriptionError
 from ..tokens import Purpose, TokenError, make_token, read_reader_link
+from ..transactions import after_commit, transaction
 from . import bp
 from .forms import SUBSCRIBE_FORM_VERSION, ButtonForm, PreferencesForm, SubscribeForm
 
@@ -118,22 +119,21 @@ def subscribe():
             form.topics.errors.append(_("请至少选择一个栏目。"))
             return render_template("public/subscribe.html", form=form), 400
         try:
-            result = subscriptions.subscribe(
-                form.email.data,
-                form.name.data or "",
-                form.topics.data,
-                locale=str(get_locale()),
-                consent=_consent(SUBSCRIBE_FORM_VERSION),
-            )
+            with transaction():
+                result = subscriptions.subscribe(
+                    form.email.data,
+                    form.name.data or "",
+                    form.topics.data,
+                    locale=str(get_locale()),
+                    consent=_consent(SUBSCRIBE_FORM_VERSION),
+                )
+                if result.needs_confirmation:
+                    after_commit(lambda: queue.send_confirmation(result.subscriber.id))
+                elif result.needs_preferences_link:
+                    after_commit(lambda: queue.send_preferences_link(result.subscriber.id))
         except SubscriptionError as exc:
-            db.session.rollback()
             getattr(form, exc.field).errors.append(describe(exc, detail=False))
         else:
-            db.session.commit()
-            if result.needs_confirmation:
-                queue.send_confirmation(result.subscriber.id)
-            elif result.needs_preferences_link:
-                queue.send_preferences_link(result.subscriber.id)
             # The same page whatever the address's history: nobody learns who subscribes.
             return render_template("public/check_inbox.html")
     status = 400 if request.method == "POST" else 200
@@ -149,11 +149,11 @@ def confirm(token: str):
     form = ButtonForm()
     # GET only shows a button: mail scanners follow links, and must not confirm for the reader.
     if form.validate_on_submit():
-        subscriber = subscriptions.confirm(reader.id)
+        with transaction():  # a reader who is not pending is left as they are
+            subscriber = subscriptions.confirm(reader.id)
         if subscriber.status != SubscriberStatus.ACTIVE:
             # Left (or bounced) since this link was sent: an old link does not bring them back.
             return render_template("public/bad_link.html", expired=True), 400
-        db.session.commit()
         return render_template("public/confirmed.html", subscriber=subscriber)
     return render_template("public/confirm.html", form=form)
 
@@ -179,19 +179,18 @@ def preferences(token: str):
             form.topics.errors.append(_("请至少选择一个栏目；不想再收到简报请点“退订全部”。"))
         else:
             try:
-                subscriptions.update_preferences(
-                    subscriber.id,
-                    form.topics.data,
-                    form.name.data or "",
-                    form.locale.data,
-                    EventSource.EMAIL_LINK,
-                    consent=_consent("preferences link"),
-                )
+                with transaction():
+                    subscriptions.update_preferences(
+                        subscriber.id,
+                        form.topics.data,
+                        form.name.data or "",
+                        form.locale.data,
+                        EventSource.EMAIL_LINK,
+                        consent=_consent("preferences link"),
+                    )
             except SubscriptionError as exc:
-                db.session.rollback()
                 form.topics.errors.append(describe(exc, detail=False))
             else:
-                db.session.commit()
                 flash(_("已保存您的订阅设置。"))
                 return redirect(url_for("public.preferences", token=token))
     status = 400 if request.method == "POST" else 200
@@ -213,8 +212,8 @@ def leave(token: str):
         return error
     if not ButtonForm().validate_on_submit():
         abort(400)
-    subscriptions.unsubscribe(subscriber.id, source=EventSource.EMAIL_LINK)
-    db.session.commit()
+    with transaction():
+        subscriptions.unsubscribe(subscriber.id, source=EventSource.EMAIL_LINK)
     return render_template("public/unsubscribed.html", topic=None, left=True, token=token)
 
 
@@ -242,8 +241,8 @@ def erase(token: str):
         return error
     form = ButtonForm()
     if form.validate_on_submit():
-        subscriptions.erase(subscriber.id, source=EventSource.EMAIL_LINK)
-        db.session.commit()
+        with transaction():
+            subscriptions.erase(subscriber.id, source=EventSource.EMAIL_LINK)
         return render_template("public/erased.html")
     return render_template("public/erase.html", form=form, subscriber=subscriber)
 
@@ -278,13 +277,13 @@ def unsubscribe(token: str):
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     source = EventSource.ONE_CLICK if one_click else EventSource.EMAIL_LINK
     # A link to an erased reader unsubscribes nobody, with the same answer: they are gone.
-    reader = subscriptions.reader_for_link(link)
-    subscriber = (
-        subscriptions.unsubscribe(reader.id, topic.id if topic else None, source=source)
-        if reader
-        else None
-    )
-    db.session.commit()
+    with transaction():
+        reader = subscriptions.reader_for_link(link)
+        subscriber = (
+            subscriptions.unsubscribe(reader.id, topic.id if topic else None, source=source)
+            if reader
+            else None
+        )
     if one_click:
         return "unsubscribed\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
     left = subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED
