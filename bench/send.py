@@ -378,6 +378,7 @@ def create_readers(count: int, topic_ids: list[int], seed: int) -> bytearray:
     from sqlalchemy import text
 
     from webapp.extensions import db
+    from webapp.models import new_link_key
 
     rng = Random(seed)
     top = (1 << len(topic_ids)) - 1
@@ -390,14 +391,14 @@ def create_readers(count: int, topic_ids: list[int], seed: int) -> bytearray:
     with raw.cursor() as cursor:
         with cursor.copy(
             "COPY subscribers (id, email, name, status, locale, created_at, updated_at,"
-            " confirmed_at, consented_at, consent_source, consent_method, soft_bounces)"
+            " confirmed_at, consented_at, consent_source, consent_method, soft_bounces, link_key)"
             " FROM STDIN"
         ) as copy:
             for start in range(1, count + 1, chunk):
                 copy.write(
                     "".join(
                         f"{n}\t{reader_email(n)}\t{reader_name(n)}\tactive\tzh\t{now}\t{now}"
-                        f"\t{now}\t{now}\tbench\timported-consented\t0\n"
+                        f"\t{now}\t{now}\tbench\timported-consented\t0\t{new_link_key()}\n"
                         for n in range(start, min(start + chunk, count + 1))
                     )
                 )
