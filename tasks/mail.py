@@ -4,12 +4,26 @@ after the change that asks for it is committed."""
 from __future__ import annotations
 
 from celery import shared_task
+from flask import current_app
 
 from webapp import notifications, preview
+from webapp.extensions import db
 from webapp.mailer import MailerError
 
 # A CSV import of 100,000 readers queues one task per this many, not one per reader.
 CONFIRMATION_CHUNK = 500
+
+
+def _retry_later(task, exc: MailerError, subscriber_ids: list[int], **options) -> None:
+    """Try again with a growing delay (a greylisting server asks for exactly that); when the
+    tries run out, the readers' once-a-day stamp is released: nothing was sent."""
+    if task.request.retries >= task.max_retries:
+        for subscriber_id in subscriber_ids:
+            notifications.release_claim(subscriber_id)
+        db.session.commit()
+        raise exc
+    delay = current_app.config["NOTIFICATION_RETRY_SECONDS"] * 2**task.request.retries
+    raise task.retry(exc=exc, countdown=delay, **options) from exc
 
 
 @shared_task(bind=True, name="bulletin.send_confirmation", max_retries=6)
@@ -17,7 +31,8 @@ def send_confirmation(self, subscriber_id: int) -> None:
     try:
         notifications.send_confirmation(subscriber_id)
     except MailerError as exc:
-        raise self.retry(exc=exc, countdown=60 * 2**self.request.retries) from exc
+        _retry_later(self, exc, [subscriber_id])
+    db.session.commit()  # a refused email released its stamp
 
 
 @shared_task(bind=True, name="bulletin.send_confirmations", max_retries=6)
@@ -28,7 +43,8 @@ def send_confirmations(self, subscriber_ids: list[int]) -> None:
             notifications.send_confirmation(subscriber_id)
         except MailerError as exc:
             rest = subscriber_ids[position:]
-            raise self.retry(args=(rest,), exc=exc, countdown=60 * 2**self.request.retries) from exc
+            _retry_later(self, exc, rest, args=(rest,))
+        db.session.commit()
 
 
 def queue_confirmations(subscriber_ids: list[int]) -> None:
@@ -41,7 +57,8 @@ def send_preferences_link(self, subscriber_id: int) -> None:
     try:
         notifications.send_preferences_link(subscriber_id)
     except MailerError as exc:
-        raise self.retry(exc=exc, countdown=60 * 2**self.request.retries) from exc
+        _retry_later(self, exc, [subscriber_id])
+    db.session.commit()
 
 
 @shared_task(bind=True, name="bulletin.send_test_issue", max_retries=3)

@@ -446,3 +446,19 @@ def test_a_typed_name_loses_its_controls_and_never_reaches_the_confirmation_emai
     assert "Bob" not in str(message["To"])
     for part in ("plain", "html"):
         assert "Bob" not in message.get_body((part,)).get_content()
+
+
+# --- 11. a greylisted confirmation email is tried again ---------------------------------------
+
+
+def test_a_greylisted_confirmation_email_arrives_on_a_later_try(app, section, inbox, celery_worker):
+    app.config["NOTIFICATION_RETRY_SECONDS"] = 0.1
+    try:
+        inbox.replies["grey@example.com"] = (451, "4.7.1 Greylisted, try again later")
+        subscribe(app.test_client(), "grey@example.com", section)
+        time.sleep(2)  # the first tries meet the greylisting
+        assert inbox.to("grey@example.com") == []
+        inbox.replies.pop("grey@example.com")
+        wait_for(lambda: inbox.to("grey@example.com"), what="the confirmation, tried again")
+    finally:
+        app.config["NOTIFICATION_RETRY_SECONDS"] = 60.0

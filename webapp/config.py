@@ -177,6 +177,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         # travelling back to be saved, URL-encoded: up to three times its size. Readers' forms
         # and the readers' CSV upload have their own limits (security.py).
         "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
+        # A confirmation email refused for now (4xx) is tried again after this, then twice
+        # as long each time (six tries: about two hours in all).
+        "NOTIFICATION_RETRY_SECONDS": 60.0,
         "MAX_FORM_MEMORY_SIZE": 8 * 1024 * 1024,
         "BULLETIN_NAME": env.get("BULLETIN_NAME") or "工作简报",
         # Staff type and read times (scheduled publishing) in this zone; stored in UTC.

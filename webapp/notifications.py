@@ -9,7 +9,7 @@ from flask import current_app
 
 from .digests import outgoing_bytes
 from .extensions import db
-from .mailer import AddressError, Outcome, build_message
+from .mailer import AddressError, MailerError, Outcome, build_message
 from .models import Subscriber, SubscriberStatus
 from .rendering import RenderedEmail, render_confirmation, render_preferences_notice
 from .smtp import smtp_session
@@ -17,6 +17,22 @@ from .subscriptions import link_payload
 from .tokens import Purpose, external_url, make_token
 
 log = logging.getLogger(__name__)
+
+
+class TemporaryFailure(MailerError):
+    """The server answered 4xx (greylisting, a full queue): the task tries again later."""
+
+
+def release_claim(subscriber_id: int) -> None:
+    """Forget that this reader was emailed today: the email never left (see tasks.mail).
+
+    The once-a-day stamp is taken when a sign-up asks for the email; if the email is
+    finally not sent, the next sign-up must be able to ask again.
+    """
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is not None:
+        subscriber.confirmation_sent_at = None
+        db.session.flush()
 
 
 def send_confirmation(subscriber_id: int) -> bool:
@@ -76,4 +92,9 @@ def _send(subscriber: Subscriber, email: RenderedEmail, *, to_name: str | None =
     with smtp_session() as session:
         data = outgoing_bytes(message)
         result = session.send(config["MAIL_FROM_ADDRESS"], subscriber.email, data)
+    if result.outcome == Outcome.TEMPORARY:
+        raise TemporaryFailure(result.reply)
+    if result.outcome in (Outcome.PERMANENT, Outcome.POLICY):
+        log.warning("confirmation to reader %s refused: %s", subscriber.id, result.reply)
+        release_claim(subscriber.id)
     return result.outcome == Outcome.SENT
