@@ -27,6 +27,7 @@ from .models import (
     subscriber_topics,
 )
 from .readership import COUNTED_STATUSES, ISSUE_PAGE, LinkKind, recipients_query
+from .spreadsheet import formula_safe
 
 UNSUBSCRIBE_WINDOW = timedelta(days=7)
 CHART_ISSUES = 12
@@ -286,8 +287,6 @@ CSV_HEADER = [
 
 def report_csv(report: IssueReport) -> str:
     """The report as CSV: a line per section, then a line per article; formula-safe cells."""
-    from .subscriber_csv import formula_safe
-
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
