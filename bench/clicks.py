@@ -43,6 +43,7 @@ from send import (  # noqa: E402  (the send bench's services and data, reused)
     MAIL_FROM,
     Processes,
     accepts,
+    cpu_ticks,
     create_readers,
     ensure_database,
     free_port,
@@ -145,7 +146,19 @@ def time_page(client, url: str, runs: int = 20) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
-def run_wrk(url: str, connections: int, duration: int) -> dict[str, str]:
+def worker_pids(master: int) -> list[int]:
+    """Gunicorn's worker processes: the children of its master."""
+    path = Path(f"/proc/{master}/task/{master}/children")
+    return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = cpu_ticks(pids)
+    return sum(ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, connections: int, duration: int, web: list[int]) -> dict[str, str]:
+    before = cpu_seconds(web)
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency", url],
         capture_output=True, text=True, check=True,
@@ -158,6 +171,10 @@ def run_wrk(url: str, connections: int, duration: int) -> dict[str, str]:
     }
     non_3xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
+    # CPU the web workers spent per answered request: the rate a machine with that CPU
+    # free for them would reach, whatever else this one is running.
+    spent = cpu_seconds(web) - before
+    figures["cpu_ms"] = f"{spent * 1000 / max(1, int(figures['requests'])):.2f}"
     figures["bad"] = non_3xx.group(1) if non_3xx else "0"
     figures["errors"] = errors.group(1) if errors else "none"
     return figures
@@ -240,7 +257,8 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
     client.post("/admin/login", data={"email": "bench@example.org",
                                       "password": "bench-password-123"})  # fmt: skip
     median, worst = time_page(client, f"/admin/issues/{issue_id}/readership")
-    print(f"report page: median {median:.0f} ms, worst {worst:.0f} ms (20 renders, in-process)")
+    print(f"report page: median {median:.0f} ms, worst {worst:.0f} ms (20 renders, in-process; "
+          f"load average {os.getloadavg()[0]:.1f})")  # fmt: skip
     median, worst = time_page(client, f"/admin/issues/{issue_id}/readership.csv")
     print(f"report CSV: median {median:.0f} ms, worst {worst:.0f} ms")
     median, worst = time_page(client, "/admin/", runs=5)
@@ -256,17 +274,19 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
     port = free_port()
     local = url.replace("https://bulletin.example.org", f"http://127.0.0.1:{port}")
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    processes.start(
+    master = processes.start(
         "gunicorn",
         [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "webapp.wsgi:app"],
         dict(os.environ),
     )
     wait_until(lambda: processes.check_alive() or accepts(port), 30, "gunicorn to start")
     subprocess.run(["curl", "-s", "-o", "/dev/null", local], check=False)  # warm both workers
+    web = worker_pids(master.pid)
     print(f"redirect: wrk -t2 -c{args.connections} -d{args.duration}s --latency {local}")
-    idle = run_wrk(local, args.connections, args.duration)
+    idle = run_wrk(local, args.connections, args.duration, web)
     print(f"  alone: {idle['rate']} req/s, p50 {idle['p50']}, p99 {idle['p99']}, "
-          f"non-3xx {idle['bad']}, socket errors {idle['errors']}")  # fmt: skip
+          f"non-3xx {idle['bad']}, socket errors {idle['errors']}; gunicorn CPU "
+          f"{idle['cpu_ms']} ms per request; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     requests = int(idle["requests"])
 
     if not args.no_send:
@@ -280,10 +300,11 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
             going = min(5000, args.readers // 20)
             wait_until(lambda: sent_count(issue_id) > going, 300, "the send to get going")
             sent_before, start = sent_count(issue_id), time.perf_counter()
-            busy = run_wrk(local, args.connections, args.duration)
+            busy = run_wrk(local, args.connections, args.duration, web)
             sending = (sent_count(issue_id) - sent_before) / (time.perf_counter() - start)
         print(f"  during a send: {busy['rate']} req/s, p50 {busy['p50']}, p99 {busy['p99']}, "
-              f"non-3xx {busy['bad']}, socket errors {busy['errors']}; the send meanwhile "
+              f"non-3xx {busy['bad']}, socket errors {busy['errors']}; gunicorn CPU "
+              f"{busy['cpu_ms']} ms per request; the send meanwhile "
               f"{sending:,.0f} msg/s")  # fmt: skip
         requests += int(busy["requests"])
         for name, process in processes.started:

@@ -131,10 +131,11 @@ def _clean_tables(request):
 def forget_counters(app) -> None:
     """Drop click counters left in Redis: ids restart with the tables."""
     from webapp.extensions import redis_client
+    from webapp.readership import key_prefix
 
     with app.app_context():
         client = redis_client()
-        for key in client.scan_iter(match="bulletin:readership:*"):
+        for key in client.scan_iter(match=f"{key_prefix()}*"):
             client.delete(key)
 
 

@@ -161,7 +161,7 @@ def test_a_reader_follows_read_more_and_the_source_and_only_the_counters_change(
     # In Redis: one hourly hash of counters, whose fields name issue, article and kind only.
     in_redis = set(everything_stored(app).splitlines()) - set(before.splitlines())
     [counters] = in_redis
-    assert counters.startswith("redis b'bulletin:readership:counts:")
+    assert counters.startswith(f"redis b'{readership.counts_prefix()}")
     assert set(re.findall(r"b'([^']+)': b'1'", counters)) == {
         f"{issue_id}:{article_id}:web:c",
         f"{issue_id}:{article_id}:source:c",
@@ -313,15 +313,15 @@ def test_a_flush_that_dies_midway_loses_nothing_and_counts_nothing_twice(
     hour = int(utcnow().timestamp()) // 3600
     field = f"{issue_id}:{article_id}:web:c"
     # Died after taking the counters (RENAME) and before writing them: written next time.
-    client.hset(f"{readership.FLUSHING_PREFIX}{hour}:dead1", field, 5)
-    client.hincrby(f"{readership.COUNTS_PREFIX}{hour}", field, 2)
+    client.hset(f"{readership.flushing_prefix()}{hour}:dead1", field, 5)
+    client.hincrby(f"{readership.counts_prefix()}{hour}", field, 2)
     assert readership.flush() == 7
     assert counts(issue_id) == {(article_id, "web"): (7, 0)}
     # Died after committing and before deleting the batch: the batch is not written twice.
-    client.hset(f"{readership.FLUSHING_PREFIX}{hour}:dead1", field, 5)
+    client.hset(f"{readership.flushing_prefix()}{hour}:dead1", field, 5)
     assert readership.flush() == 0
     assert counts(issue_id) == {(article_id, "web"): (7, 0)}
-    assert not list(client.scan_iter(match="bulletin:readership:*"))
+    assert not list(client.scan_iter(match=f"{readership.key_prefix()}*"))
 
 
 def test_clicks_on_links_of_an_unsent_issue_are_dropped(app, db_session, reader_and_issue):
@@ -460,7 +460,7 @@ def test_sqlite_and_postgresql_keep_hours_apart(app, db_session, reader_and_issu
     client = redis_client()
     hour = int(utcnow().timestamp()) // 3600
     for h in (hour - 1, hour):
-        client.hincrby(f"{readership.COUNTS_PREFIX}{h}", f"{issue_id}:{article_id}:web:c", 2)
+        client.hincrby(f"{readership.counts_prefix()}{h}", f"{issue_id}:{article_id}:web:c", 2)
     readership.flush()
     hours = db.session.execute(text("SELECT COUNT(*) FROM read_counts")).scalar()
     assert hours == 2

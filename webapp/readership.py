@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import redis as redis_lib
+from flask import current_app
 from sqlalchemy import Integer, delete, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -52,8 +53,6 @@ from .tokens import TokenError, external_url, make_link_token, read_link_token
 
 log = logging.getLogger(__name__)
 
-COUNTS_PREFIX = "bulletin:readership:counts:"  # + the hour (seconds since 1970 / 3600)
-FLUSHING_PREFIX = "bulletin:readership:flushing:"  # + hour:batch id, while being written
 ISSUE_PAGE = 0  # the article id of an issue's own web page
 # Counts of issues that never went out (a link in a preview or a test send) are dropped.
 COUNTED_STATUSES = (
@@ -182,6 +181,19 @@ def resolve(token: str) -> tuple[int, int, LinkKind, str]:
 # -- counting -------------------------------------------------------------------------------
 
 
+def key_prefix() -> str:
+    """This deployment's counter keys: one Redis can serve several (see CELERY_QUEUE)."""
+    return f"{current_app.config['CELERY_QUEUE']}:readership:"
+
+
+def counts_prefix() -> str:
+    return key_prefix() + "counts:"  # + the hour (seconds since 1970 / 3600)
+
+
+def flushing_prefix() -> str:
+    return key_prefix() + "flushing:"  # + hour:batch id, while being written
+
+
 def _hour(now: datetime | None = None) -> int:
     return int((now or utcnow()).timestamp()) // 3600
 
@@ -191,7 +203,7 @@ def count(issue_id: int, article_id: int, kind: LinkKind, *, filtered: bool) -> 
     count (logged, without anything about the request) and never the reader's redirect."""
     field = f"{issue_id}:{article_id}:{kind.value}:{'f' if filtered else 'c'}"
     try:
-        redis_client().hincrby(f"{COUNTS_PREFIX}{_hour()}", field, 1)
+        redis_client().hincrby(f"{counts_prefix()}{_hour()}", field, 1)
     except redis_lib.RedisError as exc:
         log.warning("readership: a count was lost, Redis unavailable: %s", exc)
 
@@ -218,14 +230,15 @@ def flush() -> int:
     batch left by a crash before the commit is written at the next flush.
     """
     client = redis_client()
-    for key in client.scan_iter(match=f"{COUNTS_PREFIX}*", count=1000):
-        hour = key.decode().removeprefix(COUNTS_PREFIX)
+    counting, flushing = counts_prefix(), flushing_prefix()
+    for key in client.scan_iter(match=f"{counting}*", count=1000):
+        hour = key.decode().removeprefix(counting)
         try:
-            client.rename(key, f"{FLUSHING_PREFIX}{hour}:{uuid.uuid4().hex}")
+            client.rename(key, f"{flushing}{hour}:{uuid.uuid4().hex}")
         except redis_lib.ResponseError:  # another flush took it first
             continue
     written = 0
-    for key in client.scan_iter(match=f"{FLUSHING_PREFIX}*", count=1000):
+    for key in client.scan_iter(match=f"{flushing}*", count=1000):
         written += _write_batch(client, key.decode())
     db.session.execute(
         delete(ReadCountFlush).where(
@@ -237,7 +250,7 @@ def flush() -> int:
 
 
 def _write_batch(client: redis_lib.Redis, key: str) -> int:
-    batch = key.removeprefix(FLUSHING_PREFIX)
+    batch = key.removeprefix(flushing_prefix())
     if db.session.get(ReadCountFlush, batch) is not None:
         client.delete(key)  # written before a crash: deleting it is what was left to do
         return 0
