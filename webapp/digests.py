@@ -114,9 +114,12 @@ def digest_for(issue_id: int, topic_ids: frozenset[int], locale: str) -> Digest:
     in memory only: a lookup never writes. The lock keeps this process's threads from
     rendering the same digest side by side.
     """
-    cache, lock = current_app.extensions.setdefault(
-        "bulletin.digests", (LRUCache(maxsize=DIGEST_CACHE_SIZE), threading.Lock())
-    )
+    kept = current_app.extensions.get("bulletin.digests")
+    if kept is None:  # not setdefault: that would build a cache per message to throw away
+        kept = current_app.extensions.setdefault(
+            "bulletin.digests", (LRUCache(maxsize=DIGEST_CACHE_SIZE), threading.Lock())
+        )
+    cache, lock = kept
     key = (issue_id, topics_key(topic_ids), locale)
     with lock:
         digest = cache.get(key)
