@@ -7,8 +7,8 @@ from celery import shared_task
 from flask import current_app
 
 from webapp import notifications, preview
-from webapp.extensions import db
 from webapp.mailer import MailerError
+from webapp.transactions import transaction
 
 # A CSV import of 100,000 readers queues one task per this many, not one per reader.
 CONFIRMATION_CHUNK = 500
@@ -18,9 +18,9 @@ def _retry_later(task, exc: MailerError, subscriber_ids: list[int], **options) -
     """Try again with a growing delay (a greylisting server asks for exactly that); when the
     tries run out, the readers' once-a-day stamp is released: nothing was sent."""
     if task.request.retries >= task.max_retries:
-        for subscriber_id in subscriber_ids:
-            notifications.release_claim(subscriber_id)
-        db.session.commit()
+        with transaction():
+            for subscriber_id in subscriber_ids:
+                notifications.release_claim(subscriber_id)
         raise exc
     delay = current_app.config["NOTIFICATION_RETRY_SECONDS"] * 2**task.request.retries
     raise task.retry(exc=exc, countdown=delay, **options) from exc
@@ -29,10 +29,10 @@ def _retry_later(task, exc: MailerError, subscriber_ids: list[int], **options) -
 @shared_task(bind=True, name="bulletin.send_confirmation", max_retries=6)
 def send_confirmation(self, subscriber_id: int) -> None:
     try:
-        notifications.send_confirmation(subscriber_id)
+        with transaction():  # a refused email released its stamp
+            notifications.send_confirmation(subscriber_id)
     except MailerError as exc:
         _retry_later(self, exc, [subscriber_id])
-    db.session.commit()  # a refused email released its stamp
 
 
 @shared_task(bind=True, name="bulletin.send_confirmations", max_retries=6)
@@ -40,11 +40,11 @@ def send_confirmations(self, subscriber_ids: list[int]) -> None:
     """Many confirmations in one task; on SMTP trouble, the ones not yet sent are retried."""
     for position, subscriber_id in enumerate(subscriber_ids):
         try:
-            notifications.send_confirmation(subscriber_id)
+            with transaction():
+                notifications.send_confirmation(subscriber_id)
         except MailerError as exc:
             rest = subscriber_ids[position:]
             _retry_later(self, exc, rest, args=(rest,))
-        db.session.commit()
 
 
 def queue_confirmations(subscriber_ids: list[int]) -> None:
@@ -55,10 +55,10 @@ def queue_confirmations(subscriber_ids: list[int]) -> None:
 @shared_task(bind=True, name="bulletin.send_preferences_link", max_retries=6)
 def send_preferences_link(self, subscriber_id: int) -> None:
     try:
-        notifications.send_preferences_link(subscriber_id)
+        with transaction():
+            notifications.send_preferences_link(subscriber_id)
     except MailerError as exc:
         _retry_later(self, exc, [subscriber_id])
-    db.session.commit()
 
 
 @shared_task(bind=True, name="bulletin.send_test_issue", max_retries=3)

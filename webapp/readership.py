@@ -50,6 +50,7 @@ from .models import (
 )
 from .rendering import IssueContent, safe_url
 from .tokens import TokenError, external_url, make_link_token, read_link_token
+from .transactions import Step, commit_step, rollback
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def flush() -> int:
             ReadCountFlush.created_at < utcnow() - timedelta(days=FLUSH_LEDGER_DAYS)
         )
     )
-    db.session.commit()
+    commit_step(Step.COUNTS_PRUNED)
     return written
 
 
@@ -283,9 +284,9 @@ def _write_batch(client: redis_lib.Redis, key: str) -> int:
         _upsert(rows)
     db.session.add(ReadCountFlush(batch=batch))
     try:
-        db.session.commit()
+        commit_step(Step.COUNTS_WRITTEN)
     except IntegrityError:
-        db.session.rollback()  # a second sweeper wrote this batch at the same moment
+        rollback()  # a second sweeper wrote this batch at the same moment
         if db.session.get(ReadCountFlush, batch) is None:
             raise
     client.delete(key)

@@ -5,9 +5,10 @@ The rule: a request, a CLI command or a task owns its transaction. It runs its w
 functions it calls only flush. Work that needs the commit first (queueing a task that reads
 what was written) is handed to `after_commit()`, so rolled-back work queues nothing.
 
-The exception is the send engine, which must make some of its work visible while it is
-still working: other workers and the sweeper read the same rows at the same time. It
-commits in the named steps below (`commit_step`), and nowhere else.
+The exception is the send engine (with the readership counters' flush, which the sweeper
+runs): it must make some of its work visible while it is still working, since other workers
+and the sweeper read the same rows at the same time. It commits in the named steps below
+(`commit_step`), and nowhere else.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class Step(StrEnum):
     SETTLED = "settled"
     # Nothing left to send: the issue is marked sent (by the last batch or the sweeper).
     FINISHED = "finished"
+    # readership.flush: one batch of counters is written with its ledger row before its
+    # Redis key is deleted, so a crash between the two can neither lose nor repeat it.
+    COUNTS_WRITTEN = "counts-written"
+    # readership.flush: the ledger forgets batches older than any that a crash could leave.
+    COUNTS_PRUNED = "counts-pruned"
 
 
 def commit_step(step: Step) -> None:
