@@ -4,12 +4,18 @@
 SQLite file. The schema is always built by the Alembic migrations, never by `create_all()`,
 so the tests exercise what a deployer runs. Redis is `TEST_REDIS_URL` (default: database 15
 on the local server) and each run uses its own queue name, so a stray task from another run
-can never reach this run's worker.
+can never reach this run's worker. When nothing answers there, the run starts a private
+server on that port (webapp.localredis) and stops it at the end.
+
+Before any test runs, the session checks what it needs: a database or Redis it cannot reach,
+or no Chromium for the browser tests, ends the run at once with one line saying which.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -20,9 +26,13 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from flask import request_started
 from flask_babel import refresh
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
+from tests import browsers
 from tests.helpers import TEST_REDIS_URL, Inbox, log_in, serving_smtp
+from webapp import localredis
+from webapp.config import database_uri
 
 # Settings that load_config() reads from the environment, fixed before the app is built.
 os.environ.setdefault("BULLETIN_ENV", "testing")
@@ -32,6 +42,72 @@ os.environ["BASE_URL"] = "https://bulletin.example.org"
 os.environ["POSTAL_ADDRESS"] = "北京市海淀区 测试路 1 号"
 
 RUN = uuid.uuid4().hex[:8]
+CHROMIUM = pytest.StashKey[str]()
+PRIVATE_REDIS = pytest.StashKey[tuple]()
+
+
+# --- what the run needs, checked before any test ------------------------------------------
+
+
+def pytest_sessionstart(session) -> None:
+    """Fail in seconds, not with a connect timeout in every test: the database, then Redis
+    (started privately when nothing answers at a loopback TEST_REDIS_URL)."""
+    database = os.environ.get("TEST_DATABASE_URL")
+    if database:
+        problem = _database_problem(database)
+        if problem:
+            pytest.exit(f"TEST_DATABASE_URL: cannot connect to the database: {problem}", 2)
+    if not localredis.answers(TEST_REDIS_URL):
+        folder = Path(tempfile.mkdtemp(prefix="bulletin-test-redis-"))
+        try:
+            server = localredis.start(TEST_REDIS_URL, folder)
+        except localredis.LocalRedisError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            pytest.exit(f"TEST_REDIS_URL: {exc}", 2)
+        session.config.stash[PRIVATE_REDIS] = (server, folder)
+        name = Path(server.args[0]).name
+        _say(session, f"No Redis at {TEST_REDIS_URL}: this run started a private {name}.")
+
+
+def _database_problem(url: str) -> str | None:
+    uri = database_uri(url)
+    options = {"connect_timeout": 5} if uri.startswith("postgresql") else {}
+    engine = create_engine(uri, connect_args=options)
+    try:
+        with engine.connect():
+            return None
+    except OperationalError as exc:
+        return str(exc.orig or exc).strip().splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+def pytest_collection_finish(session) -> None:
+    """Find a Chromium when browser tests are about to run, before any of them does."""
+    if session.config.option.collectonly:
+        return
+    if any("chromium" in getattr(item, "fixturenames", ()) for item in session.items):
+        try:
+            session.config.stash[CHROMIUM] = browsers.find_chromium(lambda s: _say(session, s))
+        except browsers.NoChromium as exc:
+            pytest.exit(str(exc), 2)
+
+
+def pytest_sessionfinish(session) -> None:
+    server, folder = session.config.stash.get(PRIVATE_REDIS, (None, None))
+    if server is not None:
+        localredis.stop(server)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _say(session, line: str) -> None:
+    session.config.pluginmanager.get_plugin("terminalreporter").write_line(line)
+
+
+@pytest.fixture(scope="session")
+def chromium(request) -> str:
+    """The path of the Chromium the browser tests launch (see tests/browsers.py)."""
+    return request.config.stash[CHROMIUM]
 
 
 @pytest.fixture(scope="session")

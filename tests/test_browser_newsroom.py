@@ -29,15 +29,14 @@ from webapp.models import (
 )
 from webapp.staff import create_staff
 
-CHROMIUM = "/usr/bin/chromium"
 EDITOR = "bianji@example.org"
 SECTIONS = ["质量要闻", "质量热点", "权威观点", "国际动态"]
 
 
 @pytest.fixture
-def page(live_server):
+def page(live_server, chromium):
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         context = browser.new_context(locale="zh-CN", viewport={"width": 1200, "height": 900})
         yield context.new_page()
         browser.close()

@@ -20,14 +20,13 @@ from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import Issue, IssueStatus, Subscriber, SubscriberStatus
 
 READER = "wang.fang@example.com"
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
-def page(live_server):
+def page(live_server, chromium):
     with sync_playwright() as playwright:
         # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         context = browser.new_context(locale="zh-CN")
         yield context.new_page()
         browser.close()

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.helpers import STAFF_PASSWORD
 from tests.sample_content import SAMPLE_DOCUMENT
-from tests.test_browser_newsroom import CHROMIUM, SECTIONS, screenshot
+from tests.test_browser_newsroom import SECTIONS, screenshot
 from webapp import readership
 from webapp.extensions import db
 from webapp.issues import create_issue, ensure_topics, import_document
@@ -35,9 +35,9 @@ EDITOR = "bianji@example.org"
 
 
 @pytest.fixture
-def page(live_server):
+def page(live_server, chromium):
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         context = browser.new_context(
             locale="zh-CN", viewport={"width": 1200, "height": 1100}, accept_downloads=True
         )

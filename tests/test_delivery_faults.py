@@ -25,7 +25,7 @@ from sqlalchemy import func, insert, select
 
 from tests.fault_smtp import Faults, FaultySmtp
 from tests.helpers import free_port, wait_for
-from webapp import publishing
+from webapp import localredis, publishing
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import (
@@ -44,7 +44,8 @@ FINAL = {DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN, Del
 
 
 class RedisServer:
-    """A private redis-server, so a test can restart it empty without touching anyone else's."""
+    """A private server (redis-server, or the Valkey pip installed: webapp.localredis), so a
+    test can restart it empty without touching anyone else's."""
 
     def __init__(self, port: int, folder: Path):
         self.port, self.folder, self.process = port, folder, None
@@ -54,29 +55,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        import redis
-
-        wait_for(
-            lambda: _pings(redis.Redis(port=self.port, socket_connect_timeout=0.2)),
-            timeout=10,
-            what="redis-server to start",
-        )
+        self.process = localredis.start(self.url, self.folder)
 
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except Exception:  # noqa: BLE001 (any failure means "not yet")
-        return False
 
 
 class Processes:

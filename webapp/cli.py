@@ -7,12 +7,9 @@ Configuration and connection problems end in one line naming the setting, never 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 import redis as redis_lib
@@ -23,7 +20,7 @@ from honcho.manager import Manager
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
-from . import bounces, queue
+from . import bounces, localredis, queue
 from .catcher import serve
 from .config import ConfigError
 from .delivery import start_send
@@ -64,6 +61,7 @@ def check_services(app: Flask, *, database: bool = True, redis: bool = True) -> 
 def register_commands(app: Flask) -> None:
     for command in (
         create_staff_command,
+        set_password_command,
         import_issue_command,
         publish_command,
         issue_status_command,
@@ -89,6 +87,25 @@ def create_staff_command(email: str, role: str, password: str | None) -> None:
     except (StaffError, SubscriptionError) as exc:
         raise click.ClickException(describe_in_english(exc)) from None
     click.echo(f"Created {role} {user.email}.")
+    if not password:
+        click.echo(f"Password (shown once): {secret}")
+
+
+@click.command("set-password")
+@click.argument("email")
+@click.option("--password", help="Generated and printed once when omitted.")
+@with_appcontext
+def set_password_command(email: str, password: str | None) -> None:
+    """Give a staff account a new password (when it was lost)."""
+    from .extensions import db
+    from .staff import StaffError, set_password
+
+    try:
+        user, secret = set_password(email, password)
+    except StaffError as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    click.echo(f"New password set for {user.email}.")
     if not password:
         click.echo(f"Password (shown once): {secret}")
 
@@ -328,12 +345,15 @@ def dev_command() -> None:
     env = dict(os.environ, BULLETIN_ENV=app.config["BULLETIN_ENV"], PYTHONUNBUFFERED="1")
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    # PORT moves the site (Procfile.dev reads it); links in the caught mail follow it.
+    port = env.setdefault("PORT", "5000")
+    env.setdefault("BASE_URL", f"http://127.0.0.1:{port}")
     redis_server = start_private_redis(app.config["REDIS_URL"], Path(app.instance_path))
     try:
         for step in (["db", "upgrade"], ["demo"]):
             subprocess.run([str(bin_dir / "bulletin"), *step], check=True, env=env)
         click.echo(
-            "Bulletin is starting on http://127.0.0.1:5000/ (staff: /admin/). Ctrl-C stops it."
+            f"Bulletin is starting on http://127.0.0.1:{port}/ (staff: /admin/). Ctrl-C stops it."
         )
         manager = Manager()
         procfile = parse_procfile((Path(app.root_path).parent / "Procfile.dev").read_text())
@@ -342,55 +362,21 @@ def dev_command() -> None:
         manager.loop()
     finally:
         if redis_server is not None:
-            redis_server.terminate()
-            redis_server.wait(timeout=10)
+            localredis.stop(redis_server)
     sys.exit(manager.returncode)
 
 
 def start_private_redis(url: str, instance: Path) -> subprocess.Popen | None:
-    """Start a throwaway redis-server when none answers at `url`; None if one already does.
+    """Start a private server when none answers at `url`; None if one already does.
 
     It is up before the worker starts, because the worker refuses to start without Redis.
     """
-
-    def answers() -> bool:
-        try:
-            return bool(redis_lib.Redis.from_url(url, socket_connect_timeout=1).ping())
-        except redis_lib.exceptions.RedisError:
-            return False
-
-    if answers():
+    if localredis.answers(url):
         return None
-    server = shutil.which("redis-server")
-    if server is None:
-        raise click.ClickException(
-            f"no Redis answers at REDIS_URL={url} and redis-server is not installed. "
-            "Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install "
-            "redis) or set REDIS_URL to a running Redis."
-        )
-    parts = urlsplit(url)
-    instance.mkdir(parents=True, exist_ok=True)
-    click.echo(f"No Redis at {url}: starting a private redis-server on port {parts.port or 6379}.")
-    process = subprocess.Popen(
-        [
-            server,
-            "--bind",
-            parts.hostname or "127.0.0.1",
-            "--port",
-            str(parts.port or 6379),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(instance),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while not answers():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise click.ClickException(f"the private redis-server did not start on {url}")
-        time.sleep(0.1)
-    return process
+    binary = localredis.server_binary()
+    if binary is not None:
+        click.echo(f"No Redis at {url}: starting a private {binary.name} ({binary}).")
+    try:
+        return localredis.start(url, instance, binary)
+    except localredis.LocalRedisError as exc:
+        raise click.ClickException(f"REDIS_URL: {exc}") from None

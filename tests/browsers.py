@@ -1,0 +1,66 @@
+"""The Chromium that the browser tests drive, found (or fetched) before any test runs.
+
+The system's Chromium first, under the names distributions give it, then the one Playwright
+downloads for itself; with neither, `python -m playwright install chromium` is tried once.
+Where that cannot download either, the run stops with one line naming both ways to get one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+SYSTEM_NAMES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
+HOW_TO_GET_ONE = (
+    "Debian/Ubuntu: apt-get install chromium; anywhere: .venv/bin/playwright install chromium"
+)
+
+
+class NoChromium(RuntimeError):
+    """`str()` is the one line the run stops with."""
+
+
+def system_chromium() -> str | None:
+    for name in SYSTEM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def playwright_chromium() -> str | None:
+    """The browser `playwright install chromium` put in Playwright's cache, if it is there."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        path = playwright.chromium.executable_path
+    return path if Path(path).is_file() else None
+
+
+def find_chromium(say: Callable[[str], None] = print) -> str:
+    """The path of a Chromium to launch; raises NoChromium when there is none to be had."""
+    found = system_chromium() or playwright_chromium()
+    if found:
+        return found
+    say("No Chromium on this machine: trying `python -m playwright install chromium`.")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "playwright", "install", "chromium"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        failed = done.returncode != 0
+    except subprocess.TimeoutExpired:
+        failed = True
+    found = None if failed else playwright_chromium()
+    if found is None:
+        raise NoChromium(
+            "no Chromium for the browser tests, and `playwright install chromium` could not "
+            f"download one. Install one: {HOW_TO_GET_ONE}"
+        )
+    return found
