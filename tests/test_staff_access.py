@@ -68,3 +68,46 @@ def test_every_staff_form_needs_its_csrf_token(app, request, who):
             continue
         answer = client.post(url, data={})
         assert answer.status_code in (400, 404), f"POST {url} ({endpoint}): {answer.status_code}"
+
+
+def sign_in(app, email: str, password: str) -> int:
+    client = app.test_client()
+    page = client.get("/admin/login").get_data(as_text=True)
+    answer = client.post(
+        "/admin/login",
+        data={"csrf_token": csrf_token(page), "email": email, "password": password},
+    )
+    return answer.status_code
+
+
+def test_set_password_gives_a_lost_staff_login_a_new_password(app, db_session):
+    from webapp.models import StaffRole
+    from webapp.staff import create_staff
+
+    create_staff("lost@example.org", "the forgotten one", StaffRole.ADMIN)
+    db_session.commit()
+
+    result = app.test_cli_runner().invoke(args=["set-password", "Lost@example.org"])
+    assert result.exit_code == 0, result.output
+    new_password = result.output.split("Password (shown once): ")[1].strip()
+
+    assert sign_in(app, "lost@example.org", new_password) == 302
+    assert sign_in(app, "lost@example.org", "the forgotten one") == 400  # refused
+
+
+def test_set_password_names_an_unknown_address_and_a_short_password(app, db_session):
+    from webapp.models import StaffRole
+    from webapp.staff import create_staff
+
+    unknown = app.test_cli_runner().invoke(args=["set-password", "nobody@example.org"])
+    assert unknown.exit_code == 1
+    assert "There is no staff account for nobody@example.org." in unknown.output
+
+    create_staff("short@example.org", "long enough password", StaffRole.EDITOR)
+    db_session.commit()
+    short = app.test_cli_runner().invoke(
+        args=["set-password", "short@example.org", "--password", "short"]
+    )
+    assert short.exit_code == 1
+    assert "at least 10 characters" in short.output, short.output
+    assert sign_in(app, "short@example.org", "long enough password") == 302

@@ -30,7 +30,7 @@ from .importing import DocumentError
 from .issues import import_document
 from .models import Issue, StaffRole, StaffUser, Subscriber, SubscriberStatus, Topic
 from .publishing import PublishError, progress
-from .staff import StaffError, create_staff
+from .staff import StaffError, create_staff, set_password
 from .subscriber_csv import CsvImportError, export_subscribers, import_subscribers
 from .subscriptions import SubscriptionError
 from .transactions import after_commit, transaction
@@ -97,14 +97,11 @@ def create_staff_command(email: str, role: str, password: str | None) -> None:
 @with_appcontext
 def set_password_command(email: str, password: str | None) -> None:
     """Give a staff account a new password (when it was lost)."""
-    from .extensions import db
-    from .staff import StaffError, set_password
-
     try:
-        user, secret = set_password(email, password)
+        with transaction():
+            user, secret = set_password(email, password)
     except StaffError as exc:
-        raise click.ClickException(str(exc)) from None
-    db.session.commit()
+        raise click.ClickException(describe_in_english(exc)) from None
     click.echo(f"New password set for {user.email}.")
     if not password:
         click.echo(f"Password (shown once): {secret}")

@@ -77,6 +77,7 @@ MESSAGES = {
     "preview-no-topics": lazy_gettext("%(email)s 选的栏目在这一期都没有文章。"),
     # staff accounts
     "staff-exists": lazy_gettext("已经有 %(email)s 的管理账号。"),
+    "staff-missing": lazy_gettext("没有 %(email)s 的管理账号。"),
     "staff-password-short": lazy_gettext("密码至少要 %(count)s 个字符。"),
 }
 

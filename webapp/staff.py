@@ -1,4 +1,5 @@
-"""Staff accounts: create, authenticate. Passwords are stored as scrypt hashes."""
+"""Staff accounts: create, set a new password, authenticate. Passwords are stored as scrypt
+hashes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ MIN_PASSWORD_LENGTH = 10
 
 
 class StaffError(BulletinError):
-    """A staff account we cannot create; the code says why."""
+    """A staff account we cannot create or change; the code says why."""
 
 
 def create_staff(email: str, password: str | None = None, role: StaffRole = StaffRole.EDITOR):
@@ -25,13 +26,31 @@ def create_staff(email: str, password: str | None = None, role: StaffRole = Staf
     address = normalize_email(email)
     if db.session.scalar(select(StaffUser).where(StaffUser.email == address)):
         raise StaffError("staff-exists", email=address)
-    password = password or secrets.token_urlsafe(12)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise StaffError("staff-password-short", count=MIN_PASSWORD_LENGTH)
+    password = _new_password(password)
     user = StaffUser(email=address, password_hash=generate_password_hash(password), role=role)
     db.session.add(user)
     db.session.flush()
     return user, password
+
+
+def set_password(email: str, password: str | None = None):
+    """Give an existing staff account a new password (for one that was lost); returns
+    (user, password). As with create_staff, a generated password is returned only here."""
+    address = email.strip().lower()
+    user = db.session.scalar(select(StaffUser).where(StaffUser.email == address))
+    if user is None:
+        raise StaffError("staff-missing", email=address)
+    password = _new_password(password)
+    user.password_hash = generate_password_hash(password)
+    db.session.flush()
+    return user, password
+
+
+def _new_password(password: str | None) -> str:
+    password = password or secrets.token_urlsafe(12)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise StaffError("staff-password-short", count=MIN_PASSWORD_LENGTH)
+    return password
 
 
 # Compared against when the address is unknown, so a wrong address and a wrong password take
