@@ -24,12 +24,13 @@ $(DEV_STAMP): $(STAMP)
 
 # The email-client check (tests/test_email_clients.py) runs on Node 18 or later: the
 # machine's, or else Node from PyPI put into .venv (the `node` extra). Only tests need it.
+$(NODE_MODULES): export PATH := $(CURDIR)/$(BIN):$(PATH)
 $(NODE_MODULES): tests/email_clients/package-lock.json | $(DEV_STAMP)
 	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)' 2>/dev/null \
 		&& command -v npm >/dev/null \
 		|| { echo "No Node 18 or later here: installing Node into $(VENV) from PyPI."; \
 		     $(BIN)/python -m pip install --quiet -e '.[local,dev,node]'; }
-	PATH="$(CURDIR)/$(BIN):$$PATH" npm ci --prefix tests/email_clients --no-audit --no-fund
+	npm ci --prefix tests/email_clients --no-audit --no-fund
 	touch $@
 
 install: $(DEV_STAMP) $(NODE_MODULES)
