@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from playwright.sync_api import sync_playwright
+
 SYSTEM_NAMES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 HOW_TO_GET_ONE = (
     "Debian/Ubuntu: apt-get install chromium; anywhere: .venv/bin/playwright install chromium"
@@ -33,8 +35,6 @@ def system_chromium() -> str | None:
 
 def playwright_chromium() -> str | None:
     """The browser `playwright install chromium` put in Playwright's cache, if it is there."""
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         path = playwright.chromium.executable_path
     return path if Path(path).is_file() else None

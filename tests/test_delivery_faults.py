@@ -206,7 +206,14 @@ def audit(issue_id: int, server, addresses: list[str]) -> dict[DeliveryStatus, l
         assert server.count(email) <= 1, f"{email} was resent"
     for email in by_status.get(DeliveryStatus.FAILED, []):
         assert server.count(email) == 0
-    assert db.session.get(Issue, issue_id).status == IssueStatus.SENT
+
+    def marked_sent() -> bool:
+        db.session.expire_all()
+        return db.session.get(Issue, issue_id).status == IssueStatus.SENT
+
+    # The worker settles the last rows a moment before it marks the issue sent; on a busy
+    # machine that moment is long enough for this check to come between the two.
+    wait_for(marked_sent, timeout=30, what=f"issue {issue_id} to be marked sent")
     return by_status
 
 
