@@ -69,7 +69,7 @@ bench-faults: $(DEV_STAMP)
 	$(BIN)/python bench/faults.py
 
 ## A fresh Debian 12 (debootstrap, as root): the README's two commands as a new user runs them,
-## timed; then `make test` without Chromium. Slow, so not part of CI.
+## timed; then `make test` without Chromium. About 35 minutes here, so not part of CI.
 fresh-check:
 	scripts/fresh-check
 
