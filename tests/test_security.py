@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from tests.helpers import csrf_token, wait_for
+from tests.helpers import STAFF_PASSWORD, csrf_token, wait_for
 from tests.sample_content import SAMPLE_DOCUMENT
 from webapp import bounces, importing, notifications, subscriptions
 from webapp.extensions import db
@@ -462,3 +462,66 @@ def test_a_greylisted_confirmation_email_arrives_on_a_later_try(app, section, in
         wait_for(lambda: inbox.to("grey@example.com"), what="the confirmation, tried again")
     finally:
         app.config["NOTIFICATION_RETRY_SECONDS"] = 60.0
+
+
+def test_a_saved_session_cookie_no_longer_works_after_logout(app, staff_client):
+    saved = staff_client.get_cookie("session").value
+    assert staff_client.get("/admin/").status_code == 200
+    page = html(staff_client.get("/admin/"))
+    assert (
+        staff_client.post("/admin/logout", data={"csrf_token": csrf_token(page)}).status_code == 302
+    )
+
+    thief = app.test_client()
+    thief.set_cookie("session", saved)
+    answer = thief.get("/admin/")
+    assert answer.status_code == 302 and "/admin/login" in answer.headers["Location"]
+
+
+def test_a_new_password_or_deactivation_ends_the_staff_members_sessions(app, staff_client):
+    from webapp import staff
+    from webapp.models import StaffUser
+
+    assert staff_client.get("/admin/").status_code == 200
+    with app.app_context():
+        user = db.session.scalar(select(StaffUser).where(StaffUser.email == "admin@example.org"))
+        staff.set_password(user.email, "another long password")
+        db.session.commit()
+    assert staff_client.get("/admin/").status_code == 302
+
+    client = log_in_again(app, "admin@example.org", "another long password")
+    assert client.get("/admin/").status_code == 200
+    with app.app_context():
+        user = db.session.scalar(select(StaffUser).where(StaffUser.email == "admin@example.org"))
+        staff.deactivate(user)
+        db.session.commit()
+    assert client.get("/admin/").status_code == 302
+
+
+def log_in_again(app, email: str, password: str, address: str = "127.0.0.1"):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    page = html(client.get("/admin/login"))
+    answer = client.post(
+        "/admin/login", data={"csrf_token": csrf_token(page), "email": email, "password": password}
+    )
+    assert answer.status_code == 302, html(answer)
+    return client
+
+
+def test_signing_in_gives_the_session_a_new_csrf_token(app, staff_client):
+    client = app.test_client()
+    page = html(client.get("/admin/login"))
+    with client.session_transaction() as session:
+        before = session["csrf_token"]
+    client.post(
+        "/admin/login",
+        data={
+            "csrf_token": csrf_token(page),
+            "email": "admin@example.org",
+            "password": STAFF_PASSWORD,
+        },
+    )
+    client.get("/admin/")
+    with client.session_transaction() as session:
+        assert session["csrf_token"] != before

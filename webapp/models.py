@@ -452,7 +452,13 @@ class StaffUser(UserMixin, db.Model):
     role: Mapped[StaffRole] = mapped_column(_status(StaffRole), default=StaffRole.EDITOR)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # Part of the id kept in the session cookie: bumping it (sign-out, new password,
+    # deactivation) makes every cookie issued before worthless, even a copied one.
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive accounts
         return self.active
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"

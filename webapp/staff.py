@@ -34,15 +34,16 @@ def create_staff(email: str, password: str | None = None, role: StaffRole = Staf
 
 
 def set_password(email: str, password: str | None = None):
-    """Give an existing staff account a new password (for one that was lost); returns
-    (user, password). As with create_staff, a generated password is returned only here."""
+    """Give an existing staff account a new password (for one that was lost) and end its
+    sessions; returns (user, password). As with create_staff, a generated password is
+    returned only here."""
     address = email.strip().lower()
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == address))
     if user is None:
         raise StaffError("staff-missing", email=address)
     password = _new_password(password)
     user.password_hash = generate_password_hash(password)
-    db.session.flush()
+    end_sessions(user)
     return user, password
 
 
@@ -51,6 +52,17 @@ def _new_password(password: str | None) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise StaffError("staff-password-short", count=MIN_PASSWORD_LENGTH)
     return password
+
+
+def end_sessions(user: StaffUser) -> None:
+    """Every session signed in before this one stops working at its next request."""
+    user.session_version += 1
+    db.session.flush()
+
+
+def deactivate(user: StaffUser) -> None:
+    user.active = False
+    end_sessions(user)
 
 
 # Compared against when the address is unknown, so a wrong address and a wrong password take

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort, current_app, redirect, render_template, request, url_for
+from flask import abort, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
@@ -17,6 +17,7 @@ from .. import staff
 from ..extensions import db, limiter, login_manager
 from ..models import StaffRole, StaffUser
 from ..subscriptions import email_hash
+from ..transactions import transaction
 from . import bp
 from .forms import LoginForm
 
@@ -27,7 +28,14 @@ login_manager.login_view = "admin.login"
 
 @login_manager.user_loader
 def load_user(user_id: str) -> StaffUser | None:
-    return db.session.get(StaffUser, int(user_id))
+    """The user of a session id "id:version"; None (signed out) once the version moved on."""
+    number, _sep, version = user_id.partition(":")
+    if not number.isdigit() or not version.isdigit():
+        return None  # a cookie from before session versions: sign in again
+    user = db.session.get(StaffUser, int(number))
+    if user is None or user.session_version != int(version):
+        return None
+    return user
 
 
 @bp.before_request
@@ -70,6 +78,8 @@ def login():
     if form.validate_on_submit():
         user = staff.authenticate(form.email.data, form.password.data)
         if user is not None:
+            # A CSRF token seen before sign-in (on a shared computer, say) is no use after.
+            session.pop("csrf_token", None)
             login_user(user)
             return redirect(url_for("admin.dashboard"))
         form.password.errors.append(_("邮箱或密码不正确。"))
@@ -80,5 +90,9 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    # Ends this session everywhere, also in a copy of the cookie (and the user's other
+    # sessions): the version in every cookie issued so far no longer matches.
+    with transaction():
+        staff.end_sessions(current_user)
     logout_user()
     return redirect(url_for("admin.login"))
