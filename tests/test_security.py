@@ -525,3 +525,48 @@ def test_signing_in_gives_the_session_a_new_csrf_token(app, staff_client):
     client.get("/admin/")
     with client.session_transaction() as session:
         assert session["csrf_token"] != before
+
+
+def test_strangers_wrong_passwords_never_lock_the_owner_out(app, staff_client):
+    from webapp import audit
+
+    for n in range(11):
+        stranger = app.test_client()
+        stranger.environ_base["REMOTE_ADDR"] = f"203.0.113.{n + 1}"
+        page = html(stranger.get("/admin/login"))
+        answer = stranger.post(
+            "/admin/login",
+            data={
+                "csrf_token": csrf_token(page),
+                "email": "admin@example.org",
+                "password": "guess",
+            },
+        )
+        assert answer.status_code == 400
+
+    owner = log_in_again(app, "admin@example.org", STAFF_PASSWORD, address="198.51.100.7")
+    assert owner.get("/admin/").status_code == 200
+    with app.app_context():
+        failed = [e for e in audit.entries() if e.action == "login-failed"]
+    assert len(failed) == 11
+    assert {e.staff_email for e in failed} == {"admin@example.org"}
+    assert "from 203.0.113.11" in {e.detail for e in failed}
+
+
+def test_one_address_guessing_one_account_is_slowed_down(app, staff_client):
+    guesser = app.test_client()
+    guesser.environ_base["REMOTE_ADDR"] = "203.0.113.50"
+    answers = []
+    for _ in range(6):
+        page = html(guesser.get("/admin/login"))
+        answers.append(
+            guesser.post(
+                "/admin/login",
+                data={
+                    "csrf_token": csrf_token(page),
+                    "email": "admin@example.org",
+                    "password": "x",
+                },
+            ).status_code
+        )
+    assert answers == [400] * 5 + [429]

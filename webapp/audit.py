@@ -9,10 +9,13 @@ from .extensions import db
 from .models import AuditEntry
 
 
-def record(action: str, *, issue_id: int | None = None, detail: str = "") -> None:
-    """Note an action by the signed-in staff member (or 'system'); flushed with the change,
-    so the entry is committed with it or not at all."""
-    who = getattr(current_user, "email", None) or "system"
+def record(
+    action: str, *, issue_id: int | None = None, detail: str = "", who: str | None = None
+) -> None:
+    """Note an action by the signed-in staff member (or 'system', or `who`: the address a
+    failed sign-in typed); flushed with the change, so the entry is committed with it or not
+    at all."""
+    who = who or getattr(current_user, "email", None) or "system"
     db.session.add(
         AuditEntry(staff_email=who, action=action, issue_id=issue_id, detail=detail[:1000])
     )

@@ -213,6 +213,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "RATELIMIT_SUBSCRIBE_ADDRESS": env.get("RATELIMIT_SUBSCRIBE_ADDRESS") or "5 per hour",
         "RATELIMIT_LINKS": env.get("RATELIMIT_LINKS") or "30 per minute",
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN") or "10 per minute;50 per hour",
+        "RATELIMIT_LOGIN_ACCOUNT": env.get("RATELIMIT_LOGIN_ACCOUNT") or "5 per minute;20 per hour",
         "RATELIMIT_HEADERS_ENABLED": True,
         # How many reverse proxies set X-Forwarded-For in front of the app (0: none); the rate
         # limits and consent records need the reader's address, not the proxy's.

@@ -11,9 +11,10 @@ from functools import wraps
 
 from flask import abort, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 
-from .. import staff
+from .. import audit, staff
 from ..extensions import db, limiter, login_manager
 from ..models import StaffRole, StaffUser
 from ..subscriptions import email_hash
@@ -64,14 +65,18 @@ def admin_only(view):
     return wrapped
 
 
-def _login_address() -> str:
-    return "staff-login:" + email_hash(request.form.get("email", ""))
+def _login_address_and_account() -> str:
+    """Guesses at one account from one address. Never the account alone: strangers' wrong
+    passwords from elsewhere would then lock its owner out."""
+    return f"staff-login:{get_remote_address()}:{email_hash(request.form.get('email', ''))}"
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
 @limiter.limit(
-    lambda: current_app.config["RATELIMIT_LOGIN"], key_func=_login_address, methods=["POST"]
+    lambda: current_app.config["RATELIMIT_LOGIN_ACCOUNT"],
+    key_func=_login_address_and_account,
+    methods=["POST"],
 )
 def login():
     form = LoginForm()
@@ -82,6 +87,12 @@ def login():
             session.pop("csrf_token", None)
             login_user(user)
             return redirect(url_for("admin.dashboard"))
+        with transaction():
+            audit.record(
+                "login-failed",
+                who=form.email.data.strip().lower()[:320],
+                detail=f"from {get_remote_address()}",
+            )
         form.password.errors.append(_("邮箱或密码不正确。"))
     status = 400 if request.method == "POST" else 200
     return render_template("admin/login.html", form=form), status
