@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort, current_app, redirect, render_template, request, session, url_for
+from flask import abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
@@ -84,7 +84,10 @@ def login():
         user = staff.authenticate(form.email.data, form.password.data)
         if user is not None:
             # A CSRF token seen before sign-in (on a shared computer, say) is no use after.
+            # Flask-WTF also keeps the signed token of this request in g; drop both, or the
+            # next page in the same app context would sign the old one again.
             session.pop("csrf_token", None)
+            g.pop("csrf_token", None)
             login_user(user)
             return redirect(url_for("admin.dashboard"))
         with transaction():
