@@ -24,26 +24,18 @@ import difflib
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from .document import DocumentError, normalize_compatibility
+from .readers import check_size, detect_format, read_binary
+
+__all__ = ["DocumentError", "ImportReport", "make_lead", "match_titles", "parse_document"]
 
 # Why debris is dropped rather than kept as a figure note: the converter describes pictures
 # it saw in the PDF (here, in English, a screenshot of the regulator's web page). The picture
 # itself never reaches the bulletin, so in an email to Chinese readers the description is
 # noise that nobody wrote for them. Every drop is listed in ImportReport.dropped with its
 # line, so an editor can put the text back by hand if it ever mattered.
-
-
-class DocumentError(ValueError):
-    """A document we refuse.
-
-    ``message`` says in English what is wrong; ``line`` is the 1-based line it is about, or
-    None when the problem is the whole file.
-    """
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        self.message = message
-        self.line = line
-        super().__init__(f"line {line}: {message}" if line is not None else message)
 
 
 @dataclass(frozen=True)
@@ -56,6 +48,7 @@ class ImportedArticle:
     body: str
     lead: str
     line: int
+    origin: str = ""  # where the article is in the document: "pages 2–9", "lines 27–118"
 
 
 @dataclass(frozen=True)
@@ -73,6 +66,12 @@ class ImportReport:
     repaired: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    format: str = "markdown"  # what the document was: markdown, docx, pdf
+    pages: int | None = None  # PDFs
+    furniture: list[str] = field(default_factory=list)  # running headers, footers, page numbers
+    images: list[str] = field(default_factory=list)  # where pictures were left out
+    joined_lines: int = 0  # lines of a PDF joined into paragraphs
+    normalized: int = 0  # compatibility characters replaced ("⼯" -> "工")
 
 
 # --------------------------------------------------------------------------- tunables
@@ -162,12 +161,55 @@ _QUOTE_FOLD = str.maketrans(
 
 
 def parse_document(data: bytes | str) -> ImportReport:
-    """Turn a bulletin document into its masthead, sections, articles and a repair log.
+    """Turn a bulletin document (Markdown, Word .docx or PDF) into its masthead, sections,
+    articles and a repair log.
 
-    Raises DocumentError for anything we cannot import faithfully; smaller oddities are
-    reported in ``warnings`` so an editor can check them.
+    The format is told by the bytes. Word and PDF files are read into the intermediate
+    document (``document.Document``) and written out as the Markdown lines the core reads;
+    every note then names the page or paragraph instead of the line. Raises DocumentError
+    for anything we cannot import faithfully; smaller oddities are reported in ``warnings``
+    so an editor can check them.
     """
-    lines = _split_lines(_decode(data))
+    if isinstance(data, str):
+        check_size(len(data.encode("utf-8", "surrogatepass")))
+        kind = "markdown"
+    else:
+        data = bytes(data)
+        check_size(len(data))
+        kind = detect_format(data)
+    document = None
+    if kind == "markdown":
+        text, normalized = normalize_compatibility(_decode(data))
+        lines, origins = _split_lines(text), None
+    else:
+        document = read_binary(data, kind)
+        lines, origins = document.lines()
+        normalized = 0  # the readers normalise as they read; the count is theirs to skip
+    try:
+        report = _parse_lines(lines)
+    except DocumentError as exc:
+        if origins is None or exc.line is None:
+            raise
+        raise DocumentError(
+            _relabel(exc.message, origins), where=_origin(exc.line, origins)
+        ) from None
+    report.format = kind
+    report.normalized = normalized
+    _locate_articles(report, len(lines), origins)
+    if document is not None:
+        for notes in (report.repaired, report.dropped, report.warnings):
+            notes[:] = [_relabel(note, origins) for note in notes]
+        report.pages = document.pages
+        report.furniture = document.furniture
+        report.images = document.images
+        report.joined_lines = document.joined_lines
+        report.repaired[:0] = document.joined
+        report.warnings[:0] = document.warnings
+    return report
+
+
+def _parse_lines(lines: list[str]) -> ImportReport:
+    """The contents-driven core: contents, masthead, titles, slices, articles."""
     contents = _parse_contents(lines)
     title, period = _parse_masthead(lines[: contents.start])
     report = ImportReport(title=title, period=period, sections=contents.sections, articles=[])
@@ -195,6 +237,31 @@ def parse_document(data: bytes | str) -> ImportReport:
             )
         )
     return report
+
+
+def _origin(line: int, origins: Sequence[str]) -> str:
+    return origins[min(max(line, 1), len(origins)) - 1] if origins else f"line {line}"
+
+
+def _relabel(note: str, origins: Sequence[str]) -> str:
+    """ "line 17" -> "page 3": Word and PDF readers number no lines, editors see pages."""
+    return re.sub(r"\bline (\d+)", lambda m: _origin(int(m.group(1)), origins), note)
+
+
+def _locate_articles(report: ImportReport, total: int, origins: Sequence[str] | None) -> None:
+    """Fill each article's origin: from its title to the next title (or the end)."""
+    starts = sorted(a.line for a in report.articles)
+    for index, article in enumerate(report.articles):
+        later = [s for s in starts if s > article.line]
+        end = (later[0] - 1) if later else total
+        if origins is None:
+            origin = f"lines {article.line}–{end}"
+        else:
+            first, last = _origin(article.line, origins), _origin(end, origins)
+            unit, a = first.split(" ", 1)
+            b = last.split(" ", 1)[1]
+            origin = first if a == b else f"{unit}s {a}–{b}"
+        report.articles[index] = replace(article, origin=origin)
 
 
 def normalize_title(text: str) -> str:
