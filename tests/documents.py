@@ -19,7 +19,7 @@ import shutil
 from functools import cache
 from pathlib import Path
 
-from markdown_it import MarkdownIt
+import cmarkgfm
 
 SAMPLE = Path(__file__).resolve().parent.parent / "webapp" / "demo" / "bulletin-2022-08.md"
 RUNNING_HEADER = "上海交通大学中国质量发展研究院 · 工作简报"
@@ -76,9 +76,18 @@ def html_pdf(body_html: str, *, furniture: bool = True, css: str = _STYLE) -> by
 def sample_pdf() -> bytes:
     """The sample printed as an office prints it (header, footer, CJK font)."""
     # The Markdown escapes brackets in link texts; the printed page shows them plain.
-    return html_pdf(MarkdownIt("commonmark").render(sample_markdown()))
+    return html_pdf(cmarkgfm.markdown_to_html(sample_markdown()))
 
 
+@cache
+def narrow_pdf() -> bytes:
+    """The sample printed in a 9 cm column: contents items and titles wrap, one title
+    across a page break."""
+    css = _STYLE + " body { width: 9cm; } h1 { font-size: 20pt; }"
+    return html_pdf(cmarkgfm.markdown_to_html(sample_markdown()), css=css)
+
+
+@cache
 def image_pdf() -> bytes:
     """A scan: one page that is only a picture of text (a PNG drawn by Chromium)."""
     from playwright.sync_api import sync_playwright

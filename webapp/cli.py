@@ -30,6 +30,7 @@ from .importing import DocumentError
 from .issues import import_document
 from .models import Issue, StaffRole, StaffUser, Subscriber, SubscriberStatus, Topic
 from .publishing import PublishError, progress
+from .readers import check_size
 from .staff import StaffError, create_staff, set_password
 from .subscriber_csv import CsvImportError, export_subscribers, import_subscribers
 from .subscriptions import SubscriptionError
@@ -113,9 +114,13 @@ def set_password_command(email: str, password: str | None) -> None:
 def import_issue_command(file: Path) -> None:
     """Import a bulletin document as a new draft issue and print the import report."""
     try:
+        # Before reading: a 2 GB file is refused unread.
+        check_size(file.stat().st_size, current_app.config["IMPORT_MAX_BYTES"])
         data = file.read_bytes()
     except OSError as exc:
         raise click.ClickException(f"{file}: {exc.strerror}") from None
+    except DocumentError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
     try:
         with transaction():
             issue, report = import_document(data)
@@ -125,8 +130,14 @@ def import_issue_command(file: Path) -> None:
     click.echo(f"Created draft issue {issue.id}: {issue.title}")
 
 
+_FORMAT_NAMES = {"markdown": "Markdown", "docx": "Word (.docx)", "pdf": "PDF"}
+
+
 def format_report(report) -> str:
-    lines = [f"{report.title}  {report.period or ''}".rstrip(), ""]
+    read_from = _FORMAT_NAMES.get(report.format, report.format)
+    if report.pages:
+        read_from += f", {report.pages} pages"
+    lines = [f"{report.title}  {report.period or ''}".rstrip(), f"Read from: {read_from}", ""]
     for section in report.sections:
         lines.append(f"{section.name}: {len(section.titles)} articles")
     lines.append("")
@@ -136,11 +147,20 @@ def format_report(report) -> str:
         lines.append(
             f"      source: {article.source_name or '-'} {article.source_url or ''}".rstrip()
         )
+        lines.append(f"      from: {article.origin}")
     lines.append("")
     lines.append(f"Repaired paragraphs: {len(report.repaired)}")
     lines.extend(f"  {note}" for note in report.repaired)
+    if report.format == "pdf":
+        lines.append(f"Lines joined into paragraphs: {report.joined_lines:,}")
+        lines.append(f"Dropped page headers, footers and numbers: {len(report.furniture)}")
+        lines.extend(f"  {note}" for note in report.furniture)
     lines.append(f"Dropped debris: {len(report.dropped)}")
     lines.extend(f"  {note}" for note in report.dropped)
+    if report.normalized:
+        lines.append(f"Compatibility characters replaced (such as ⼯ -> 工): {report.normalized:,}")
+    lines.append(f"Images not imported: {len(report.images)}")
+    lines.extend(f"  {origin}" for origin in report.images)
     lines.append(f"Warnings: {len(report.warnings)}")
     lines.extend(f"  {note}" for note in report.warnings)
     return "\n".join(lines)

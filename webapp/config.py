@@ -173,9 +173,8 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "UNSUBSCRIBE_MAILTO": env.get("UNSUBSCRIBE_MAILTO") or f"unsubscribe@{mail_domain}",
         "DKIM": _dkim(env, mail_domain),
         "BASE_URL": base_url,
-        # Werkzeug answers 413 past these. The largest form is an imported document (2 MB)
-        # travelling back to be saved, URL-encoded: up to three times its size. Readers' forms
-        # and the readers' CSV upload have their own limits (security.py).
+        # Werkzeug answers 413 past these. Readers' forms, the readers' CSV upload and the
+        # bulletin document upload (IMPORT_MAX_MB) have their own limits (security.py).
         "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
         # A confirmation email refused for now (4xx) is tried again after this, then twice
         # as long each time (six tries: about two hours in all).
@@ -206,6 +205,8 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         # the default for the setting of the same name on /admin/settings.
         "COUNTED_LINKS": _bool(env, "COUNTED_LINKS", True),
         # Gmail clips HTML over ~102 KB; auto mode keeps every digest under this many bytes.
+        # Importing a document (CLI and staff upload): larger files are refused unread.
+        "IMPORT_MAX_BYTES": _int(env, "IMPORT_MAX_MB", 20, 1, 200) * 1024 * 1024,
         "EMAIL_HTML_BUDGET": _int(env, "EMAIL_HTML_BUDGET", 90 * 1024, 20 * 1024, 1024 * 1024),
         # Public endpoints, per client IP (and per address for sign-ups); "N per minute;M per hour".
         "RATELIMIT_STORAGE_URI": redis_url,

@@ -21,8 +21,8 @@ class DocumentError(ValueError):
 
     ``message`` says in English what is wrong; ``line`` is the 1-based line it is about, or
     None when the problem is the whole file. ``where`` replaces "line N" when the document
-    was not text (``"page 3"``). ``code`` names refusals that pages translate ("pdf_scan");
-    ``params`` fill the translation.
+    was not text (``"page 3"``). ``code`` names refusals that pages translate (a key of
+    ``errors.MESSAGES``); ``params`` fill the translation.
     """
 
     def __init__(
@@ -64,6 +64,7 @@ class Document:
     furniture: list[str] = field(default_factory=list)  # running headers, footers, page numbers
     joined: list[str] = field(default_factory=list)  # headings printed on several lines
     joined_lines: int = 0  # lines joined into paragraphs
+    normalized: int = 0  # compatibility characters replaced ("⼯" -> "工")
     warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> tuple[list[str], list[str]]:

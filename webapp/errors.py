@@ -71,6 +71,15 @@ MESSAGES = {
     "csv-email-missing": lazy_gettext("缺少电子邮箱地址"),
     "csv-topic-unknown": lazy_gettext("没有这个栏目：%(name)s"),
     "csv-topic-closed": lazy_gettext("栏目已不再开放：%(name)s"),
+    # importing a bulletin document: refusals that name a format (see readers/)
+    "document-too-large": lazy_gettext("文件超过 %(limit)s MB，不像是一期简报。"),
+    "document-pdf-scan": lazy_gettext(
+        "这个 PDF 是扫描件，没有文字：请从 Word 重新导出，或先做文字识别（OCR）。"
+    ),
+    "document-pdf-encrypted": lazy_gettext("这个 PDF 设有密码：请不加密码重新保存或打印。"),
+    "document-doc": lazy_gettext("这是旧版 Word 文件（.doc）：请在 Word 中另存为 .docx。"),
+    "document-rtf": lazy_gettext("这是 RTF 文件：请在 Word 中另存为 .docx。"),
+    "document-not-docx": lazy_gettext("这是一个 ZIP 压缩包，不是 Word .docx 文件。"),
     # previews
     "preview-no-articles": lazy_gettext("所选栏目在这一期都没有文章。"),
     "preview-no-subscriber": lazy_gettext("没有地址为 %(email)s 的读者。"),

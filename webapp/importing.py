@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from .document import DocumentError, normalize_compatibility
-from .readers import check_size, detect_format, read_binary
+from .readers import MAX_DOCUMENT_BYTES, check_size, detect_format, read_binary
 
 __all__ = ["DocumentError", "ImportReport", "make_lead", "match_titles", "parse_document"]
 
@@ -160,7 +160,7 @@ _QUOTE_FOLD = str.maketrans(
 # =========================================================================== public API
 
 
-def parse_document(data: bytes | str) -> ImportReport:
+def parse_document(data: bytes | str, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> ImportReport:
     """Turn a bulletin document (Markdown, Word .docx or PDF) into its masthead, sections,
     articles and a repair log.
 
@@ -168,14 +168,14 @@ def parse_document(data: bytes | str) -> ImportReport:
     document (``document.Document``) and written out as the Markdown lines the core reads;
     every note then names the page or paragraph instead of the line. Raises DocumentError
     for anything we cannot import faithfully; smaller oddities are reported in ``warnings``
-    so an editor can check them.
+    so an editor can check them. A document over ``max_bytes`` is refused unread.
     """
     if isinstance(data, str):
-        check_size(len(data.encode("utf-8", "surrogatepass")))
+        check_size(len(data.encode("utf-8", "surrogatepass")), max_bytes)
         kind = "markdown"
     else:
         data = bytes(data)
-        check_size(len(data))
+        check_size(len(data), max_bytes)
         kind = detect_format(data)
     document = None
     if kind == "markdown":
@@ -184,7 +184,7 @@ def parse_document(data: bytes | str) -> ImportReport:
     else:
         document = read_binary(data, kind)
         lines, origins = document.lines()
-        normalized = 0  # the readers normalise as they read; the count is theirs to skip
+        normalized = document.normalized  # readers fold them as they read
     try:
         report = _parse_lines(lines)
     except DocumentError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask import current_app
 from sqlalchemy import func, select, update
 
 from . import audit
@@ -143,14 +144,18 @@ def issue_content(issue: Issue, bulletin_name: str) -> IssueContent:
     )
 
 
-def import_document(data: bytes | str) -> tuple[Issue, ImportReport]:
+def import_document(
+    data: bytes | str, *, max_bytes: int | None = None
+) -> tuple[Issue, ImportReport]:
     """Create a new draft issue from a bulletin document; returns it with the import report.
 
     Sections become topics (matched by name, created when new). Raises `DocumentError` for a
     document we refuse, before anything is written. Importing the same document twice makes
-    a second draft: an import never merges into an existing issue.
+    a second draft: an import never merges into an existing issue. ``max_bytes`` defaults to
+    the IMPORT_MAX_MB setting.
     """
-    report = parse_document(data)
+    limit = max_bytes if max_bytes is not None else current_app.config["IMPORT_MAX_BYTES"]
+    report = parse_document(data, max_bytes=limit)
     topics = {t.name: t for t in ensure_topics([s.name for s in report.sections])}
     issue = create_issue(report.title, period=report.period or "")
     for imported in report.articles:

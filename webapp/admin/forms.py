@@ -19,8 +19,6 @@ from wtforms.validators import URL, DataRequired, Length, Optional, StopValidati
 from .. import issues
 from ..rendering import safe_url
 
-MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # a bulletin is ~100 KB of text; 2 MB is generous
-
 
 class LoginForm(FlaskForm):
     email = EmailField(lazy_gettext("邮箱"), validators=[DataRequired()])
@@ -37,29 +35,18 @@ class ActionForm(FlaskForm):
 class ImportUploadForm(FlaskForm):
     """Step 1: choose a document; the importer's report is shown before anything is saved."""
 
+    # The size limit (IMPORT_MAX_MB) is checked by the view, which knows the setting.
     document = FileField(
-        lazy_gettext("简报文件（Markdown 或纯文本，UTF-8）"),
-        validators=[
-            FileRequired(lazy_gettext("请选择一个文件。")),
-            FileSize(MAX_DOCUMENT_BYTES, message=lazy_gettext("文件超过 2 MB，不像是一期简报。")),
-        ],
+        lazy_gettext("简报文件（Word .docx、PDF 或 Markdown）"),
+        validators=[FileRequired(lazy_gettext("请选择一个文件。"))],
     )
     submit = SubmitField(lazy_gettext("检查"))
 
 
-def _document_size(form, field) -> None:
-    # The same limit as the upload: this form is parsed too, and can be posted by hand.
-    if len((field.data or "").encode("utf-8")) > MAX_DOCUMENT_BYTES:
-        raise ValidationError(lazy_gettext("文件超过 2 MB，不像是一期简报。"))
-
-
 class ImportSaveForm(FlaskForm):
-    """Step 2: the checked document travels back in a hidden field and is parsed again.
+    """Step 2: a signed ticket names the upload held on the server (see held_uploads)."""
 
-    A hidden <textarea>, not <input type=hidden>: browsers strip line breaks from input
-    values, and the document's structure is its lines."""
-
-    document = TextAreaField(validators=[DataRequired(), _document_size])
+    upload = HiddenField(validators=[DataRequired()])
     filename = HiddenField()
     submit = SubmitField(lazy_gettext("保存为草稿"))
 

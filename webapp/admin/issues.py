@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -10,8 +11,8 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import preview, queue
-from ..errors import describe
+from .. import held_uploads, preview, queue
+from ..errors import MESSAGES, describe
 from ..extensions import db
 from ..importing import DocumentError, parse_document
 from ..issues import (
@@ -23,6 +24,7 @@ from ..issues import (
     issue_topic_ids,
 )
 from ..models import Issue, Topic
+from ..readers import check_size
 from ..transactions import transaction
 from . import bp
 from .auth import is_admin
@@ -33,22 +35,26 @@ from .sending import sending_context
 @bp.route("/issues/import", methods=["GET", "POST"])
 @login_required
 def import_issue():
-    """Upload a document and see the importer's report; nothing is saved at this step."""
+    """Upload a document and see the importer's report; nothing is saved at this step.
+
+    The upload is held on the server (see held_uploads) so that saving imports the very
+    bytes that were checked, whatever their format.
+    """
     form = ImportUploadForm()
     if not form.validate_on_submit():
         status = 400 if request.method == "POST" else 200
         return render_template("admin/import.html", form=form), status
     upload = form.document.data
-    data = upload.read()
+    limit = current_app.config["IMPORT_MAX_BYTES"]
+    data = upload.read(limit + 1)  # never more than the limit in memory
     try:
-        report = parse_document(data)
+        report = parse_document(data, max_bytes=limit)
     except DocumentError as exc:
-        form.document.errors.append(f"{upload.filename}: {exc}")
+        form.document.errors.append(f"{upload.filename}: {refusal_message(exc)}")
         return render_template("admin/import.html", form=form), 400
+    ticket = held_uploads.hold_upload(data, current_user.id)
     # formdata=None: the request holds the upload under the same name, which would win.
-    save = ImportSaveForm(
-        formdata=None, document=data.decode("utf-8-sig"), filename=upload.filename
-    )
+    save = ImportSaveForm(formdata=None, upload=ticket, filename=upload.filename)
     return render_template("admin/import_report.html", report=report, form=save)
 
 
@@ -57,21 +63,35 @@ def import_issue():
 def save_import():
     form = ImportSaveForm()
     if not form.validate_on_submit():
-        if form.document.errors and "csrf_token" not in form.errors:  # too big to be an issue
-            upload = ImportUploadForm()
-            upload.document.errors = list(form.document.errors)
-            return render_template("admin/import.html", form=upload), 400
         flash(_("表单已过期，请重新上传文件。"))
         return redirect(url_for("admin.import_issue"))
     try:
+        path = held_uploads.held_path(form.upload.data, current_user.id)
+    except held_uploads.HeldUploadError:
+        flash(_("表单已过期，请重新上传文件。"))
+        return redirect(url_for("admin.import_issue"))
+    limit = current_app.config["IMPORT_MAX_BYTES"]
+    try:
+        # The limit again: it may have been lowered since the report, and the held file is
+        # read only if it is within it.
+        check_size(path.stat().st_size, limit)
         with transaction():
-            issue, _report = import_document(form.document.data)
+            issue, _report = import_document(path.read_bytes(), max_bytes=limit)
     except DocumentError as exc:
         upload = ImportUploadForm()
-        upload.document.errors = [f"{form.filename.data}: {exc}"]
+        upload.document.errors = [f"{form.filename.data}: {refusal_message(exc)}"]
         return render_template("admin/import.html", form=upload), 400
+    held_uploads.release(form.upload.data, current_user.id)
     flash(_("已保存为草稿 #%(id)s：%(title)s", id=issue.id, title=issue.title))
     return redirect(url_for("admin.issue", issue_id=issue.id))
+
+
+def refusal_message(exc: DocumentError) -> str:
+    """One line for a refused document: in the reader's language when the refusal has a
+    code (errors.MESSAGES), else the importer's own words, which name the line."""
+    if exc.code in MESSAGES:
+        return str(MESSAGES[exc.code]) % exc.params
+    return str(exc)
 
 
 @bp.get("/issues/<int:issue_id>")
@@ -204,3 +224,17 @@ def new_issue():
         issue = create_blank_issue(form.title.data, form.period.data or "")
     flash(_("已新建草稿 #%(id)s：%(title)s。现在可以添加文章。", id=issue.id, title=issue.title))
     return redirect(url_for("admin.issue", issue_id=issue.id))
+
+
+@bp.app_template_filter("origin")
+def origin_filter(origin: str) -> str:
+    """ "page 3", "pages 1–21", "paragraph 12", "lines 27–118" in the reader's language."""
+    found = re.match(r"^(page|paragraph|line)s? (\S+)$", origin or "")
+    if not found:
+        return origin
+    unit, where = found.groups()
+    if unit == "page":
+        return _("第 %(where)s 页", where=where)
+    if unit == "paragraph":
+        return _("第 %(where)s 段", where=where)
+    return _("第 %(where)s 行", where=where)

@@ -21,14 +21,14 @@ _MAX_UNPACKED_BYTES = 200 * 1024 * 1024
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
-def check_size(size: int) -> None:
-    """Refuse a document over the size limit before reading it."""
-    if size > MAX_DOCUMENT_BYTES:
-        limit = MAX_DOCUMENT_BYTES // (1024 * 1024)
+def check_size(size: int, limit: int = MAX_DOCUMENT_BYTES) -> None:
+    """Refuse a document over the size limit (in bytes) before reading it."""
+    if size > limit:
+        megabytes = f"{limit / (1024 * 1024):g}"
         raise DocumentError(
-            f"the file is {size / (1024 * 1024):.1f} MB, over the {limit} MB limit",
-            code="too_large",
-            limit=limit,
+            f"the file is {size / (1024 * 1024):.1f} MB, over the {megabytes} MB limit",
+            code="document-too-large",
+            limit=megabytes,
         )
 
 
@@ -40,10 +40,12 @@ def detect_format(data: bytes) -> str:
     if head.startswith(_OLE2):
         raise DocumentError(
             "this is an old binary Word file (.doc): open it in Word and save it as .docx",
-            code="doc",
+            code="document-doc",
         )
     if head.startswith(b"{\\rtf"):
-        raise DocumentError("this is an RTF file: open it in Word and save it as .docx", code="rtf")
+        raise DocumentError(
+            "this is an RTF file: open it in Word and save it as .docx", code="document-rtf"
+        )
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -52,12 +54,14 @@ def detect_format(data: bytes) -> str:
         except zipfile.BadZipFile:
             raise DocumentError("this ZIP file is damaged and cannot be read") from None
         if "word/document.xml" not in names:
-            raise DocumentError("this is a ZIP archive, not a Word .docx document", code="not_docx")
+            raise DocumentError(
+                "this is a ZIP archive, not a Word .docx document", code="document-not-docx"
+            )
         if unpacked > _MAX_UNPACKED_BYTES:
             raise DocumentError(
                 "this Word file unpacks to more than 200 MB; it is not a bulletin",
-                code="too_large",
-                limit=MAX_DOCUMENT_BYTES // (1024 * 1024),
+                code="document-too-large",
+                limit=f"{MAX_DOCUMENT_BYTES / (1024 * 1024):g}",
             )
         return "docx"
     return "markdown"

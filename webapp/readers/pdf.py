@@ -53,7 +53,6 @@ _NUMBERED = re.compile(
     rf"^(?:[(（][{_NUMERAL}]+[)）]|[{_NUMERAL}]+[、.．]|第[{_NUMERAL}]+[章节条篇部])"
 )
 _BULLET = re.compile(r"^[•●▪■◆·]\s*")
-_SENTENCE_END = re.compile(r"[。！？!?；;：:…][”’」』）)]*$")
 # PDFium is not thread-safe; a web server may read two uploads at once.
 _PDFIUM = threading.Lock()
 
@@ -77,6 +76,7 @@ class _Page:
     height: float
     lines: list[_Line] = field(default_factory=list)
     images: int = 0
+    normalized: int = 0  # compatibility characters replaced
 
 
 def read_pdf(data: bytes) -> Document:
@@ -87,9 +87,10 @@ def read_pdf(data: bytes) -> Document:
     if not any(page.lines for page in pages):
         raise DocumentError(
             "this PDF is a scan with no text: export it from Word again, or run OCR first",
-            code="pdf_scan",
+            code="document-pdf-scan",
         )
     document = Document(format="pdf", blocks=[], pages=len(pages))
+    document.normalized = sum(page.normalized for page in pages)
     _drop_furniture(pages, document)
     lines = [line for page in pages for line in page.lines]
     if not lines:
@@ -98,13 +99,10 @@ def read_pdf(data: bytes) -> Document:
     left = _common([round(ln.x0) for ln in lines if abs(ln.size - body_size) < 0.6])
     right = _common([round(ln.x1) for ln in lines if abs(ln.size - body_size) < 0.6])
     levels = _heading_levels(lines, body_size)
+    leading = _leading(pages, body_size)
 
-    for page in pages:
-        _page_blocks(page, document, body_size, left, right, levels)
-        if page.images:
-            document.blocks.extend(
-                Block("image", origin=f"page {page.number}") for _ in range(page.images)
-            )
+    runs = _runs(pages, body_size, left, right, leading)
+    _emit(runs, document, body_size, levels)
     return document
 
 
@@ -121,7 +119,7 @@ def _read_pages(data: bytes) -> list[_Page]:
         if getattr(exc, "err_code", None) == raw.FPDF_ERR_PASSWORD:
             raise DocumentError(
                 "this PDF is encrypted: save or print it again without a password",
-                code="pdf_encrypted",
+                code="document-pdf-encrypted",
             ) from None
         raise DocumentError(f"this PDF is damaged and cannot be read ({exc})") from None
     try:
@@ -238,7 +236,9 @@ def _add_line(page: _Page, chars, links) -> None:
     drawn = [c for c in chars if c[0] != " "]
     if not drawn:
         return
-    text, _ = normalize_compatibility(re.sub(r"\s+", " ", "".join(c[0] for c in chars)).strip())
+    text, replaced = normalize_compatibility(re.sub(r"\s+", " ", "".join(c[0] for c in chars)))
+    text = text.strip()
+    page.normalized += replaced
     sizes = Counter(c[5] for c in drawn)
     x0 = min(c[1] for c in drawn)
     x1 = max(c[2] for c in drawn)
@@ -352,6 +352,16 @@ def _body_size(lines: list[_Line]) -> float:
     return weights.most_common(1)[0][0]
 
 
+def _leading(pages: list[_Page], body_size: float) -> float:
+    """The usual space between two lines of one paragraph (between body lines, the mode)."""
+    gaps: Counter[float] = Counter()
+    for page in pages:
+        for above, below in zip(page.lines, page.lines[1:], strict=False):
+            if above.size == below.size == body_size and below.top > above.top:
+                gaps[round(below.top - above.bottom, 1)] += 1
+    return gaps.most_common(1)[0][0] if gaps else body_size * 0.5
+
+
 def _is_heading_style(line: _Line, body_size: float) -> bool:
     return line.size >= body_size + 1 or (line.bold and line.size >= body_size - 0.5)
 
@@ -376,6 +386,14 @@ def _join_text(left: str, right: str) -> str:
     return left + (" " if narrow else "") + right
 
 
+def _first_word_width(line: _Line) -> float:
+    """Roughly how wide the line's first word is: one character if Chinese, else its letters."""
+    if _is_wide(line.text[0]):
+        return line.size
+    word = re.match(r"\S+", line.text)
+    return len(word.group()) * line.size * 0.55 if word else line.size
+
+
 def _is_wide(char: str) -> bool:
     return unicodedata.east_asian_width(char) in ("W", "F")
 
@@ -384,56 +402,79 @@ def _is_wide(char: str) -> bool:
 class _Run:
     """Lines being gathered into one block."""
 
-    kind: str  # heading, paragraph, item
+    kind: str  # heading, paragraph, item, image
     lines: list[_Line]
+    page: int = 0  # images: the page they are on
 
 
-def _page_blocks(
-    page: _Page,
-    document: Document,
-    body_size: float,
-    left: float,
-    right: float,
-    levels: dict[tuple[float, bool], int],
-) -> None:
+def _runs(
+    pages: list[_Page], body_size: float, left: float, right: float, leading: float
+) -> list[_Run]:
+    """Gather lines into headings, paragraphs and items; images go after their page's text.
+
+    A page break ends every paragraph (the core repairs those a page cut mid-sentence) but
+    not a heading: a title cut by a page break is still one title.
+    """
     runs: list[_Run] = []
-    for line in page.lines:
-        heading = _is_heading_style(line, body_size)
-        previous = runs[-1] if runs else None
-        last = previous.lines[-1] if previous else None
-        gap = line.top - last.bottom if last else 0.0
-        if heading:
-            # A title wraps when its line is full; "二、总体要求" over "（一）指导思想" is two
-            # headings in the same style, and a numbered line always starts a heading.
-            same = (
-                previous is not None
-                and previous.kind == "heading"
-                and (last.size, last.bold) == (line.size, line.bold)
-                and gap < line.size * 1.2
-                and last.x1 - last.x0 >= 0.6 * (right - left)
-                and not _NUMBERED.match(line.text)
-            )
-            if same:
-                previous.lines.append(line)
+    for page in pages:
+        first_on_page = True
+        for line in page.lines:
+            previous = runs[-1] if runs and runs[-1].kind != "image" else None
+            last = previous.lines[-1] if previous else None
+            if _is_heading_style(line, body_size):
+                gap = line.top - last.bottom if last and not first_on_page else 0.0
+                # A title wraps when its line is full; "二、总体要求" over "（一）指导思想" is
+                # two headings in the same style, and a numbered line always starts one.
+                same = (
+                    previous is not None
+                    and previous.kind == "heading"
+                    and (last.size, last.bold) == (line.size, line.bold)
+                    and gap < line.size * 1.2
+                    and last.x1 - last.x0 >= 0.6 * (right - left)
+                    and not _NUMBERED.match(line.text)
+                )
+                if same:
+                    previous.lines.append(line)
+                else:
+                    runs.append(_Run("heading", [line]))
+            elif first_on_page or previous is None or previous.kind == "heading":
+                runs.append(_Run(_kind_of(line), [line]))
+            elif _starts_block(line, last, left, right, leading):
+                runs.append(_Run(_kind_of(line), [line]))
             else:
-                runs.append(_Run("heading", [line]))
-            continue
-        starts_item = bool(_ITEM_START.match(line.text))
-        new = (
-            previous is None
-            or previous.kind == "heading"
-            or starts_item
-            or gap > line.size * 1.0
-            or line.x0 > left + line.size * 0.8
-            or (last.x1 < right - line.size * 2 and _SENTENCE_END.search(last.text))
-        )
-        if new:
-            runs.append(_Run("item" if starts_item else "paragraph", [line]))
-        else:
-            previous.lines.append(line)
+                previous.lines.append(line)
+            first_on_page = False
+        runs.extend(_Run("image", [], page.number) for _ in range(page.images))
+    return runs
 
+
+def _kind_of(line: _Line) -> str:
+    return "item" if _ITEM_START.match(line.text) else "paragraph"
+
+
+def _starts_block(line: _Line, last: _Line, left: float, right: float, leading: float) -> bool:
+    """Whether ``line`` starts a new paragraph or item rather than continuing ``last``."""
+    indent = line.size * 0.8
+    return (
+        bool(_ITEM_START.match(line.text))
+        or line.top - last.bottom > leading + line.size * 0.2
+        # a first-line indent after an unindented line (a list item's wrapped lines and a
+        # one-line paragraph keep their indent, and are told apart otherwise)
+        or (line.x0 > left + indent and last.x0 <= left + indent)
+        # a line that stops short of the margin, with room for the next line's first word,
+        # ends its paragraph (Chinese fills every line of a paragraph but the last)
+        or right - last.x1 > _first_word_width(line) + line.size * 0.5
+    )
+
+
+def _emit(
+    runs: list[_Run], document: Document, body_size: float, levels: dict[tuple[float, bool], int]
+) -> None:
     for run in runs:
-        origin = f"page {page.number}"
+        if run.kind == "image":
+            document.blocks.append(Block("image", origin=f"page {run.page}"))
+            continue
+        origin = f"page {run.lines[0].page}"
         text = _run_text(run.lines)
         if run.kind == "heading":
             lone_bold = run.lines[0].size < body_size + 1

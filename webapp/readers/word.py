@@ -41,7 +41,8 @@ def read_docx(data: bytes) -> Document:
 
     try:
         word = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, SyntaxError) as exc:
+        # SyntaxError: lxml's XMLSyntaxError, for a part that is not well-formed XML.
         raise DocumentError(f"this Word file is damaged and cannot be read ({exc})") from None
 
     styles = _Styles(word)
@@ -72,6 +73,7 @@ def read_docx(data: bytes) -> Document:
             document.blocks.append(Block("item", text, origin))
         else:
             document.blocks.append(Block("paragraph", text, origin))
+    document.normalized = styles.replaced
     ranked = sorted(hand_sizes, reverse=True)
     for block, size in pending:
         block.level = min(6, ranked.index(size) + 1)
@@ -95,9 +97,14 @@ class _Styles:
 
         self.by_id = {style.style_id: style for style in word.styles}
         self.default = word.styles.default(WD_STYLE_TYPE.PARAGRAPH)
-        self._facts: dict[str | None, tuple[int, float | None, bool, bool]] = {}
+        # Text with no size anywhere in its styles is set in the document default size.
+        half_points = word.styles.element.find(f"{_W}docDefaults/{_W}rPrDefault/{_W}rPr/{_W}sz")
+        value = half_points.get(f"{_W}val", "") if half_points is not None else ""
+        self.default_size = int(value) / 2 if value.isdigit() else 10.5  # 五号
+        self._facts: dict[str | None, tuple[int, float, bool, bool]] = {}
+        self.replaced = 0  # compatibility characters replaced while reading, for the report
 
-    def facts(self, style_id: str | None) -> tuple[int, float | None, bool, bool]:
+    def facts(self, style_id: str | None) -> tuple[int, float, bool, bool]:
         """(heading level, font size in pt, bold, is a List style) of a paragraph style."""
         if style_id not in self._facts:
             style = self.by_id.get(style_id) if style_id else None
@@ -105,7 +112,7 @@ class _Styles:
             size = _style_attr(style, lambda s: s.font.size)
             self._facts[style_id] = (
                 _style_level(style),
-                size.pt if size is not None else None,
+                size.pt if size is not None else self.default_size,
                 bool(_style_attr(style, lambda s: s.font.bold)),
                 ((style.name if style is not None else "") or "").lower().startswith("list"),
             )
@@ -155,7 +162,7 @@ def _is_list_item(paragraph, styles: _Styles) -> bool:
     return styles.facts(paragraph._p.style)[3]
 
 
-def _run_size(run, paragraph, styles: _Styles) -> float | None:
+def _run_size(run, paragraph, styles: _Styles) -> float:
     if run.font.size is not None:
         return run.font.size.pt
     return styles.facts(paragraph._p.style)[1]
@@ -177,12 +184,9 @@ def _body_size(word, styles: _Styles) -> float:
         if _heading_level(paragraph, styles):
             continue
         for run in paragraph.runs:
-            size = _run_size(run, paragraph, styles)
-            if size is not None and run.text.strip():
-                weights[size] += len(run.text)
-    if weights:
-        return weights.most_common(1)[0][0]
-    return styles.facts(None)[1] or 10.5
+            if run.text.strip():
+                weights[_run_size(run, paragraph, styles)] += len(run.text)
+    return weights.most_common(1)[0][0] if weights else styles.default_size
 
 
 def _hand_heading_size(paragraph, body_size: float, styles: _Styles) -> float | None:
@@ -193,7 +197,7 @@ def _hand_heading_size(paragraph, body_size: float, styles: _Styles) -> float | 
     if not all(_run_bold(r, paragraph, styles) for r in runs):
         return None
     sizes = [_run_size(r, paragraph, styles) for r in runs]
-    if any(s is None or s <= body_size for s in sizes):
+    if any(s <= body_size for s in sizes):
         return None
     return max(sizes)
 
@@ -209,21 +213,22 @@ def _inline(paragraph, styles: _Styles) -> tuple[str, int]:
     pictures = 0
     for item in paragraph.iter_inner_content():
         if isinstance(item, Hyperlink):
-            label = escape_markdown(_clean(item.text))
+            label = escape_markdown(_clean(item.text, styles))
             url = item.url or ""
             piece = f"[{label}]({url})" if re.match(r"https?://", url) else label
             pieces.append((piece, False, False))
             continue
         pictures += len(item._r.findall(f".//{_W}drawing")) + len(item._r.findall(f".//{_W}pict"))
-        text = _clean(item.text)
+        text = _clean(item.text, styles)
         if text:
             bold = _run_bold(item, paragraph, styles)
             pieces.append((escape_markdown(text), bold, bool(item.italic)))
     return _emphasise(pieces), pictures
 
 
-def _clean(text: str) -> str:
-    text, _ = normalize_compatibility(text)
+def _clean(text: str, styles: _Styles) -> str:
+    text, replaced = normalize_compatibility(text)
+    styles.replaced += replaced
     return text.replace("\t", " ").replace("\n", " ")
 
 
