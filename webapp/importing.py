@@ -1,8 +1,15 @@
-"""Import a bulletin issue from Markdown (converted from the PDF) into sections and articles.
+"""Import a bulletin issue (Word .docx, PDF or Markdown) into sections and articles.
+
+Word and PDF files are read by ``readers`` into the intermediate document
+(``document.Document``: headings with a level, paragraphs, list items, links, emphasis,
+tables), which is written out as Markdown lines; a Markdown file is those lines already. The
+steps below then run once, whatever the format, and the notes of a Word or PDF import name
+paragraphs or pages instead of lines.
 
 Pipeline, one small step each:
 
-1. decode       bytes -> str; refuse empty, binary and non-UTF-8 input (a UTF-8 BOM is fine)
+1. decode       bytes -> str; refuse empty, binary and non-UTF-8 input (a UTF-8 BOM is fine);
+                Word and PDF go to their readers instead (see ``parse_document``)
 2. split lines  normalise line endings; every message carries a 1-based line number
 3. masthead     headings above the contents name the bulletin; the 【…】 line is the period
 4. contents     "—— section" headings, each followed by numbered items: the article titles
@@ -14,8 +21,8 @@ Pipeline, one small step each:
 9. page breaks  join paragraphs the PDF split mid-sentence
 10. lead        the first real paragraph, cut at a sentence end near 150 characters
 
-The module is pure (standard library only) so that it can be tested and reused without Flask
-or a database; callers decide what to store.
+The module is pure (no Flask, no database: bytes in, structure out) so that it can be tested
+and reused anywhere; callers decide what to store.
 """
 
 from __future__ import annotations
@@ -350,10 +357,6 @@ def _decode(data: bytes | str) -> str:
 
 def _decode_bytes(raw: bytes) -> str:
     """Decode UTF-8 (BOM allowed), naming the byte and line where decoding fails."""
-    if raw.startswith(b"%PDF-"):
-        raise DocumentError(
-            "this is a binary file, not a text document (a PDF: convert it to Markdown first)"
-        )
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DocumentError("the file is UTF-16 text; save it as UTF-8")
     if b"\x00" in raw:
