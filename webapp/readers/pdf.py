@@ -1,9 +1,10 @@
 """A PDF's text layer -> the intermediate document (pypdfium2: PDFium, BSD/Apache licensed).
 
-Why PDFium and not pdfminer.six or pdfplumber: on this machine pdfminer.six took 13 s to
-read the 31-page sample (its pure-Python content-stream parser), pypdf as long; PDFium, the
-PDF engine inside Chromium, reads it in about a second. Both were measured by
-``bench/import_documents.py``. No AGPL code is involved (PyMuPDF is AGPL).
+Why PDFium and not pdfminer.six or pdfplumber (which is built on pdfminer.six): reading the
+31-page printed sample took 13 s with pdfminer.six and 14 s with pypdf, both parsing the
+content streams in Python; PDFium, the PDF engine inside Chromium, reads it in 1.5-2.5 s
+including the whole import (``bench/import_documents.py``). No AGPL code is involved
+(PyMuPDF is AGPL).
 
 What an office PDF gives us is lines of positioned characters in fonts. From them:
 
@@ -318,8 +319,9 @@ def _drop_furniture(pages: list[_Page], document: Document) -> None:
             edge = at_edge(page, line)
             key = (edge, _furniture_key(line.text)) if edge else None
             if key and (key in recurring or _PAGE_NUMBER.match(line.text.strip())):
-                first, numbers = dropped.setdefault(key, (line.text, []))
-                numbers.append(page.number)
+                numbers = dropped.setdefault(key, (line.text, []))[1]
+                if page.number not in numbers:
+                    numbers.append(page.number)
             else:
                 kept.append(line)
         page.lines = kept
