@@ -572,3 +572,36 @@ def test_one_address_guessing_one_account_is_slowed_down(app, staff_client):
             ).status_code
         )
     assert answers == [400] * 5 + [429]
+
+
+def test_a_batch_stopped_by_an_unreachable_smtp_server_shows_on_the_sending_page(
+    app, staff_client, section
+):
+    from tests.helpers import free_port
+    from webapp import delivery, publishing
+    from webapp.issues import add_article
+
+    with app.app_context():
+        topic = db.session.get(Topic, section)
+        db.session.add(
+            Subscriber(email="r@example.org", status=SubscriberStatus.ACTIVE, topics=[topic])
+        )
+        issue = create_issue("停在半路")
+        add_article(issue, topic, "文章", "正文。", lead="导语。")
+        db.session.flush()
+        publishing.publish_issue(issue.id)
+        db.session.commit()
+        issue_id = issue.id
+        ids = list(db.session.scalars(select(Delivery.id).where(Delivery.issue_id == issue_id)))
+    port = app.config["SMTP_PORT"]
+    app.config["SMTP_PORT"] = free_port()  # nothing listens there
+    try:
+        with app.app_context():
+            result = delivery.send_batch(issue_id, ids)
+    finally:
+        app.config["SMTP_PORT"] = port
+    assert result.stopped
+
+    page = html(staff_client.get(f"/admin/issues/{issue_id}/sending?lang=en"))
+    assert 'id="last-stop"' in page
+    assert "The last batch stopped early: Cannot reach the SMTP server" in page

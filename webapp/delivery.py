@@ -35,12 +35,14 @@ to 6) in `sweeper.py`.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import redis as redis_lib
 from flask import current_app
 from sqlalchemy import select, update
 
@@ -48,7 +50,7 @@ from . import publishing, subscriptions
 from .bounces import verp_address
 from .digests import Recipient, compose, prepare_digests
 from .errors import stored_reason
-from .extensions import db
+from .extensions import db, redis_client
 from .issues import issue_topic_ids
 from .journal import Answer, Journal, JournalError, rate_limit
 from .mailer import AddressError, MailerError, Outcome, SendResult
@@ -67,6 +69,8 @@ from .models import (
 from .smtp import smtp_session
 from .transactions import Step, after_commit, commit_step, rollback
 
+log = logging.getLogger(__name__)
+
 Enqueue = Callable[[int, list[int]], None]  # (issue id, delivery ids): queue a batch task
 
 
@@ -79,6 +83,7 @@ class BatchResult:
     retrying: int = 0
     released: int = 0  # claimed but not tried (paused, cancelled, SMTP unreachable)
     stopped: str = ""  # why the batch stopped early, if it did
+    stop_reason: str = ""  # the same, as a stored reason (errors.STORED) for staff to read
 
 
 class LeaseLost(RuntimeError):
@@ -242,6 +247,31 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> BatchResult:
     return _Batch(issue_id, claimed).run()
 
 
+STOP_DAYS = 30
+
+
+def _stop_key(issue_id: int) -> str:
+    return f"bulletin:last-stop:{issue_id}"
+
+
+def _remember_stop(issue_id: int, reason: str) -> None:
+    """Kept in Redis, not the issue row: a batch stops because something is down, and the
+    database may be what is."""
+    try:
+        redis_client().set(_stop_key(issue_id), reason, ex=STOP_DAYS * 86400)
+    except redis_lib.RedisError:
+        log.warning("could not note the stop of issue %s's batch in Redis", issue_id)
+
+
+def last_stop(issue_id: int) -> str:
+    """The stored reason the issue's last stopped batch stopped, or ''."""
+    try:
+        value = redis_client().get(_stop_key(issue_id))
+    except redis_lib.RedisError:
+        return ""
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
 def held_by(token: str | None):
     """The condition on every change to a claimed row: still claimed, and by this claim."""
     return (Delivery.status == DeliveryStatus.SENDING) & Delivery.claim_token.is_not_distinct_from(
@@ -308,16 +338,25 @@ class _Batch:
                     break
         except MailerError as exc:
             self.result.stopped = str(exc)
+            self.result.stop_reason = stored_reason("smtp-unreachable", str(exc))
             self.retry_delay = 0.0  # from attempts: the server could not be reached
         except JournalError as exc:
             self.result.stopped = f"Redis journal unavailable: {exc}"
+            self.result.stop_reason = stored_reason("journal-unavailable", str(exc))
         except LeaseLost as exc:
             self.result.stopped = str(exc)
+            self.result.stop_reason = stored_reason("lease-lost", str(exc))
         finally:
             session.close()
             self._flush(renew=False)
             self._release()
         finish(self.issue_id)
+        if self.result.stopped:
+            # Rows given back are retried later, so nobody would otherwise see why a send
+            # is slow or not moving: the log and the sending page say so.
+            log.warning("batch of issue %s stopped: %s", self.issue_id, self.result.stopped)
+            if self.result.stop_reason:
+                _remember_stop(self.issue_id, self.result.stop_reason)
         return self.result
 
     def _take(self, reader: Recipient, outcome: SendResult, message_id: str) -> bool:
@@ -339,6 +378,7 @@ class _Batch:
                 # The connection is gone (or the server is closing it): so are the others'
                 # chances on it. They are given back, to be retried after the same delay.
                 self.result.stopped = outcome.reply
+                self.result.stop_reason = stored_reason("smtp-connection-lost", outcome.reply)
                 self.retry_delay = 0.0
                 return False
         return True

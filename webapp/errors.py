@@ -94,6 +94,11 @@ MESSAGES = {
 STORED = {
     "paused-by": lazy_gettext("由 %(detail)s 暂停"),
     "smtp-refused": lazy_gettext("SMTP 服务器拒绝了我们：%(detail)s"),
+    # Why the last batch of a send stopped early (its rows are retried later).
+    "smtp-unreachable": lazy_gettext("连不上 SMTP 服务器：%(detail)s"),
+    "smtp-connection-lost": lazy_gettext("SMTP 连接中断：%(detail)s"),
+    "journal-unavailable": lazy_gettext("Redis 不可用：%(detail)s"),
+    "lease-lost": lazy_gettext("这批邮件已被另一个进程接手：%(detail)s"),
 }
 
 

@@ -19,7 +19,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import audit, delivery_log, publishing
+from .. import audit, delivery, delivery_log, publishing
 from ..delivery import start_send
 from ..errors import describe, describe_stored, stored_reason
 from ..extensions import db
@@ -51,6 +51,12 @@ def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
         return render_template("admin/conflict.html", message=describe(exc)), 409
     flash(done % {"count": outcome})
     return redirect(url_for("admin.issue", issue_id=issue_id))
+
+
+@bp.context_processor
+def _last_stop():
+    # For the sending panel, on every page that includes it.
+    return {"last_stop": delivery.last_stop}
 
 
 @bp.post("/issues/<int:issue_id>/publish")
