@@ -44,6 +44,7 @@ def link_in(message, text: str) -> str:
 
 def publish(app, title: str, topics) -> int:
     issue = create_issue(title)
+    issue.subject = title  # staff's own subject, instead of the pattern's
     for topic in topics:
         add_article(issue, topic, f"{title}·{topic.name}", f"{topic.name}的正文。", lead="导语。")
     db.session.commit()

@@ -27,6 +27,7 @@ TITLE = "上海交通大学中国质量发展研究院 工作简报（2022年第
 def reader_message(app, name: str = "韩梅梅", locale: str = "zh") -> bytes:
     news, world = ensure_topics(["质量要闻", "国际动态"])
     issue = create_issue(TITLE, period="2022年8月")
+    issue.subject = TITLE  # staff's own subject, instead of the pattern's
     add_article(issue, news, "要闻一则", "正文第一段。\n\n第二段。", lead="导语。")
     add_article(issue, world, "国际动态一则", "国际正文。", lead="导语。")
     # Stored cleaned, as every way in stores it; composing must cope with the raw name too.

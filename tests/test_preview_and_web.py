@@ -99,7 +99,8 @@ def test_send_a_test_to_me(app, staff_client, sample_issue, celery_worker, inbox
     )
     assert answer.status_code == 302
     [message] = wait_for(lambda: inbox.to("admin@example.org"), what="the test message")
-    assert message["Subject"] == f"[测试] {sample_issue.title}"
+    # The sample states no number: the subject pattern's, with the suggested one.
+    assert message["Subject"] == "[测试] 工作简报 2022年第1期"
     html = message.get_body(("html",)).get_content()
     assert "质量热点" in html and "国际动态" not in html
     assert sample_issue.status == IssueStatus.DRAFT  # a test publishes nothing

@@ -22,6 +22,7 @@ READER = "li.lei@example.com"
 
 def make_issue(title: str, topics) -> int:
     issue = create_issue(title, period="2022年第8期")
+    issue.subject = title  # staff's own subject, instead of the pattern's
     for topic in topics:
         add_article(
             issue,

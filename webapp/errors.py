@@ -34,6 +34,12 @@ MESSAGES = {
     "article-source-url": lazy_gettext("来源链接只接受 http:// 或 https:// 开头的网址。"),
     "article-source-name-too-long": lazy_gettext("来源名称最多 %(count)s 个字。"),
     "article-topic-closed": lazy_gettext("请选择一个在用的栏目。"),
+    # an issue's masthead and envelope: title, number, subject
+    "issue-field-too-long": lazy_gettext("最多 %(count)s 个字。"),
+    "issue-number-invalid": lazy_gettext("请填写一个正整数。"),
+    "subject-pattern-missing": lazy_gettext("请填写主题格式。"),
+    "subject-pattern-braces": lazy_gettext("主题格式里的花括号不成对。"),
+    "subject-pattern-unknown": lazy_gettext("主题格式只能用 %(fields)s，不认识 %(unknown)s。"),
     # topics, as staff manage them
     "topic-missing": lazy_gettext("栏目 #%(id)s 不存在。"),
     "topic-name-missing": lazy_gettext("请填写栏目名称。"),

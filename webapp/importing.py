@@ -79,6 +79,10 @@ class ImportReport:
     images: list[str] = field(default_factory=list)  # where pictures were left out
     joined_lines: int = 0  # lines of a PDF joined into paragraphs
     normalized: int = 0  # compatibility characters replaced ("⼯" -> "工")
+    # What the masthead states: "2022年第8期", "总第45期"; None when it does not say.
+    year: int | None = None
+    number: int | None = None
+    total_number: int | None = None
 
 
 # --------------------------------------------------------------------------- tunables
@@ -108,6 +112,10 @@ _RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
 _IMAGE_LINE = re.compile(r"^\s*!\[(?:\\.|[^\]\\])*\]\(\s*([^)\s]*+)[^)]*\)\s*$")
 _PERIOD_LINE = re.compile(r"^\s*【(.+?)】\s*$")
+# "2022年第8期", "第八期", "总第45期" in the masthead; the year and 总 are optional.
+_NUMBER_TEXT = re.compile(
+    r"(?:((?:19|20)\d\d)\s*年\s*)?(总)?\s*第\s*([0-9零〇一二三四五六七八九十百]+)\s*期"
+)
 # "—— 质量要闻": the converter keeps the dashes the PDF used to mark a section.
 _SECTION_TEXT = re.compile(r"^[—–―－\-~～]+\s*(\S++(?:\s++\S++)*?)\s*$")
 _CONTENTS_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,3}[.)])[ \t]+(.*\S)\s*$")
@@ -220,6 +228,7 @@ def _parse_lines(lines: list[str]) -> ImportReport:
     contents = _parse_contents(lines)
     title, period = _parse_masthead(lines[: contents.start])
     report = ImportReport(title=title, period=period, sections=contents.sections, articles=[])
+    report.year, report.number, report.total_number = _parse_numbers(lines[: contents.start])
     report.warnings.extend(contents.warnings)
     if not title:
         report.warnings.append("no masthead heading above the contents; the bulletin has no name")
@@ -413,6 +422,36 @@ def _parse_masthead(lines: Sequence[str]) -> tuple[str, str | None]:
         elif period is None and (found := _PERIOD_LINE.match(line)):
             period = found.group(1).strip()
     return " ".join(names), period
+
+
+def _parse_numbers(lines: Sequence[str]) -> tuple[int | None, int | None, int | None]:
+    """(year, 第N期, 总第N期) as the masthead states them; None for what it does not state."""
+    year = number = total = None
+    for found in _NUMBER_TEXT.finditer("\n".join(lines)):
+        value = _numeral(found.group(3))
+        if found.group(2):
+            total = total or value
+        elif number is None:
+            number, year = value, int(found.group(1)) if found.group(1) else None
+    return year, number, total
+
+
+def _numeral(text: str) -> int | None:
+    """ "45" -> 45, "十二" -> 12, "一百零三" -> 103; None past what a masthead would print."""
+    if text.isdigit():
+        return int(text)
+    digits = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0}
+    total, current = 0, 0
+    for char in text:
+        if char in digits:
+            current = digits[char]
+        elif char == "十":
+            total += (current or 1) * 10
+            current = 0
+        elif char == "百":
+            total += (current or 1) * 100
+            current = 0
+    return (total + current) or None
 
 
 def _section_name(line: str) -> str | None:

@@ -8,9 +8,14 @@ edit flushes with its audit entry and leaves the commit to the caller.
 
 from __future__ import annotations
 
+import re
+import string
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
 from . import audit
@@ -18,7 +23,14 @@ from .errors import BulletinError
 from .extensions import db
 from .importing import ImportReport, make_lead, parse_document
 from .models import Article, Issue, IssueStatus, Topic, utcnow
-from .rendering import CONTENT_MODES, ArticleContent, IssueContent, TopicContent, safe_url
+from .rendering import (
+    CONTENT_MODES,
+    ArticleContent,
+    IssueContent,
+    TopicContent,
+    format_number,
+    safe_url,
+)
 from .tokens import external_url
 from .topics import unique_slug
 
@@ -27,6 +39,14 @@ from .topics import unique_slug
 EDITABLE_STATUSES = (IssueStatus.DRAFT, IssueStatus.SCHEDULED)
 
 TITLE_MAX = 300  # Article.title
+ISSUE_TITLE_MAX = 200  # Issue.title
+SUBJECT_MAX = 300  # Issue.subject, Issue.preheader
+PERIOD_MAX = 100  # Issue.period
+
+# What an office would call its issues if staff never set a pattern (see `subject_pattern`).
+DEFAULT_SUBJECT_PATTERN = "{name} {year}年第{n}期"
+# The names a subject pattern may use, and what each stands for.
+PATTERN_FIELDS = ("name", "title", "year", "n", "total", "period")
 SOURCE_NAME_MAX = 300  # Article.source_name
 SOURCE_URL_MAX = 2000  # Article.source_url
 # A long article is ~20 KB; no one types 500 KB. Rendering stays fast up to here.
@@ -68,12 +88,170 @@ def ensure_topics(names: list[str]) -> list[Topic]:
     return topics
 
 
-def create_issue(title: str, *, period: str = "", number: int | None = None) -> Issue:
-    """A new draft issue (flushed, not committed)."""
-    issue = Issue(title=title, period=period, number=number)
+def create_issue(
+    title: str,
+    *,
+    period: str = "",
+    year: int | None = None,
+    number: int | None = None,
+    total_number: int | None = None,
+) -> Issue:
+    """A new draft issue (flushed, not committed).
+
+    The year is the period's (when it names one) or this year; a number not given is
+    suggested from the issues before it (`suggest_numbers`)."""
+    year = year or year_of(period) or current_year()
+    suggested_number, suggested_total = suggest_numbers(year)
+    issue = Issue(
+        title=title,
+        period=period,
+        year=year,
+        number=number or suggested_number,
+        total_number=total_number or suggested_total,
+    )
     db.session.add(issue)
     db.session.flush()
     return issue
+
+
+# ================================================================= numbers and the subject
+
+
+def current_year() -> int:
+    """This year in the staff time zone (at midnight on 31 December UTC, Beijing is in the
+    next year already)."""
+    return datetime.now(ZoneInfo(current_app.config["TIMEZONE"])).year
+
+
+def year_of(period: str | None) -> int | None:
+    """The first year a period names ("2022年8月1日-2022年8月31日" -> 2022), or None."""
+    found = re.search(r"(?<!\d)((?:19|20)\d\d)(?!\d)", period or "")
+    return int(found.group(1)) if found else None
+
+
+def suggest_numbers(year: int, *, exclude_id: int | None = None) -> tuple[int, int]:
+    """(第N期, 总第N期) for a new issue of `year`: one past the highest of that year, and one
+    past the highest overall. Cancelled issues count too: their numbers may have been
+    announced, and an office never reuses a number."""
+    others = Issue.id != (exclude_id or 0)
+    in_year = db.session.scalar(select(func.max(Issue.number)).where(others, Issue.year == year))
+    overall = db.session.scalar(select(func.max(Issue.total_number)).where(others))
+    return (in_year or 0) + 1, (overall or 0) + 1
+
+
+class SubjectPatternError(BulletinError):
+    """A subject pattern we refuse (for the settings form)."""
+
+
+class _Lenient(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def check_subject_pattern(pattern: str) -> str:
+    """The pattern, stripped, if it only uses `PATTERN_FIELDS`; raises `SubjectPatternError`
+    saying what is wrong (for the settings form)."""
+    pattern = pattern.strip()
+    if not pattern:
+        raise SubjectPatternError("subject-pattern-missing")
+    try:
+        names = [name for _text, name, _spec, _conv in string.Formatter().parse(pattern) if name]
+    except ValueError:
+        raise SubjectPatternError("subject-pattern-braces") from None
+    unknown = [name for name in names if name not in PATTERN_FIELDS]
+    if unknown:
+        raise SubjectPatternError(
+            "subject-pattern-unknown",
+            fields=" ".join(f"{{{f}}}" for f in PATTERN_FIELDS),
+            unknown=" ".join(f"{{{u}}}" for u in unknown),
+        )
+    return pattern
+
+
+def subject_from_pattern(issue: Issue, bulletin_name: str, pattern: str) -> str:
+    """The subject the pattern gives this issue; a field the issue lacks is left out."""
+    values = _Lenient(
+        name=bulletin_name,
+        title=issue.title,
+        period=issue.period or "",
+        year=issue.year or "",
+        n=issue.number or "",
+        total=issue.total_number or "",
+    )
+    try:
+        subject = string.Formatter().vformat(pattern, (), values)
+    except (ValueError, IndexError, AttributeError):
+        subject = ""  # a broken pattern must not stop a send: fall back to the title
+    return " ".join(subject.split())[:SUBJECT_MAX] or issue.title
+
+
+def subject_pattern() -> str:
+    """The subject pattern staff set once for every issue."""
+    return DEFAULT_SUBJECT_PATTERN
+
+
+def issue_subject(issue: Issue, bulletin_name: str) -> str:
+    """The subject line readers will see: the issue's own, else the staff's pattern."""
+    return issue.subject or subject_from_pattern(issue, bulletin_name, subject_pattern())
+
+
+@dataclass(frozen=True)
+class IssueDetails:
+    """What staff typed for an issue's masthead and envelope, before it is checked and saved."""
+
+    title: str
+    period: str = ""
+    subject: str = ""
+    preheader: str = ""
+    year: int | None = None
+    number: int | None = None
+    total_number: int | None = None
+
+
+class IssueDetailsError(ArticleError):
+    """An issue value we refuse; `field` names the form field."""
+
+
+def edit_issue_details(issue_id: int, details: IssueDetails) -> Issue:
+    """Change an issue's title, period, subject, preheader and number (flushed, audited).
+
+    Raises `IssueNotEditable` or `IssueDetailsError`. An empty subject follows the pattern,
+    an empty preheader is made from the article titles.
+    """
+    issue = claim_for_edit(issue_id)
+    title = details.title.strip()
+    if not title:
+        raise IssueDetailsError("article-title-missing", field="title")
+    for field, value, limit in (
+        ("title", title, ISSUE_TITLE_MAX),
+        ("period", details.period.strip(), PERIOD_MAX),
+        ("subject", details.subject.strip(), SUBJECT_MAX),
+        ("preheader", details.preheader.strip(), SUBJECT_MAX),
+    ):
+        if len(value) > limit:
+            raise IssueDetailsError("issue-field-too-long", field=field, count=limit)
+    for field, value in (
+        ("year", details.year),
+        ("number", details.number),
+        ("total_number", details.total_number),
+    ):
+        if value is not None and not 0 < value < 100000:
+            raise IssueDetailsError("issue-number-invalid", field=field)
+    issue.title = title
+    issue.period = details.period.strip()
+    issue.subject = details.subject.strip()
+    issue.preheader = details.preheader.strip()
+    issue.year = details.year
+    issue.number = details.number
+    issue.total_number = details.total_number
+    db.session.flush()
+    audit.record("edit-issue", issue_id=issue.id, detail=issue_subject(issue, ""))
+    return issue
+
+
+def number_label(issue: Issue) -> str:
+    """ "2022年第8期 · 总第45期" for staff pages and the archive, in the request's language."""
+    return format_number(_, issue.year, issue.number, issue.total_number)
 
 
 def add_article(
@@ -141,6 +319,11 @@ def issue_content(issue: Issue, bulletin_name: str) -> IssueContent:
         web_url=external_url("public.issue", issue_id=issue.id),
         sections=sections,
         content_mode=issue.content_mode,
+        subject=issue_subject(issue, bulletin_name),
+        preheader=issue.preheader,
+        year=issue.year,
+        number=issue.number,
+        total_number=issue.total_number,
     )
 
 
@@ -157,7 +340,15 @@ def import_document(
     limit = max_bytes if max_bytes is not None else current_app.config["IMPORT_MAX_BYTES"]
     report = parse_document(data, max_bytes=limit)
     topics = {t.name: t for t in ensure_topics([s.name for s in report.sections])}
-    issue = create_issue(report.title, period=report.period or "")
+    # The number the document states wins over the suggestion; a document that prints only
+    # "总第45期" still gets 第N期 suggested for its year.
+    issue = create_issue(
+        report.title,
+        period=report.period or "",
+        year=report.year,
+        number=report.number,
+        total_number=report.total_number,
+    )
     for imported in report.articles:
         add_article(
             issue,

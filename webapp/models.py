@@ -218,7 +218,13 @@ class Issue(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
-    number: Mapped[int | None] = mapped_column(Integer)
+    # The inbox's subject line and preview text; empty means "from the pattern" and "from
+    # the titles" (see `issues.issue_subject` and `rendering`).
+    subject: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    preheader: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    number: Mapped[int | None] = mapped_column(Integer)  # 第N期, counted within `year`
+    year: Mapped[int | None] = mapped_column(Integer)
+    total_number: Mapped[int | None] = mapped_column(Integer)  # 总第N期, across the years
     period: Mapped[str] = mapped_column(String(100), default="")
     # full | leads | auto: how much of each article a digest carries (see rendering.py).
     content_mode: Mapped[str] = mapped_column(String(10), default="auto")

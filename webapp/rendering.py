@@ -99,6 +99,11 @@ class IssueContent:
     web_url: str
     sections: tuple[TopicContent, ...]
     content_mode: str = "auto"
+    subject: str = ""  # the inbox's subject line; the title when empty
+    preheader: str = ""  # the inbox's preview text; made from the titles when empty
+    year: int | None = None
+    number: int | None = None  # 第N期 within the year
+    total_number: int | None = None  # 总第N期
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,20 @@ class Personal:
     unsubscribe_url: str
     stop_urls: dict[int, str] = field(default_factory=dict)  # topic id -> signed URL
     unsubscribe_subject: str = ""  # for the mailto: in List-Unsubscribe
+
+
+def format_number(_, year: int | None, number: int | None, total: int | None) -> str:
+    """ "2022年第8期 · 总第45期" (or "No. 8, 2022 · No. 45 overall") for a masthead; `_` is
+    the reader's translator. Empty when the issue has no number."""
+    parts = []
+    if number:
+        if year:
+            parts.append(_("%(year)s年第%(n)s期", year=year, n=number))
+        else:
+            parts.append(_("第%(n)s期", n=number))
+    if total:
+        parts.append(_("总第%(n)s期", n=total))
+    return " · ".join(parts)
 
 
 class RenderError(RuntimeError):
@@ -280,9 +299,11 @@ def _render_pair(
         "section_names": _.separator.join(s.name for s in sections),
         "postal_address": postal_address,
         "css": Markup(_css()),
-        "preheader": _(
-            "本期共 %(count)d 篇：%(titles)s", count=len(titles), titles=_.separator.join(titles)
-        )[:150],
+        "number_label": format_number(_, content.year, content.number, content.total_number),
+        "preheader": content.preheader
+        or _("本期共 %(count)d 篇：%(titles)s", count=len(titles), titles=_.separator.join(titles))[
+            :150
+        ],
     }
     return _env.get_template("issue.html").render(context), _env.get_template("issue.txt").render(
         context
@@ -324,7 +345,7 @@ def render_digest(
         full_ids, raw_html, text = _fit(articles, full_ids, limit, ratio, render)
         inlined = inline_css(raw_html)
     return DigestTemplate(
-        subject=content.title,
+        subject=content.subject or content.title,
         html=inlined,
         text=text,
         topic_ids=topic_ids,

@@ -6,6 +6,7 @@ from wtforms import (
     DateTimeLocalField,
     EmailField,
     HiddenField,
+    IntegerField,
     PasswordField,
     RadioField,
     SelectField,
@@ -14,7 +15,15 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import URL, DataRequired, Length, Optional, StopValidation, ValidationError
+from wtforms.validators import (
+    URL,
+    DataRequired,
+    Length,
+    NumberRange,
+    Optional,
+    StopValidation,
+    ValidationError,
+)
 
 from .. import issues
 from ..rendering import safe_url
@@ -209,3 +218,45 @@ class ArticleForm(FlaskForm):
             source_name=self.source_name.data or "",
             source_url=self.source_url.data or "",
         )
+
+
+def _count(label):
+    return IntegerField(
+        label,
+        validators=[
+            Optional(),
+            NumberRange(1, 99999, message=lazy_gettext("请填写一个正整数。")),
+        ],
+    )
+
+
+class IssueDetailsForm(FlaskForm):
+    """An issue's masthead and envelope: title, period, number, subject, preheader."""
+
+    title = StringField(
+        lazy_gettext("标题"),
+        filters=[_strip],
+        validators=[
+            DataRequired(lazy_gettext("请填写标题。")),
+            Length(max=200, message=lazy_gettext("标题最多 200 个字。")),
+        ],
+    )
+    period = StringField(
+        lazy_gettext("期间（可不填，如 2022年8月1日-2022年8月31日）"),
+        filters=[_strip],
+        validators=[Length(max=100, message=lazy_gettext("最多 100 个字。"))],
+    )
+    year = _count(lazy_gettext("年份"))
+    number = _count(lazy_gettext("本年第几期"))
+    total_number = _count(lazy_gettext("总第几期"))
+    subject = StringField(
+        lazy_gettext("邮件主题（留空则按主题格式生成）"),
+        filters=[_strip],
+        validators=[Length(max=300, message=lazy_gettext("最多 300 个字。"))],
+    )
+    preheader = StringField(
+        lazy_gettext("预览文字（收件箱里主题后显示的一行；留空则列出本期文章标题）"),
+        filters=[_strip],
+        validators=[Length(max=300, message=lazy_gettext("最多 300 个字。"))],
+    )
+    submit = SubmitField(lazy_gettext("保存"))

@@ -12,6 +12,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from .. import held_uploads, preview, queue
+from .. import issues as issue_service
 from ..errors import MESSAGES, describe
 from ..extensions import db
 from ..importing import DocumentError, parse_document
@@ -28,7 +29,14 @@ from ..readers import check_size
 from ..transactions import transaction
 from . import bp
 from .auth import is_admin
-from .forms import ActionForm, ContentModeForm, ImportSaveForm, ImportUploadForm, NewIssueForm
+from .forms import (
+    ActionForm,
+    ContentModeForm,
+    ImportSaveForm,
+    ImportUploadForm,
+    IssueDetailsForm,
+    NewIssueForm,
+)
 from .sending import sending_context
 
 
@@ -94,16 +102,58 @@ def refusal_message(exc: DocumentError) -> str:
     return str(exc)
 
 
-@bp.get("/issues/<int:issue_id>")
-@login_required
-def issue(issue_id: int):
-    issue = db.get_or_404(Issue, issue_id)
+def _issue_page(issue: Issue, details_form: IssueDetailsForm | None = None):
+    bulletin_name = current_app.config["BULLETIN_NAME"]
     return render_template(
         "admin/issue.html",
         issue=issue,
         mode_form=ContentModeForm(mode=issue.content_mode),
+        details_form=details_form or IssueDetailsForm(obj=issue),
+        subject=issue_service.issue_subject(issue, bulletin_name),
+        pattern_subject=issue_service.subject_from_pattern(
+            issue, bulletin_name, issue_service.subject_pattern()
+        ),
+        number_label=issue_service.number_label(issue),
         **sending_context(issue),
     )
+
+
+@bp.get("/issues/<int:issue_id>")
+@login_required
+def issue(issue_id: int):
+    return _issue_page(db.get_or_404(Issue, issue_id))
+
+
+@bp.post("/issues/<int:issue_id>/details")
+@login_required
+def edit_issue_details(issue_id: int):
+    """Save the title, period, number, subject and preheader of a draft or scheduled issue."""
+    issue = db.get_or_404(Issue, issue_id)
+    form = IssueDetailsForm()
+    if not form.validate_on_submit():
+        if "csrf_token" in form.errors:
+            abort(400)
+        return _issue_page(issue, form), 400
+    details = issue_service.IssueDetails(
+        title=form.title.data or "",
+        period=form.period.data or "",
+        subject=form.subject.data or "",
+        preheader=form.preheader.data or "",
+        year=form.year.data,
+        number=form.number.data,
+        total_number=form.total_number.data,
+    )
+    try:
+        with transaction():
+            issue_service.edit_issue_details(issue.id, details)
+    except issue_service.IssueNotEditable as exc:
+        flash(describe(exc))
+        return _issue_page(issue), 409
+    except issue_service.IssueDetailsError as exc:
+        getattr(form, exc.field).errors.append(describe(exc))
+        return _issue_page(issue, form), 400
+    flash(_("已保存本期信息。"))
+    return redirect(url_for("admin.issue", issue_id=issue.id))
 
 
 @bp.post("/issues/<int:issue_id>/mode")
@@ -206,6 +256,7 @@ def _issues_page(form: NewIssueForm, status: int = 200):
         form=form,
         local=local,
         zone=zone,
+        number=issue_service.number_label,
     ), status
 
 

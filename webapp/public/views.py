@@ -27,7 +27,7 @@ from sqlalchemy import select
 from .. import queue, readership, subscriptions
 from ..errors import describe
 from ..extensions import csrf, db, limiter
-from ..issues import issue_content
+from ..issues import issue_content, number_label
 from ..models import EventSource, Issue, IssueStatus, SubscriberStatus, Topic
 from ..rendering import markdown_to_html
 from ..subscriptions import Consent, SubscriptionError
@@ -310,7 +310,7 @@ def issue(issue_id: int):
     readership.count_request(
         issue_id, readership.ISSUE_PAGE, readership.LinkKind.PAGE, request.method, request.headers
     )
-    return render_template("public/issue.html", issue=content)
+    return render_template("public/issue.html", issue=content, number_label=number_label(item))
 
 
 @bp.get("/issues/<int:issue_id>/articles/<int:article_id>")
