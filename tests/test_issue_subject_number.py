@@ -160,3 +160,23 @@ def test_the_reader_gets_the_subject_preheader_and_number(app, db_session, inbox
     assert "X-Spam-Status" in report
     for rule in ("HTML_FONT_LOW_CONTRAST", "T_HTML_FONT_LOW_CONTRAST", "HTML_FONT_SIZE_TINY"):
         assert rule not in report, report[-3000:]
+
+
+def test_an_admin_sets_the_subject_pattern_once_for_every_issue(app, db_session, staff_client):
+    issue, _ = import_document(numbered_sample("2022年第8期（总第45期）"))
+    db.session.commit()
+    page = staff_client.get("/admin/settings").get_data(as_text=True)
+    form = {"csrf_token": csrf_token(page), "counted_links": "y"}
+    refused = staff_client.post(
+        "/admin/settings", data={**form, "subject_pattern": "{name} 第{number}期"}
+    )
+    assert refused.status_code == 400
+    assert "不认识 {number}" in refused.get_data(as_text=True)
+
+    saved = staff_client.post(
+        "/admin/settings",
+        data={**form, "subject_pattern": "《{name}》{year}年第{n}期（总第{total}期）"},
+    )
+    assert saved.status_code == 302
+    page = staff_client.get(f"/admin/issues/{issue.id}").get_data(as_text=True)
+    assert "《工作简报》2022年第8期（总第45期）" in page

@@ -18,7 +18,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
-from . import audit
+from . import audit, site_settings
 from .errors import BulletinError
 from .extensions import db
 from .importing import ImportReport, make_lead, parse_document
@@ -43,8 +43,6 @@ ISSUE_TITLE_MAX = 200  # Issue.title
 SUBJECT_MAX = 300  # Issue.subject, Issue.preheader
 PERIOD_MAX = 100  # Issue.period
 
-# What an office would call its issues if staff never set a pattern (see `subject_pattern`).
-DEFAULT_SUBJECT_PATTERN = "{name} {year}年第{n}期"
 # The names a subject pattern may use, and what each stands for.
 PATTERN_FIELDS = ("name", "title", "year", "n", "total", "period")
 SOURCE_NAME_MAX = 300  # Article.source_name
@@ -186,8 +184,8 @@ def subject_from_pattern(issue: Issue, bulletin_name: str, pattern: str) -> str:
 
 
 def subject_pattern() -> str:
-    """The subject pattern staff set once for every issue."""
-    return DEFAULT_SUBJECT_PATTERN
+    """The subject pattern staff set once for every issue (/admin/settings)."""
+    return site_settings.get_value("subject_pattern")
 
 
 def issue_subject(issue: Issue, bulletin_name: str) -> str:

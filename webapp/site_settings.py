@@ -36,6 +36,8 @@ SETTINGS: dict[str, Definition] = {
     for d in (
         # Links in emails go through /r/<token> and are counted (see readership.py).
         Definition("counted_links", "COUNTED_LINKS", bool),
+        # Each issue's subject unless staff write one (issues.subject_from_pattern).
+        Definition("subject_pattern", "SUBJECT_PATTERN", str),
     )
 }
 

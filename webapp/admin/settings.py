@@ -6,14 +6,16 @@ field here.
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, SubmitField
+from wtforms import BooleanField, StringField, SubmitField
+from wtforms.validators import ValidationError
 
-from .. import audit, site_settings
+from .. import audit, issues, site_settings
+from ..errors import describe
 from ..transactions import transaction
 from . import bp
 from .auth import admin_only
@@ -28,7 +30,23 @@ class SettingsForm(FlaskForm):
             "也不再累计任何次数。已经开始发送的一期保持生成时的链接。"
         ),
     )
+    subject_pattern = StringField(
+        lazy_gettext("邮件主题格式"),
+        description=lazy_gettext(
+            "每期邮件的主题，除非在该期页面另写一个。可用 {name}（简报名称）、{year}（年份）、"
+            "{n}（本年第几期）、{total}（总第几期）、{title}（标题）、{period}（期间），"
+            "例如 {name} {year}年第{n}期。留空则恢复默认格式。"
+        ),
+    )
     submit = SubmitField(lazy_gettext("保存"))
+
+    def validate_subject_pattern(self, field) -> None:
+        if not (field.data or "").strip():  # empty: back to the deployment's default
+            field.data = current_app.config["SUBJECT_PATTERN"]
+        try:
+            field.data = issues.check_subject_pattern(field.data or "")
+        except issues.SubjectPatternError as exc:
+            raise ValidationError(describe(exc)) from None
 
 
 def _fields(form: SettingsForm):
