@@ -32,10 +32,14 @@ from .auth import admin_only, is_admin
 from .forms import ActionForm, ScheduleForm
 
 
-def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
+def _act(
+    issue_id: int, action, done: str, *, name: str, queue: bool = False, land: str = "sending"
+):
     """Run one status change; a change the issue's state does not allow is a 409 page.
 
-    `done` is the translated message flashed afterwards; `%(count)s` in it is the outcome."""
+    `done` is the translated message flashed afterwards; `%(count)s` in it is the outcome.
+    Staff land on the sending page (`land`="sending"), where they watch what they started,
+    or on the issue's page ("issue") for changes that send nothing."""
     db.get_or_404(Issue, issue_id)
     if not ActionForm().validate_on_submit():
         return render_template("admin/conflict.html", message=_("表单已过期，请刷新后重试。")), 400
@@ -50,7 +54,8 @@ def _act(issue_id: int, action, done: str, *, name: str, queue: bool = False):
     except publishing.PublishError as exc:
         return render_template("admin/conflict.html", message=describe(exc)), 409
     flash(done % {"count": outcome})
-    return redirect(url_for("admin.issue", issue_id=issue_id))
+    endpoint = "admin.sending_page" if land == "sending" else "admin.issue"
+    return redirect(url_for(endpoint, issue_id=issue_id))
 
 
 @bp.context_processor
@@ -139,21 +144,41 @@ def unschedule(issue_id: int):
         lambda: publishing.unschedule_issue(issue_id),
         _("已取消定时发布。"),
         name="unschedule",
+        land="issue",
     )
 
 
 @bp.get("/issues/<int:issue_id>/progress.json")
 def progress_json(issue_id: int):
     issue = db.get_or_404(Issue, issue_id)
-    counts = publishing.progress(issue_id)
-    rate = publishing.send_rate(issue_id)
-    left = counts["pending"] + counts["sending"]
+    figures = publishing.sending_figures(issue_id)
     return jsonify(
         status=issue.status.value,
         pause_reason=describe_stored(issue.pause_reason),
-        counts=counts,
-        rate=round(rate, 1),
-        seconds_left=round(left / rate) if rate and left else None,
+        counts=figures["counts"],
+        total=figures["total"],
+        done=figures["done"],
+        percent=figures["percent"],
+        rate=round(figures["rate"], 1),
+        seconds_left=figures["seconds_left"],
+        rate_label=rate_label(figures["rate"]),
+        time_left_label=time_left_label(figures["seconds_left"]),
+    )
+
+
+def rate_label(rate: float) -> str:
+    return _("%(rate)s 封/秒", rate=f"{rate:,.1f}") if rate else "—"
+
+
+def time_left_label(seconds: int | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return _("约 %(seconds)s 秒", seconds=max(seconds, 1))
+    if seconds < 3600:
+        return _("约 %(minutes)s 分 %(seconds)s 秒", minutes=seconds // 60, seconds=seconds % 60)
+    return _(
+        "约 %(hours)s 小时 %(minutes)s 分", hours=seconds // 3600, minutes=seconds % 3600 // 60
     )
 
 
@@ -211,8 +236,12 @@ def deliveries_csv(issue_id: int):
 
 def sending_context(issue: Issue) -> dict:
     zone = ZoneInfo(current_app.config["TIMEZONE"])
+    figures = publishing.sending_figures(issue.id)
     return {
-        "progress": publishing.progress(issue.id),
+        "progress": figures["counts"],
+        "figures": figures,
+        "rate_label": rate_label(figures["rate"]),
+        "time_left_label": time_left_label(figures["seconds_left"]),
         "form": ActionForm(),
         "schedule_form": ScheduleForm(),
         "zone": zone,

@@ -10,9 +10,18 @@
       .then(function (r) { return r.json(); })
       .then(function (data) {
         document.getElementById("issue-status").textContent = data.status;
-        document.getElementById("send-rate").textContent = data.rate || "—";
-        document.getElementById("time-left").textContent =
-          data.seconds_left == null ? "—" : Math.ceil(data.seconds_left / 60) + " " + panel.dataset.minutes;
+        document.getElementById("send-rate").textContent = data.rate_label;
+        document.getElementById("time-left").textContent = data.time_left_label;
+        var bar = document.getElementById("send-progress");
+        if (bar) {
+          bar.max = data.total;
+          bar.value = data.done;
+          bar.textContent = data.percent + "%";
+          document.getElementById("progress-numbers").textContent = panel.dataset.progressPattern
+            .replace("DONE", data.done.toLocaleString("en"))
+            .replace("TOTAL", data.total.toLocaleString("en"))
+            .replace("PERCENT", data.percent);
+        }
         Object.keys(data.counts).forEach(function (name) {
           var cell = panel.querySelector('[data-count="' + name + '"]');
           if (cell) cell.textContent = data.counts[name];
