@@ -24,14 +24,14 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from .. import queue, readership, subscriptions
+from .. import feeds, queue, readership, subscriptions
 from ..errors import describe
 from ..extensions import csrf, db, limiter
 from ..issues import issue_content, number_label
 from ..models import EventSource, Issue, IssueStatus, SubscriberStatus, Topic
 from ..rendering import markdown_to_html
 from ..subscriptions import Consent, SubscriptionError
-from ..tokens import Purpose, TokenError, make_token, read_reader_link
+from ..tokens import Purpose, TokenError, external_url, make_token, read_reader_link
 from ..transactions import after_commit, transaction
 from . import bp
 from .forms import SUBSCRIBE_FORM_VERSION, ButtonForm, PreferencesForm, SubscribeForm
@@ -96,7 +96,29 @@ def index():
         .order_by(Issue.published_at.desc())
         .limit(12)
     ).all()
-    return render_template("public/index.html", issues=recent)
+    return render_template(
+        "public/index.html",
+        issues=recent,
+        sections=feeds.active_sections(),
+        number_label=number_label,
+    )
+
+
+ATOM = "application/atom+xml; charset=utf-8"
+
+
+@bp.get("/feed.atom")
+def issues_feed():
+    """Every published issue, for feed readers (linked from the archive pages)."""
+    name = current_app.config["BULLETIN_NAME"]
+    return Response(feeds.issues_feed(name, subtitle=_("往期简报")), mimetype=ATOM)
+
+
+@bp.get("/sections/<slug>/feed.atom")
+def section_feed(slug: str):
+    """One section's articles in published issues."""
+    topic = db.first_or_404(select(Topic).where(Topic.slug == slug))
+    return Response(feeds.section_feed(topic, current_app.config["BULLETIN_NAME"]), mimetype=ATOM)
 
 
 @bp.route("/subscribe", methods=["GET", "POST"])
@@ -310,7 +332,14 @@ def issue(issue_id: int):
     readership.count_request(
         issue_id, readership.ISSUE_PAGE, readership.LinkKind.PAGE, request.method, request.headers
     )
-    return render_template("public/issue.html", issue=content, number_label=number_label(item))
+    leads = [a.lead for s in content.sections for a in s.articles if a.lead]
+    return render_template(
+        "public/issue.html",
+        issue=content,
+        number_label=number_label(item),
+        # What a link card shows (Open Graph): the preheader, else the first lead.
+        description=item.preheader or (leads[0] if leads else content.title),
+    )
 
 
 @bp.get("/issues/<int:issue_id>/articles/<int:article_id>")
@@ -325,7 +354,11 @@ def article(issue_id: int, article_id: int):
         issue_id, article_id, readership.LinkKind.PAGE, request.method, request.headers
     )
     return render_template(
-        "public/article.html", issue=item, article=found, body_html=markdown_to_html(found.body)
+        "public/article.html",
+        issue=item,
+        article=found,
+        body_html=markdown_to_html(found.body),
+        web_url=external_url("public.article", issue_id=item.id, article_id=found.id),
     )
 
 
