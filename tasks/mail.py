@@ -68,3 +68,16 @@ def send_test_issue(self, issue_id: int, topic_ids: list[int], locale: str, to_e
     except MailerError as exc:
         raise self.retry(exc=exc, countdown=30) from exc
     return result.reply
+
+
+@shared_task(bind=True, name="bulletin.send_review_request", max_retries=3)
+def send_review_request(self, issue_id: int, reviewer_email: str) -> None:
+    """A reviewer's two emails for a submitted issue: the request with the preview link, and
+    the test message (every section, in Chinese) as readers would get it."""
+    from webapp.issues import issue_topic_ids
+
+    try:
+        notifications.send_review_request(issue_id, reviewer_email)
+        preview.send_test(issue_id, sorted(issue_topic_ids(issue_id)), "zh", reviewer_email)
+    except MailerError as exc:
+        raise self.retry(exc=exc, countdown=30) from exc

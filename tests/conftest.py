@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from flask import request_started
+from flask import g, request_started
 from flask_babel import refresh
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
@@ -163,12 +163,23 @@ def app(tmp_path_factory, smtp_server):
             # This run's own rate-limit counters, emptied after each test.
             "RATELIMIT_STORAGE_URI": TEST_REDIS_URL,
             "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"bulletin-test-{RUN}"},
+            # Review before publishing is on in production; tests of sending publish
+            # directly, and tests of review turn it on (tests/test_review.py).
+            "REVIEW_REQUIRED": False,
         }
     )
     app.instance_path = str(instance)
-    # A test's requests share the app context the test holds, where Flask-Babel keeps the
-    # language it chose first; forget it, so each request picks its own as a real one does.
-    request_started.connect(lambda _sender, **_: refresh(), app, weak=False)
+
+    # A test's requests share the app context the test holds, where Flask-WTF keeps the
+    # CSRF token it made first, Flask-Login the user it loaded first and Flask-Babel the
+    # language; forget them, so two signed-in clients (an editor and a reviewer) are each
+    # themselves and each request picks its own language, as real requests do.
+    def forget_request_state(_sender, **_) -> None:
+        g.pop("csrf_token", None)
+        g.pop("_login_user", None)
+        refresh()
+
+    request_started.connect(forget_request_state, app, weak=False)
     _reset_schema(app)
     forget_counters(app)  # a run before this one may have left some
     return app

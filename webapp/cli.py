@@ -77,7 +77,12 @@ def register_commands(app: Flask) -> None:
 
 @click.command("create-staff")
 @click.argument("email")
-@click.option("--role", type=click.Choice(["admin", "editor"]), default="editor", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "editor", "reviewer"]),
+    default="editor",
+    show_default=True,
+)
 @click.option("--password", help="Generated and printed once when omitted.")
 @with_appcontext
 def create_staff_command(email: str, role: str, password: str | None) -> None:
@@ -311,6 +316,7 @@ def export_subscribers_command(output: Path | None) -> None:
 DEMO_DOCUMENT = Path(__file__).parent / "demo" / "bulletin-2022-08.md"
 DEMO_STAFF = "admin@example.com"
 DEMO_SUBSCRIBER = "reader@example.com"
+DEMO_REVIEWER = "reviewer@example.com"
 
 
 @click.command("demo")
@@ -338,6 +344,9 @@ def demo_command() -> None:
         if not db.session.scalar(select(func.count()).select_from(StaffUser)):
             user, password = create_staff(DEMO_STAFF, role=StaffRole.ADMIN)
             click.echo(f"Staff login: {user.email}  password: {password}  (shown once)")
+            # Review is on by default and nobody approves their own issue: a second login.
+            user, password = create_staff(DEMO_REVIEWER, role=StaffRole.REVIEWER)
+            click.echo(f"Reviewer login: {user.email}  password: {password}  (shown once)")
 
 
 @click.command("smtp-catcher")

@@ -206,6 +206,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "COUNTED_LINKS": _bool(env, "COUNTED_LINKS", True),
         # Each issue's subject line unless staff write one ({name} {year} {n} {total} {title}
         # {period}); the default for the setting of the same name on /admin/settings.
+        # Whether an issue must be approved (审核通过) before it is published or scheduled;
+        # the default for the setting of the same name on /admin/settings.
+        "REVIEW_REQUIRED": _bool(env, "REVIEW_REQUIRED", True),
         "SUBJECT_PATTERN": env.get("SUBJECT_PATTERN") or "{name} {year}年第{n}期",
         # Gmail clips HTML over ~102 KB; auto mode keeps every digest under this many bytes.
         # Importing a document (CLI and staff upload): larger files are refused unread.

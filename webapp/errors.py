@@ -21,6 +21,14 @@ MESSAGES = {
     "issue-empty": lazy_gettext("第 %(id)s 期还没有文章。"),
     "schedule-past": lazy_gettext("定时发布的时间必须在将来。"),
     "resend-status": lazy_gettext("只能重发失败或未知的邮件。"),
+    "issue-not-approved": lazy_gettext("第 %(id)s 期尚未通过审核，不能发布或定时发布；请先送审。"),
+    # review before sending (送审 / 审核)
+    "review-stage": lazy_gettext("第 %(id)s 期现在是“%(stage)s”，不能这样操作；请刷新后再试。"),
+    "review-empty": lazy_gettext("第 %(id)s 期还没有文章，不能送审。"),
+    "review-not-reviewer": lazy_gettext("只有审核人或管理员可以审核。"),
+    "review-own": lazy_gettext("送审人不能审核自己送审的一期，请另一位审核人审核。"),
+    "review-comment-missing": lazy_gettext("请写明需要修改什么。"),
+    "review-comment-too-long": lazy_gettext("意见最多 %(count)s 个字。"),
     # issues and articles: editing
     "issue-changed": lazy_gettext("第 %(id)s 期现在不能修改，请刷新后重试。"),
     "issue-not-editable": lazy_gettext(

@@ -18,7 +18,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
-from . import audit, site_settings
+from . import audit, review, site_settings
 from .errors import BulletinError
 from .extensions import db
 from .importing import ImportReport, make_lead, parse_document
@@ -412,6 +412,7 @@ def claim_for_edit(issue_id: int) -> Issue:
     if claimed != 1:
         ensure_editable(issue)  # its status is why the UPDATE matched nothing; says which
         raise IssueNotEditable("issue-changed", id=issue_id)
+    review.reopen_after_edit(issue)
     return issue
 
 

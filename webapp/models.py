@@ -121,6 +121,16 @@ class IssueStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class ReviewStage(enum.StrEnum):
+    """Where a draft stands in review (送审): the issue's status says where it stands in
+    sending. Only an approved issue is published or scheduled while review is required."""
+
+    DRAFT = "draft"  # being written; not yet submitted
+    IN_REVIEW = "in_review"  # submitted (送审), waiting for a reviewer
+    RETURNED = "returned"  # sent back with a comment (退回修改)
+    APPROVED = "approved"  # signed off (审核通过); any edit returns it to draft
+
+
 class DeliveryStatus(enum.StrEnum):
     PENDING = "pending"  # planned, waiting for a worker
     SENDING = "sending"  # claimed by a worker until its lease expires
@@ -133,6 +143,7 @@ class DeliveryStatus(enum.StrEnum):
 class StaffRole(enum.StrEnum):
     ADMIN = "admin"
     EDITOR = "editor"
+    REVIEWER = "reviewer"  # an editor who may also approve or return issues (admins may too)
 
 
 subscriber_topics = Table(
@@ -238,6 +249,13 @@ class Issue(db.Model):
     pause_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    review_stage: Mapped[ReviewStage] = mapped_column(
+        _status(ReviewStage), default=ReviewStage.DRAFT, server_default="draft"
+    )
+    review_comment: Mapped[str] = mapped_column(String(1000), default="", server_default="")
+    submitted_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
+    reviewed_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
+    reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     articles: Mapped[list[Article]] = relationship(
         back_populates="issue", order_by="Article.position", cascade="all, delete-orphan"

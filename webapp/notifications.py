@@ -1,5 +1,6 @@
 """Transactional emails to one reader: the double opt-in confirmation and, for a reader
-who is already subscribed and whose address was submitted again, their preferences link."""
+who is already subscribed and whose address was submitted again, their preferences link;
+and to one staff member: an issue waiting for their review."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from flask import current_app
 from .digests import outgoing_bytes
 from .extensions import db
 from .mailer import AddressError, MailerError, Outcome, build_message
-from .models import Subscriber, SubscriberStatus
-from .rendering import RenderedEmail, render_confirmation, render_preferences_notice
+from .models import Issue, Subscriber, SubscriberStatus
+from .rendering import (
+    RenderedEmail,
+    render_confirmation,
+    render_preferences_notice,
+    render_review_request,
+)
 from .smtp import smtp_session
 from .subscriptions import link_payload
 from .tokens import Purpose, external_url, make_token
@@ -74,27 +80,54 @@ def send_preferences_link(subscriber_id: int) -> bool:
     return _send(subscriber, email)
 
 
+def send_review_request(issue_id: int, reviewer_email: str) -> bool:
+    """Tell a reviewer an issue waits for them, with the link to its staff preview."""
+    issue = db.session.get(Issue, issue_id)
+    if issue is None:
+        return False
+    email = render_review_request(
+        bulletin_name=current_app.config["BULLETIN_NAME"],
+        issue_title=issue.title,
+        submitted_by=issue.submitted_by,
+        preview_url=external_url("admin.preview_issue", issue_id=issue.id),
+        postal_address=current_app.config["POSTAL_ADDRESS"],
+    )
+    return _send_to(reviewer_email, "", email)
+
+
 def _send(subscriber: Subscriber, email: RenderedEmail, *, to_name: str | None = None) -> bool:
+    name = subscriber.name if to_name is None else to_name
+    return _send_to(subscriber.email, name, email, subscriber_id=subscriber.id)
+
+
+def _send_to(
+    address: str, name: str, email: RenderedEmail, *, subscriber_id: int | None = None
+) -> bool:
     config = current_app.config
     try:
         message = build_message(
             sender=config["MAIL_FROM"],
-            to_email=subscriber.email,
-            to_name=subscriber.name if to_name is None else to_name,
+            to_email=address,
+            to_name=name,
             subject=email.subject,
             text=email.text,
             html=email.html,
             headers={"Auto-Submitted": "auto-generated"},
         )
     except AddressError as exc:  # a row from before sign-up refused such addresses
-        log.warning("not emailing reader %s: %s", subscriber.id, exc)
+        log.warning(
+            "not emailing %s: %s", f"reader {subscriber_id}" if subscriber_id else address, exc
+        )
         return False
     with smtp_session() as session:
         data = outgoing_bytes(message)
-        result = session.send(config["MAIL_FROM_ADDRESS"], subscriber.email, data)
+        result = session.send(config["MAIL_FROM_ADDRESS"], address, data)
     if result.outcome == Outcome.TEMPORARY:
         raise TemporaryFailure(result.reply)
     if result.outcome in (Outcome.PERMANENT, Outcome.POLICY):
-        log.warning("confirmation to reader %s refused: %s", subscriber.id, result.reply)
-        release_claim(subscriber.id)
+        if subscriber_id is None:
+            log.warning("email to %s refused: %s", address, result.reply)
+        else:
+            log.warning("confirmation to reader %s refused: %s", subscriber_id, result.reply)
+            release_claim(subscriber_id)
     return result.outcome == Outcome.SENT

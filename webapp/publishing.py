@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, text, update
 
-from . import readership
+from . import audit, readership, review
 from .errors import BulletinError
 from .extensions import db
 from .issues import issue_topic_ids
@@ -22,6 +22,7 @@ from .models import (
     DeliveryStatus,
     Issue,
     IssueStatus,
+    ReviewStage,
     Subscriber,
     SubscriberStatus,
     Topic,
@@ -36,19 +37,48 @@ class PublishError(BulletinError):
     """The issue cannot do this in its current state; the code says why."""
 
 
-def _move(issue_id: int, allowed: tuple[IssueStatus, ...], to: IssueStatus, **values) -> Issue:
+class NotApproved(PublishError):
+    """Review is required and the issue is not approved (see `review`)."""
+
+
+def _approved_only(issue_id: int):
+    """The UPDATE condition that holds an unapproved issue back while review is required.
+
+    Part of the status move itself, not a check before it: an edit that withdraws the
+    approval holds the row (`issues.claim_for_edit`), so the two cannot interleave."""
+    if not review.review_required():
+        return None
+    return Issue.review_stage == ReviewStage.APPROVED
+
+
+def _refuse_unapproved(issue_id: int) -> None:
+    issue = db.session.get(Issue, issue_id)
+    try:
+        review.ensure_approved(issue)
+    except review.ReviewError as exc:
+        raise NotApproved(exc.code, **exc.params) from None
+
+
+def _move(
+    issue_id: int, allowed: tuple[IssueStatus, ...], to: IssueStatus, *, condition=None, **values
+) -> Issue:
     issue = db.session.get(Issue, issue_id)
     if issue is None:
         raise PublishError("issue-missing", id=issue_id)
     now = utcnow()
+    where = [Issue.id == issue_id, Issue.status.in_(allowed)]
+    if condition is not None:
+        where.append(condition)
     moved = db.session.execute(
         update(Issue)
-        .where(Issue.id == issue_id, Issue.status.in_(allowed))
+        .where(*where)
         .values(status=to, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.refresh(issue)
     if moved != 1:
+        if issue.status in allowed and condition is not None:
+            _refuse_unapproved(issue_id)
         raise PublishError("issue-status", id=issue_id, status=issue.status.value)
     return issue
 
@@ -65,6 +95,7 @@ def publish_issue(issue_id: int) -> int:
         issue_id,
         (IssueStatus.DRAFT, IssueStatus.SCHEDULED),
         IssueStatus.SENDING,
+        condition=_approved_only(issue_id),
         published_at=utcnow(),
         scheduled_at=None,
     )
@@ -84,12 +115,22 @@ def schedule_issue(issue_id: int, when: datetime) -> Issue:
         raise PublishError("issue-empty", id=issue_id)
     return _move(
         issue_id, (IssueStatus.DRAFT, IssueStatus.SCHEDULED), IssueStatus.SCHEDULED,
-        scheduled_at=when,
+        condition=_approved_only(issue_id), scheduled_at=when,
     )  # fmt: skip
 
 
 def unschedule_issue(issue_id: int) -> Issue:
     return _move(issue_id, (IssueStatus.SCHEDULED,), IssueStatus.DRAFT, scheduled_at=None)
+
+
+def refuse_due(issue_id: int, reason: str) -> None:
+    """The sweeper could not publish a due issue for want of approval: back to draft, with
+    the reason in the audit log, instead of trying again every sweep."""
+    try:
+        unschedule_issue(issue_id)
+    except PublishError:
+        return  # staff unscheduled or cancelled it meanwhile
+    audit.record("schedule-refused", issue_id=issue_id, detail=reason)
 
 
 def due_issues() -> list[int]:

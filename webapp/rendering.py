@@ -478,6 +478,36 @@ def render_preferences_notice(
     )
 
 
+def render_review_request(
+    *,
+    bulletin_name: str,
+    issue_title: str,
+    submitted_by: str,
+    preview_url: str,
+    locale: str = "zh",
+    postal_address: str = "",
+) -> RenderedEmail:
+    """To a reviewer: an issue was submitted for review (送审); the link opens its preview."""
+    _ = Translator(locale)
+    return _render_notice(
+        _,
+        subject=_("[送审] %(title)s", title=issue_title),
+        heading=_("有一期简报等待您审核"),
+        body=_(
+            "%(who)s 提交了《%(title)s》，请在预览页检查后“审核通过”，或写明意见“退回修改”。"
+            "测试邮件另行发出，您会看到读者收到的样子。",
+            who=submitted_by,
+            title=issue_title,
+        ),
+        button=_("打开预览"),
+        footnote=_("您收到这封邮件，是因为您是本简报的审核人。"),
+        bulletin_name=bulletin_name,
+        name="",
+        url=preview_url,
+        postal_address=postal_address,
+    )
+
+
 def _render_notice(_: Translator, *, subject: str, name: str, **context) -> RenderedEmail:
     """A short transactional email with one button (notice.html and notice.txt)."""
     context.update(_=_, subject=subject, greeting=_greeting(_, name), css=Markup(_css()))

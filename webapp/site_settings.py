@@ -38,6 +38,8 @@ SETTINGS: dict[str, Definition] = {
         Definition("counted_links", "COUNTED_LINKS", bool),
         # Each issue's subject unless staff write one (issues.subject_from_pattern).
         Definition("subject_pattern", "SUBJECT_PATTERN", str),
+        # An issue must be approved before it is published or scheduled (review.py).
+        Definition("review_required", "REVIEW_REQUIRED", bool),
     )
 }
 

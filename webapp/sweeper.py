@@ -25,6 +25,7 @@ from .delivery import (
     held_by,
     start_send,
 )
+from .errors import describe
 from .extensions import db, redis_client
 from .journal import IN_FLIGHT, Answer, Journal
 from .models import Delivery, DeliveryStatus, Issue, IssueStatus, Subscriber, utcnow
@@ -96,6 +97,10 @@ def _sweep(enqueue: Enqueue) -> SweepResult:
             with transaction():
                 start_send(issue_id, hand_over)
             result.published.append(issue_id)
+        except publishing.NotApproved as exc:
+            log.warning("sweep: issue %s not published: %s", issue_id, exc)
+            with transaction():
+                publishing.refuse_due(issue_id, describe(exc))
         except publishing.PublishError:
             pass  # published by someone else meanwhile, or unscheduled: nothing to do
     sending = db.session.scalars(select(Issue.id).where(Issue.status == IssueStatus.SENDING))

@@ -31,6 +31,7 @@ from . import (  # noqa: E402,F401
     dashboard,
     issues,
     readership,
+    review,
     sending,
     settings,
     subscribers,

@@ -260,3 +260,17 @@ class IssueDetailsForm(FlaskForm):
         validators=[Length(max=300, message=lazy_gettext("最多 300 个字。"))],
     )
     submit = SubmitField(lazy_gettext("保存"))
+
+
+class ReturnForm(FlaskForm):
+    """退回修改: what the editor should change."""
+
+    comment = TextAreaField(
+        lazy_gettext("退回意见（编辑会在本期页面看到）"),
+        filters=[_strip],
+        validators=[
+            DataRequired(lazy_gettext("请写明需要修改什么。")),
+            Length(max=1000, message=lazy_gettext("意见最多 1000 个字。")),
+        ],
+    )
+    submit = SubmitField(lazy_gettext("退回修改"))

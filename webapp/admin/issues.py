@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import held_uploads, preview, queue
+from .. import held_uploads, preview, queue, review
 from .. import issues as issue_service
 from ..errors import MESSAGES, describe
 from ..extensions import db
@@ -36,6 +36,7 @@ from .forms import (
     ImportUploadForm,
     IssueDetailsForm,
     NewIssueForm,
+    ReturnForm,
 )
 from .sending import sending_context
 
@@ -114,6 +115,11 @@ def _issue_page(issue: Issue, details_form: IssueDetailsForm | None = None):
             issue, bulletin_name, issue_service.subject_pattern()
         ),
         number_label=issue_service.number_label(issue),
+        stage=review.stage_label(issue),
+        review_on=review.review_required(),
+        # The submitter never reviews their own issue; the domain refuses it too.
+        may_review=review.can_review(current_user) and issue.submitted_by != current_user.email,
+        return_form=ReturnForm(),
         **sending_context(issue),
     )
 
@@ -257,6 +263,7 @@ def _issues_page(form: NewIssueForm, status: int = 200):
         local=local,
         zone=zone,
         number=issue_service.number_label,
+        stage=review.stage_label,
     ), status
 
 

@@ -19,11 +19,11 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import audit, delivery, delivery_log, publishing
+from .. import audit, delivery, delivery_log, publishing, review
 from ..delivery import start_send
 from ..errors import describe, describe_stored, stored_reason
 from ..extensions import db
-from ..models import DeliveryStatus, Issue
+from ..models import DeliveryStatus, Issue, IssueStatus, ReviewStage
 from ..queue import dispatch_issue
 from ..security import id_arg
 from ..transactions import after_commit, transaction
@@ -192,6 +192,10 @@ def confirm_publish(issue_id: int):
         issue=issue,
         total=total,
         per_section=per_section,
+        needs_approval=issue.status == IssueStatus.DRAFT
+        and review.review_required()
+        and issue.review_stage != ReviewStage.APPROVED,
+        stage=review.stage_label(issue),
         **sending_context(issue),
     )
 

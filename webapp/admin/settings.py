@@ -30,6 +30,13 @@ class SettingsForm(FlaskForm):
             "也不再累计任何次数。已经开始发送的一期保持生成时的链接。"
         ),
     )
+    review_required = BooleanField(
+        lazy_gettext("发布前必须审核（送审后由审核人或管理员审核通过）"),
+        description=lazy_gettext(
+            "开启时，只有审核通过的一期才能发布或定时发布，审核通过后的任何修改都会让它回到草稿。"
+            "人少的团队可以关闭。"
+        ),
+    )
     subject_pattern = StringField(
         lazy_gettext("邮件主题格式"),
         description=lazy_gettext(
