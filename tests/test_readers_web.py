@@ -553,7 +553,7 @@ def test_unsubscribing_from_everything_and_choosing_sections_again_resubscribes(
     path = f"/preferences/{link(app, Purpose.PREFERENCES, s=reader_id)}"
     client = app.test_client()
 
-    left = press_button(client, path, action=f"{path}/unsubscribe")
+    left = press_button(client, path, action=f"{path}/unsubscribe", confirm="yes")
 
     assert left.status_code == 200
     assert "您已退订" in html(left)
@@ -642,7 +642,7 @@ def test_erasing_asks_first_then_leaves_nothing_but_a_hash_and_the_address_stays
     assert address in html(asked)
     assert stored(app, address) is not None
 
-    erased = press_button(client, f"{manage}/erase")
+    erased = press_button(client, f"{manage}/erase", confirm="yes")
 
     assert erased.status_code == 200
     assert "您的数据已删除" in html(erased)
@@ -856,7 +856,7 @@ def test_every_change_to_a_reader_is_logged_with_where_it_came_from(
     press_button(client, manage, topics=[topics[NEWS], topics[HOT]], locale="zh")
     app.test_client(use_cookies=False).post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
     press_button(client, manage, topics=[topics[WORLD]], locale="zh")
-    press_button(client, f"{manage}/erase")
+    press_button(client, f"{manage}/erase", confirm="yes")
 
     assert event_log(app) == [
         ("subscribed", "web"),

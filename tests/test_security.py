@@ -78,7 +78,9 @@ def test_an_erased_readers_links_do_not_reach_the_next_reader(app, section, inbo
         notifications.send_preferences_link(first.id)
     old_preferences = link_in(inbox, "first@example.com", "preferences", count=2)
     page = client.get(f"{old_preferences}/erase")
-    erased = client.post(f"{old_preferences}/erase", data={"csrf_token": csrf_token(html(page))})
+    erased = client.post(
+        f"{old_preferences}/erase", data={"csrf_token": csrf_token(html(page)), "confirm": "yes"}
+    )
     assert erased.status_code == 200
     assert reader(app, "first@example.com") is None
 

@@ -175,7 +175,7 @@ def test_deleting_an_article_closes_the_gap(staff_client, draft):
     b = article("乙")
     answer = staff_client.post(
         f"/admin/issues/{draft.id}/articles/{b.id}/delete",
-        data={"csrf_token": token(staff_client)},
+        data={"csrf_token": token(staff_client), "confirm": "yes"},
     )
     assert answer.status_code == 302
     assert titles_in_order(draft.id) == [("甲", 0), ("丙", 1), ("丁", 2)]
@@ -361,12 +361,13 @@ def test_a_scheduled_issue_can_be_edited_but_keeps_its_last_article(editor_clien
     for title in ("甲", "乙", "丙"):
         answer = editor_client.post(
             f"/admin/issues/{draft.id}/articles/{article(title).id}/delete",
-            data={"csrf_token": t},
+            data={"csrf_token": t, "confirm": "yes"},
         )
         assert answer.status_code == 302
     last = article("丁")
     answer = editor_client.post(
-        f"/admin/issues/{draft.id}/articles/{last.id}/delete", data={"csrf_token": t}
+        f"/admin/issues/{draft.id}/articles/{last.id}/delete",
+        data={"csrf_token": t, "confirm": "yes"},
     )
     assert answer.status_code == 409
     assert "请先取消定时" in answer.get_data(as_text=True)

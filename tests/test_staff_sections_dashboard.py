@@ -65,7 +65,7 @@ def endpoints(topic_id: int) -> list[tuple[str, dict]]:
         ("/admin/sections", {"name": "新栏目"}),
         (f"/admin/sections/{topic_id}/rename", {"name": "改过的名字"}),
         (f"/admin/sections/{topic_id}/move", {"direction": "down"}),
-        (f"/admin/sections/{topic_id}/archive", {}),
+        (f"/admin/sections/{topic_id}/archive", {"confirm": "yes"}),
         (f"/admin/sections/{topic_id}/unarchive", {}),
     ]
 
@@ -232,7 +232,9 @@ def test_an_archived_section_leaves_the_subscribe_form_but_readers_keep_it(
     reader_id = reader.id
     assert "国际动态" in subscribe_form(app)
 
-    assert post(staff_client, f"/admin/sections/{topics[2]}/archive").status_code == 302
+    assert (
+        post(staff_client, f"/admin/sections/{topics[2]}/archive", confirm="yes").status_code == 302
+    )
     form = subscribe_form(app)
     assert "国际动态" not in form and "质量要闻" in form
     fresh()
@@ -254,9 +256,9 @@ def test_an_archived_section_leaves_the_subscribe_form_but_readers_keep_it(
 
 
 def test_the_last_open_section_cannot_be_archived(staff_client, topics):
-    post(staff_client, f"/admin/sections/{topics[0]}/archive")
-    post(staff_client, f"/admin/sections/{topics[1]}/archive")
-    answer = post(staff_client, f"/admin/sections/{topics[2]}/archive")
+    post(staff_client, f"/admin/sections/{topics[0]}/archive", confirm="yes")
+    post(staff_client, f"/admin/sections/{topics[1]}/archive", confirm="yes")
+    answer = post(staff_client, f"/admin/sections/{topics[2]}/archive", confirm="yes")
     assert answer.status_code == 400
     assert "最后一个开放的栏目" in answer.get_data(as_text=True)
     fresh()

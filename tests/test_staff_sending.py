@@ -85,7 +85,7 @@ def test_cancelling_skips_everyone_not_yet_sent(staff_client, issue, inbox):
     batches: list[list[int]] = []
     delivery.dispatch_due(issue.id, lambda _, ids: batches.append(ids), size=10)
     delivery.send_batch(issue.id, batches[0])  # ten go out
-    answer = post(staff_client, f"/admin/issues/{issue.id}/cancel", issue)
+    answer = post(staff_client, f"/admin/issues/{issue.id}/cancel", issue, confirm="yes")
     assert answer.status_code == 302
     for ids in batches[1:]:
         delivery.send_batch(issue.id, ids)  # queued before the cancel: they find nothing

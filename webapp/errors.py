@@ -34,6 +34,9 @@ MESSAGES = {
     "issue-not-editable": lazy_gettext(
         "第 %(id)s 期的状态是 %(status)s：发送开始后，内容以发出的为准，不能再修改。"
     ),
+    "article-restore-draft-only": lazy_gettext(
+        "第 %(id)s 期已不是草稿：删除的文章只能在草稿中恢复。"
+    ),
     "issue-last-article": lazy_gettext("这一期已定时发布，不能删去最后一篇文章；请先取消定时。"),
     "article-title-missing": lazy_gettext("请填写标题。"),
     "article-title-too-long": lazy_gettext("标题最多 %(count)s 个字。"),

@@ -22,7 +22,7 @@ from . import audit, review, site_settings
 from .errors import BulletinError
 from .extensions import db
 from .importing import ImportReport, make_lead, parse_document
-from .models import Article, Issue, IssueStatus, Topic, utcnow
+from .models import Article, DeletedArticle, Issue, IssueStatus, Topic, utcnow
 from .rendering import (
     CONTENT_MODES,
     ArticleContent,
@@ -534,19 +534,70 @@ def edit_article(article: Article, draft: ArticleDraft) -> Article:
     return article
 
 
-def delete_article(article: Article) -> None:
+def delete_article(article: Article, *, deleted_by: str = "") -> DeletedArticle:
     """Remove an article; the others close up (flushed, audited). Raises `IssueNotEditable`.
 
-    A scheduled issue keeps at least one article: scheduling refuses an empty issue, and
-    the sweeper could not publish one.
+    The article is kept in `deleted_articles`, so that it can be restored while the issue
+    is a draft (`restore_article`). A scheduled issue keeps at least one article:
+    scheduling refuses an empty issue, and the sweeper could not publish one.
     """
     issue = claim_for_edit(article.issue_id)
     if issue.status == IssueStatus.SCHEDULED and len(issue.articles) <= 1:
         raise IssueNotEditable("issue-last-article")
-    title = article.title
+    kept = DeletedArticle(
+        issue_id=issue.id,
+        topic_id=article.topic_id,
+        position=article.position,
+        title=article.title,
+        source_name=article.source_name,
+        source_url=article.source_url,
+        body=article.body,
+        lead=article.lead,
+        deleted_by=deleted_by,
+    )
+    db.session.add(kept)
     issue.articles.remove(article)  # delete-orphan: the row goes at the flush
     _renumber(issue)
-    audit.record("delete-article", issue_id=issue.id, detail=title)
+    audit.record("delete-article", issue_id=issue.id, detail=kept.title)
+    return kept
+
+
+def deleted_articles(issue_id: int) -> list[DeletedArticle]:
+    """The articles deleted from an issue, most recent first."""
+    return list(
+        db.session.scalars(
+            select(DeletedArticle)
+            .where(DeletedArticle.issue_id == issue_id)
+            .order_by(DeletedArticle.deleted_at.desc(), DeletedArticle.id.desc())
+        )
+    )
+
+
+def restore_article(deleted: DeletedArticle) -> Article:
+    """Put a deleted article back where it was (flushed, audited); only while the issue is
+    a draft, once content might have gone out it stays deleted. Raises `IssueNotEditable`."""
+    issue = db.session.get(Issue, deleted.issue_id)
+    if issue.status != IssueStatus.DRAFT:
+        raise IssueNotEditable("article-restore-draft-only", id=issue.id)
+    issue = claim_for_edit(deleted.issue_id)
+    for other in issue.articles:
+        if other.position >= deleted.position:
+            other.position += 1  # make room at its old place
+    article = Article(
+        issue=issue,
+        topic_id=deleted.topic_id,
+        position=deleted.position,
+        title=deleted.title,
+        source_name=deleted.source_name,
+        source_url=deleted.source_url,
+        body=deleted.body,
+        lead=deleted.lead,
+    )
+    db.session.add(article)
+    db.session.delete(deleted)
+    _renumber(issue)
+    audit.record("restore-article", issue_id=issue.id, detail=article.title)
+    return article
 
 
 def move_article(article: Article, step: int) -> bool:

@@ -282,6 +282,24 @@ class Article(db.Model):
     topic: Mapped[Topic] = relationship()
 
 
+class DeletedArticle(db.Model):
+    """An article staff deleted, kept so it can be restored while its issue is a draft."""
+
+    __tablename__ = "deleted_articles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    source_name: Mapped[str] = mapped_column(String(300))
+    source_url: Mapped[str] = mapped_column(String(2000))
+    body: Mapped[str] = mapped_column(Text)
+    lead: Mapped[str] = mapped_column(Text)
+    deleted_by: Mapped[str] = mapped_column(String(320))
+    deleted_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class Delivery(db.Model):
     """What happened to one issue for one reader: the never-twice ledger."""
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from . import audit
 from .errors import BulletinError
 from .extensions import db
-from .models import Topic
+from .models import Subscriber, SubscriberStatus, Topic, subscriber_topics
 
 NAME_MAX_LENGTH = 100  # Topic.name is String(100)
 
@@ -177,3 +177,19 @@ def _flush(name: str) -> None:
         db.session.flush()
     except IntegrityError as exc:
         raise TopicError("topic-changed") from exc
+
+
+def readers_of(topic_id: int) -> int:
+    """Active subscribers who chose this topic (what archiving it would affect)."""
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(subscriber_topics)
+            .join(Subscriber, Subscriber.id == subscriber_topics.c.subscriber_id)
+            .where(
+                subscriber_topics.c.topic_id == topic_id,
+                Subscriber.status == SubscriberStatus.ACTIVE,
+            )
+        )
+        or 0
+    )

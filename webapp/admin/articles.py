@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
 from markupsafe import Markup
 
 from .. import issues
+from ..confirmation import confirmed
 from ..errors import describe
 from ..extensions import db
 from ..importing import make_lead
-from ..models import Article, Issue
+from ..models import Article, DeletedArticle, Issue, IssueStatus
 from ..rendering import markdown_to_html
 from ..transactions import rollback, transaction
 from . import bp
@@ -105,17 +107,50 @@ def edit_article(issue_id: int, article_id: int):
 
 @bp.post("/issues/<int:issue_id>/articles/<int:article_id>/delete")
 def delete_article(issue_id: int, article_id: int):
+    """Delete an article: the first POST asks (names the article), the second deletes."""
     article = _article_of(issue_id, article_id)
     if not ActionForm().validate_on_submit():
         abort(400)
+    issue = db.session.get(Issue, issue_id)
+    if refused := _editable_or_refused(issue):
+        return refused  # no point asking to confirm what cannot be done
+    if not confirmed():
+        return render_template(
+            "admin/confirm_action.html",
+            title=_("删除文章"),
+            what=_("删除《%(title)s》：它将从第 %(id)s 期移除。", title=article.title, id=issue_id),
+            note=_("草稿中删除的文章可以在本期页面恢复。")
+            if issue.status == IssueStatus.DRAFT
+            else _("这一期已定时发布：要恢复删除的文章，需先取消定时。"),
+            action=url_for("admin.delete_article", issue_id=issue_id, article_id=article_id),
+            button=_("确认删除"),
+            back=url_for("admin.issue", issue_id=issue_id, _anchor=f"article-{article_id}"),
+        )
     title = article.title
     try:
         with transaction():
-            issues.delete_article(article)
+            issues.delete_article(article, deleted_by=current_user.email)
     except issues.IssueNotEditable as exc:
         return _refused(issue_id, describe(exc))
-    flash(_("已删除：%(title)s", title=title))
+    flash(_("已删除：%(title)s（可在下方“已删除的文章”中恢复）", title=title))
     return redirect(url_for("admin.issue", issue_id=issue_id, _anchor="articles"))
+
+
+@bp.post("/issues/<int:issue_id>/deleted/<int:deleted_id>/restore")
+def restore_article(issue_id: int, deleted_id: int):
+    """Undo a deletion while the issue is a draft."""
+    deleted = db.get_or_404(DeletedArticle, deleted_id)
+    if deleted.issue_id != issue_id:
+        abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        with transaction():
+            article = issues.restore_article(deleted)
+    except issues.IssueNotEditable as exc:
+        return _refused(issue_id, describe(exc))
+    flash(_("已恢复：%(title)s", title=article.title))
+    return redirect(url_for("admin.issue", issue_id=issue_id, _anchor=f"article-{article.id}"))
 
 
 class _AlreadyThere(Exception):

@@ -120,6 +120,7 @@ def _issue_page(issue: Issue, details_form: IssueDetailsForm | None = None):
         # The submitter never reviews their own issue; the domain refuses it too.
         may_review=review.can_review(current_user) and issue.submitted_by != current_user.email,
         return_form=ReturnForm(),
+        deleted=issue_service.deleted_articles(issue.id),
         **sending_context(issue),
     )
 

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from flask import (
     Response,
+    abort,
     current_app,
     flash,
     jsonify,
@@ -20,6 +21,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import audit, delivery, delivery_log, publishing, review
+from ..confirmation import confirmed
 from ..delivery import start_send
 from ..errors import describe, describe_stored, stored_reason
 from ..extensions import db
@@ -95,6 +97,26 @@ def resume(issue_id: int):
 
 @bp.post("/issues/<int:issue_id>/cancel")
 def cancel(issue_id: int):
+    """Cancel for good: the first POST says how many readers would not get the issue."""
+    issue = db.get_or_404(Issue, issue_id)
+    if not confirmed():
+        if not ActionForm().validate_on_submit():
+            abort(400)
+        counts = publishing.progress(issue_id)
+        if issue.status == IssueStatus.SCHEDULED:
+            what = _("取消发送：定时发布取消，本期不会发出。")
+        else:
+            left = counts["pending"] + counts["sending"]
+            what = _("取消发送：还有 %(count)s 位读者不会收到本期。", count=f"{left:,}")
+        return render_template(
+            "admin/confirm_action.html",
+            title=_("取消发送"),
+            what=what,
+            note=_("取消后不能恢复；已经发出的邮件不受影响。"),
+            action=url_for("admin.cancel", issue_id=issue_id),
+            button=_("确认取消发送"),
+            back=url_for("admin.sending_page", issue_id=issue_id),
+        )
     return _act(
         issue_id,
         lambda: publishing.cancel_issue(issue_id),

@@ -15,6 +15,7 @@ from wtforms import HiddenField, StringField, SubmitField
 from wtforms.validators import AnyOf, DataRequired
 
 from .. import directory, topics
+from ..confirmation import confirmed
 from ..errors import describe
 from ..extensions import db
 from ..models import Topic
@@ -125,6 +126,25 @@ def section_move(topic_id: int):
 @bp.post("/sections/<int:topic_id>/archive")
 @admin_only
 def section_archive(topic_id: int):
+    """Archive: the first POST says what readers and editors will no longer see."""
+    topic = db.get_or_404(Topic, topic_id)
+    if not confirmed():
+        if not ButtonForm().validate_on_submit():
+            abort(400)
+        return render_template(
+            "admin/confirm_action.html",
+            title=_("归档栏目"),
+            what=_(
+                "归档“%(name)s”：订阅页和新文章里不再出现这个栏目；"
+                "已订阅的 %(count)s 位读者保留它，但之后的各期不会再有它的文章。",
+                name=topic.name,
+                count=f"{topics.readers_of(topic_id):,}",
+            ),
+            note=_("归档后可以随时恢复。"),
+            action=url_for("admin.section_archive", topic_id=topic_id),
+            button=_("确认归档"),
+            back=url_for("admin.sections_list"),
+        )
     return _set_active(topic_id, active=False)
 
 

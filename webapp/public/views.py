@@ -25,6 +25,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import feeds, queue, readership, subscriptions
+from ..confirmation import confirmed
 from ..errors import describe
 from ..extensions import csrf, db, limiter
 from ..issues import issue_content, number_label
@@ -234,6 +235,16 @@ def leave(token: str):
         return error
     if not ButtonForm().validate_on_submit():
         abort(400)
+    if not confirmed():
+        return render_template(
+            "public/confirm_action.html",
+            title=_("退订全部"),
+            what=_("退订全部：%(email)s 将不再收到任何栏目的简报。", email=subscriber.email),
+            note=_("之后想再订阅，回到设置页选择栏目并保存即可。"),
+            action=url_for("public.leave", token=token),
+            button=_("确认退订全部"),
+            back=url_for("public.preferences", token=token),
+        )
     with transaction():
         subscriptions.unsubscribe(subscriber.id, source=EventSource.EMAIL_LINK)
     return render_template("public/unsubscribed.html", topic=None, left=True, token=token)
@@ -262,7 +273,8 @@ def erase(token: str):
     if error:
         return error
     form = ButtonForm()
-    if form.validate_on_submit():
+    # Only the form on the asking page (confirm=yes) erases: a bare POST asks again.
+    if form.validate_on_submit() and confirmed():
         with transaction():
             subscriptions.erase(subscriber.id, source=EventSource.EMAIL_LINK)
         return render_template("public/erased.html")
