@@ -221,7 +221,10 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
     from webapp.models import Issue, ReadCount, StaffRole
     from webapp.staff import create_staff
 
-    app = create_app({"WTF_CSRF_ENABLED": False, "SESSION_COOKIE_SECURE": False})
+    # The bench publishes its own issue: it measures clicks, not the review step.
+    app = create_app(
+        {"WTF_CSRF_ENABLED": False, "SESSION_COOKIE_SECURE": False, "REVIEW_REQUIRED": False}
+    )
     with app.app_context():
         reset_schema()
         issue_id, topic_ids = load_issue()

@@ -626,7 +626,8 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
     from webapp.extensions import db
     from webapp.models import IssueStatus
 
-    app = create_app()
+    # The bench publishes its own issue: it measures sending, not the review step.
+    app = create_app({"REVIEW_REQUIRED": False})
     with app.app_context():
         reset_schema()
         issue_id, topic_ids = load_issue()
