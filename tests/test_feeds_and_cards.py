@@ -13,7 +13,6 @@ from webapp.extensions import db
 from webapp.issues import import_document
 from webapp.models import IssueStatus, Topic, utcnow
 
-CHROMIUM = "/usr/bin/chromium"
 SAMPLE = Path(__file__).parents[1] / "webapp" / "demo" / "bulletin-2022-08.md"
 
 
@@ -99,9 +98,9 @@ def test_issue_and_article_pages_carry_a_link_card(app, published):
     assert meta(page, "twitter:title") == article.title
 
 
-def test_an_issue_page_prints_on_a4_without_the_site_chrome(app, published, live_server):
+def test_an_issue_page_prints_on_a4_without_the_site_chrome(app, published, live_server, chromium):
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(locale="zh-CN")
         page.goto(f"{live_server}/issues/{published.id}")
         page.emulate_media(media="print")
