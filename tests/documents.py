@@ -15,11 +15,12 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 from functools import cache
 from pathlib import Path
 
 import cmarkgfm
+
+from tests.browsers import find_chromium
 
 SAMPLE = Path(__file__).resolve().parent.parent / "webapp" / "demo" / "bulletin-2022-08.md"
 RUNNING_HEADER = "上海交通大学中国质量发展研究院 · 工作简报"
@@ -36,12 +37,8 @@ a { color: #000; text-decoration: none; }
 
 
 def chromium_path() -> str:
-    """The system Chromium the browser tests use (Debian's package, or one on PATH)."""
-    for candidate in ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(candidate)
-        if found:
-            return found
-    raise RuntimeError("no Chromium found: install Debian's chromium package")
+    """The Chromium the browser tests use, found the same way (tests/browsers.py)."""
+    return find_chromium(say=lambda line: None)
 
 
 def sample_markdown() -> str:
