@@ -142,7 +142,7 @@ def test_a_month_import_number_review_approve_publish_and_watch(
     expect(editor.locator("#progress-numbers")).to_contain_text(f"{READERS} / {READERS} 封（100%）")
 
     # The rate shown against the rate measured from the ledger: first publish to last answer.
-    expect(editor.locator("#issue-status")).to_have_text("sent", timeout=60_000)
+    expect(editor.locator("#issue-status")).to_have_attribute("data-status", "sent", timeout=60_000)
     screenshot(editor, "progress")
     shown = float(editor.locator("#send-rate").inner_text().split()[0].replace(",", ""))
     db.session.expire_all()

@@ -120,7 +120,7 @@ def test_import_preview_test_publish_and_watch_in_a_real_browser(
     page.get_by_role("link", name="投递记录").click()
     # The counts update in place: no reload happens between these two lines.
     expect(page.locator('[data-count="sent"]')).to_have_text("50", timeout=60_000)
-    expect(page.locator("#issue-status")).to_have_text("sent")
+    expect(page.locator("#issue-status")).to_have_attribute("data-status", "sent")
     screenshot(page, "sending")
 
     page.reload()

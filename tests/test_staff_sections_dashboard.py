@@ -12,8 +12,8 @@ from sqlalchemy.dialects import postgresql
 
 from tests.helpers import add_topics, csrf_token
 from webapp import charts
-from webapp.admin.dashboard import STATUS_LABELS
 from webapp.extensions import db
+from webapp.labels import LABELS
 from webapp.models import (
     AuditEntry,
     EventKind,
@@ -327,7 +327,7 @@ def test_the_dashboard_shows_readers_and_a_chart_of_the_events(staff_client, top
 
 
 def test_every_reader_status_has_a_label_on_the_dashboard():
-    assert set(STATUS_LABELS) == set(SubscriberStatus)
+    assert set(LABELS[SubscriberStatus]) == set(SubscriberStatus)
 
 
 def test_the_dashboard_is_for_every_staff_member_but_sections_only_for_admins(

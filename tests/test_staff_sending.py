@@ -58,10 +58,11 @@ def test_publishing_twice_from_the_staff_site_is_a_409_and_one_plan(staff_client
     assert first.status_code == 302
     second = post(staff_client, f"/admin/issues/{issue.id}/publish", issue)
     assert second.status_code == 409
-    assert f"第 {issue.id} 期的状态是 sending，不能这样操作。" in second.get_data(as_text=True)
+    assert f"第 {issue.id} 期的状态是“发送中”，不能这样操作。" in second.get_data(as_text=True)
     english = post(staff_client, f"/admin/issues/{issue.id}/publish?lang=en", issue)
     assert english.status_code == 409
-    assert f"Issue {issue.id} is sending: it cannot do that now." in english.get_data(as_text=True)
+    text = english.get_data(as_text=True)
+    assert f"Issue {issue.id} is “Sending”: it cannot do that now." in text
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 30
 
 
@@ -213,7 +214,7 @@ def test_publishing_and_pausing_are_in_the_audit_log(staff_client, issue):
     post(staff_client, f"/admin/issues/{issue.id}/pause", issue)
     page = staff_client.get(f"/admin/issues/{issue.id}/sending").get_data(as_text=True)
     audit_table = page[page.index('id="audit"') :]
-    assert audit_table.index("pause") < audit_table.index("publish")  # newest first
+    assert audit_table.index("<td>暂停</td>") < audit_table.index("<td>发布</td>")  # newest first
     assert "admin@example.org" in audit_table and "<td>30</td>" in audit_table
     page = staff_client.get(f"/admin/issues/{issue.id}").get_data(as_text=True)
     assert "由 admin@example.org 暂停" in page

@@ -9,15 +9,19 @@ Stored reasons, such as why an issue paused, are a code plus raw text (an SMTP r
 
 from __future__ import annotations
 
+import enum
+
 from flask import Flask, render_template
 from flask_babel import force_locale, lazy_gettext
 from flask_babel import gettext as _
+
+from .labels import label
 
 # Every code a domain error may carry, and its message (Chinese; English in the catalog).
 MESSAGES = {
     # publishing: an issue's sending life
     "issue-missing": lazy_gettext("第 %(id)s 期不存在。"),
-    "issue-status": lazy_gettext("第 %(id)s 期的状态是 %(status)s，不能这样操作。"),
+    "issue-status": lazy_gettext("第 %(id)s 期的状态是“%(status)s”，不能这样操作。"),
     "issue-empty": lazy_gettext("第 %(id)s 期还没有文章。"),
     "schedule-past": lazy_gettext("定时发布的时间必须在将来。"),
     "resend-status": lazy_gettext("只能重发失败或未知的邮件。"),
@@ -32,7 +36,7 @@ MESSAGES = {
     # issues and articles: editing
     "issue-changed": lazy_gettext("第 %(id)s 期现在不能修改，请刷新后重试。"),
     "issue-not-editable": lazy_gettext(
-        "第 %(id)s 期的状态是 %(status)s：发送开始后，内容以发出的为准，不能再修改。"
+        "第 %(id)s 期的状态是“%(status)s”：发送开始后，内容以发出的为准，不能再修改。"
     ),
     "article-restore-draft-only": lazy_gettext(
         "第 %(id)s 期已不是草稿：删除的文章只能在草稿中恢复。"
@@ -141,10 +145,15 @@ class BulletinError(Exception):
 
 def describe(error: BulletinError, *, detail: bool = True) -> str:
     """The error's message in the current language (a request's, or zh outside one)."""
-    text = str(MESSAGES[error.code]) % error.params
+    text = str(MESSAGES[error.code]) % _worded(error.params)
     if detail and error.detail:
         text = _("%(message)s（%(detail)s）", message=text, detail=error.detail)
     return text
+
+
+def _worded(params: dict) -> dict:
+    """Values as a person reads them: a status or stage in words (labels), the rest as is."""
+    return {k: label(v) if isinstance(v, enum.Enum) else v for k, v in params.items()}
 
 
 def describe_in_english(error: BulletinError) -> str:

@@ -432,7 +432,7 @@ def ensure_editable(issue: Issue) -> None:
     """Raise `IssueNotEditable` unless the issue is a draft or scheduled. A check for pages
     that show an edit form; the edit itself is guarded by `claim_for_edit`."""
     if issue.status not in EDITABLE_STATUSES:
-        raise IssueNotEditable("issue-not-editable", id=issue.id, status=issue.status.value)
+        raise IssueNotEditable("issue-not-editable", id=issue.id, status=issue.status)
 
 
 def _checked(draft: ArticleDraft, *, current_topic_id: int | None = None) -> tuple[dict, Topic]:

@@ -79,7 +79,7 @@ def _move(
     if moved != 1:
         if issue.status in allowed and condition is not None:
             _refuse_unapproved(issue_id)
-        raise PublishError("issue-status", id=issue_id, status=issue.status.value)
+        raise PublishError("issue-status", id=issue_id, status=issue.status)
     return issue
 
 
@@ -178,7 +178,7 @@ def resend(issue_id: int, status: DeliveryStatus) -> int:
     if issue is None:
         raise PublishError("issue-missing", id=issue_id)
     if issue.status == IssueStatus.CANCELLED:
-        raise PublishError("issue-status", id=issue_id, status=issue.status.value)
+        raise PublishError("issue-status", id=issue_id, status=issue.status)
     count = db.session.execute(
         update(Delivery)
         .where(Delivery.issue_id == issue_id, Delivery.status == status)

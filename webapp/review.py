@@ -13,12 +13,12 @@ with their audit entry; the caller commits and then queues the reviewers' emails
 
 from __future__ import annotations
 
-from flask_babel import gettext as _
 from sqlalchemy import select, update
 
 from . import audit, site_settings
 from .errors import BulletinError
 from .extensions import db
+from .labels import label
 from .models import Issue, IssueStatus, ReviewStage, StaffRole, StaffUser, utcnow
 
 COMMENT_MAX = 1000
@@ -154,17 +154,4 @@ def ensure_approved(issue: Issue) -> None:
 def stage_label(issue: Issue) -> str:
     """Where the issue stands, in staff words: its review stage while it is a draft, then
     its sending status."""
-    if issue.status == IssueStatus.DRAFT:
-        return {
-            ReviewStage.DRAFT: _("草稿"),
-            ReviewStage.IN_REVIEW: _("待审核"),
-            ReviewStage.RETURNED: _("已退回"),
-            ReviewStage.APPROVED: _("已通过审核"),
-        }[issue.review_stage]
-    return {
-        IssueStatus.SCHEDULED: _("已定时"),
-        IssueStatus.SENDING: _("发送中"),
-        IssueStatus.PAUSED: _("已暂停"),
-        IssueStatus.SENT: _("已发出"),
-        IssueStatus.CANCELLED: _("已取消"),
-    }.get(issue.status, issue.status.value)
+    return label(issue.review_stage if issue.status == IssueStatus.DRAFT else issue.status)

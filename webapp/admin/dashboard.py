@@ -5,25 +5,17 @@ from __future__ import annotations
 
 from flask import render_template
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext
 from sqlalchemy import select
 
 from .. import charts, directory, publishing
 from ..extensions import db
+from ..labels import LABELS
 from ..models import Issue, SubscriberStatus
 from . import bp
 from .forms import ActionForm
 from .readership import rate_chart as readership_rate_chart
 
 CHART_DAYS = 90
-
-STATUS_LABELS = {
-    SubscriberStatus.ACTIVE: lazy_gettext("正在接收"),
-    SubscriberStatus.PENDING: lazy_gettext("待确认"),
-    SubscriberStatus.UNSUBSCRIBED: lazy_gettext("已退订"),
-    SubscriberStatus.BOUNCED: lazy_gettext("退信"),
-    SubscriberStatus.COMPLAINED: lazy_gettext("投诉"),
-}
 
 
 def _signup_chart(daily: charts.DailyCounts):
@@ -69,7 +61,7 @@ def dashboard():
         progress=progress,
         by_status=directory.counts_by_status(),
         by_topic=directory.counts_by_topic(),
-        status_labels=STATUS_LABELS,
+        status_labels=LABELS[SubscriberStatus],
         daily=daily,
         # Days with any activity, newest first: the chart's figures as a table.
         active_days=[

@@ -25,6 +25,7 @@ from ..confirmation import confirmed
 from ..delivery import start_send
 from ..errors import describe, describe_stored, stored_reason
 from ..extensions import db
+from ..labels import label
 from ..models import DeliveryStatus, Issue, IssueStatus, ReviewStage
 from ..queue import dispatch_issue
 from ..security import id_arg
@@ -176,6 +177,7 @@ def progress_json(issue_id: int):
     figures = publishing.sending_figures(issue_id)
     return jsonify(
         status=issue.status.value,
+        status_label=label(issue.status),
         pause_reason=describe_stored(issue.pause_reason),
         counts=figures["counts"],
         total=figures["total"],

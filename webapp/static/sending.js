@@ -4,12 +4,15 @@
 (function () {
   var panel = document.getElementById("sending");
   if (!panel || !window.fetch) return;
-  var shown = document.getElementById("issue-status").textContent;
+  // The status as stored ("sending"); the element shows it in words (labels.py).
+  var shown = document.getElementById("issue-status").dataset.status;
   function tick() {
     fetch(panel.dataset.progressUrl, {credentials: "same-origin"})
       .then(function (r) { return r.json(); })
       .then(function (data) {
-        document.getElementById("issue-status").textContent = data.status;
+        var status = document.getElementById("issue-status");
+        status.textContent = data.status_label;
+        status.dataset.status = data.status;
         document.getElementById("send-rate").textContent = data.rate_label;
         document.getElementById("time-left").textContent = data.time_left_label;
         var bar = document.getElementById("send-progress");

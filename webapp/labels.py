@@ -1,0 +1,104 @@
+"""The words people see for the values code stores: statuses, stages, audit actions.
+
+Code and the database keep the string enums of `models` (``draft``, ``sent``, ``pending``)
+and the audit log's action names (``publish``, ``edit-article``); pages never show them as
+they are. Each value has one label here, Chinese with its English in the catalog, and
+templates reach them through the ``label`` filter (``{{ issue.status|label }}``) and the
+``action_label`` filter for the audit log. A value with no label shows as itself, so a new
+status is visible (and `tests/test_labels.py` fails) rather than hidden.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from flask import Flask
+from flask_babel import lazy_gettext
+
+from .models import DeliveryStatus, IssueStatus, ReviewStage, SubscriberStatus
+
+LABELS: dict[type[enum.Enum], dict] = {
+    IssueStatus: {
+        IssueStatus.DRAFT: lazy_gettext("草稿"),
+        IssueStatus.SCHEDULED: lazy_gettext("已定时"),
+        IssueStatus.SENDING: lazy_gettext("发送中"),
+        IssueStatus.PAUSED: lazy_gettext("已暂停"),
+        IssueStatus.SENT: lazy_gettext("已发出"),
+        IssueStatus.CANCELLED: lazy_gettext("已取消"),
+    },
+    ReviewStage: {
+        ReviewStage.DRAFT: lazy_gettext("草稿"),
+        ReviewStage.IN_REVIEW: lazy_gettext("待审核"),
+        ReviewStage.RETURNED: lazy_gettext("已退回"),
+        ReviewStage.APPROVED: lazy_gettext("已通过审核"),
+    },
+    DeliveryStatus: {
+        DeliveryStatus.PENDING: lazy_gettext("排队中"),
+        DeliveryStatus.SENDING: lazy_gettext("正在发送"),
+        DeliveryStatus.SENT: lazy_gettext("已发送"),
+        DeliveryStatus.FAILED: lazy_gettext("失败"),
+        DeliveryStatus.UNKNOWN: lazy_gettext("状态未知"),
+        DeliveryStatus.SKIPPED: lazy_gettext("已跳过"),
+    },
+    SubscriberStatus: {
+        SubscriberStatus.ACTIVE: lazy_gettext("正在接收"),
+        SubscriberStatus.PENDING: lazy_gettext("待确认"),
+        SubscriberStatus.UNSUBSCRIBED: lazy_gettext("已退订"),
+        SubscriberStatus.BOUNCED: lazy_gettext("退信"),
+        SubscriberStatus.COMPLAINED: lazy_gettext("投诉"),
+    },
+}
+
+# The audit log's actions (audit.record's first argument), as the sending page lists them.
+ACTIONS = {
+    "create-issue": lazy_gettext("新建一期"),
+    "edit-issue": lazy_gettext("修改刊头"),
+    "content-mode": lazy_gettext("更改全文/摘要"),
+    "add-article": lazy_gettext("添加文章"),
+    "edit-article": lazy_gettext("修改文章"),
+    "delete-article": lazy_gettext("删除文章"),
+    "restore-article": lazy_gettext("恢复文章"),
+    "move-article": lazy_gettext("移动文章"),
+    "submit-review": lazy_gettext("送审"),
+    "approve": lazy_gettext("审核通过"),
+    "return-review": lazy_gettext("退回修改"),
+    "review-reopened": lazy_gettext("修改后重新审核"),
+    "publish": lazy_gettext("发布"),
+    "schedule": lazy_gettext("定时发布"),
+    "schedule-refused": lazy_gettext("定时发布未执行"),
+    "unschedule": lazy_gettext("取消定时"),
+    "pause": lazy_gettext("暂停"),
+    "resume": lazy_gettext("继续发送"),
+    "cancel": lazy_gettext("取消发送"),
+    "resend-failed": lazy_gettext("重发失败的邮件"),
+    "resend-unknown": lazy_gettext("重发状态未知的邮件"),
+    "section-create": lazy_gettext("新建栏目"),
+    "section-rename": lazy_gettext("修改栏目名称"),
+    "section-move-up": lazy_gettext("栏目上移"),
+    "section-move-down": lazy_gettext("栏目下移"),
+    "section-archive": lazy_gettext("归档栏目"),
+    "section-unarchive": lazy_gettext("恢复栏目"),
+    "settings": lazy_gettext("修改设置"),
+    "login-failed": lazy_gettext("登录失败"),
+}
+
+
+def label(value: enum.Enum | str | None) -> str:
+    """The words for an enum value in the current language; the value itself if it has none."""
+    if value is None:
+        return ""
+    table = LABELS.get(type(value), {})
+    return str(table[value]) if value in table else str(getattr(value, "value", value))
+
+
+def action_label(action: str) -> str:
+    """An audit log action in the current language; the stored name if it has none."""
+    return str(ACTIONS[action]) if action in ACTIONS else action
+
+
+def init_app(app: Flask) -> None:
+    """The ``label`` and ``action_label`` filters, and the enums for templates that name a
+    value (``DeliveryStatus.SENT|label``)."""
+    app.jinja_env.filters["label"] = label
+    app.jinja_env.filters["action_label"] = action_label
+    app.jinja_env.globals["DeliveryStatus"] = DeliveryStatus
