@@ -515,8 +515,11 @@ def test_a_reader_changes_sections_name_and_language_from_their_preferences_link
 
     assert saved.status_code == 302
     assert urlsplit(saved.headers["Location"]).path == path
-    after = client.get(path)
-    assert "已保存您的订阅设置。" in html(after)
+    # English was chosen on this page, so this page answers in English from now on.
+    after = client.get(saved.headers["Location"])
+    assert 'lang="en"' in html(after) and "Your settings have been saved." in html(after)
+    assert lxml.html.fromstring(html(after)).findtext(".//h1") == "Subscription settings"
+    assert 'lang="en"' in html(client.get(path))  # remembered
     assert ticked_sections(after) == {
         topics[NEWS]: False,
         topics[HOT]: True,

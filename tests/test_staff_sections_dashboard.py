@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 
 from tests.helpers import add_topics, csrf_token
+from tests.sample_content import sample_content
 from webapp import charts
 from webapp.extensions import db
 from webapp.labels import LABELS
@@ -22,6 +24,7 @@ from webapp.models import (
     SubscriberStatus,
     Topic,
 )
+from webapp.rendering import render_digest
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -159,6 +162,46 @@ def test_an_empty_name_is_refused(staff_client, topics):
     assert answer.status_code == 400
     assert "请填写栏目名称" in answer.get_data(as_text=True)
     assert len(in_order()) == 3
+
+
+def test_a_section_gets_an_english_name_for_english_pages_and_emails(staff_client, topics):
+    answer = post(
+        staff_client,
+        f"/admin/sections/{topics[0]}/rename",
+        name="质量要闻",
+        name_en=" Quality  News ",
+    )
+    assert answer.status_code == 302
+    topic = db.session.get(Topic, topics[0])
+    assert (topic.name, topic.name_en) == ("质量要闻", "Quality News")
+    assert audit_actions() == [("section-rename", f"#{topics[0]} English: — → Quality News")]
+    # A rename that leaves the field out (an older page) keeps the English name.
+    post(staff_client, f"/admin/sections/{topics[0]}/rename", name="质量要闻")
+    assert db.session.get(Topic, topics[0]).name_en == "Quality News"
+
+    with staff_client.application.app_context():
+        english = staff_client.application.test_client().get("/subscribe?lang=en")
+        chinese = staff_client.application.test_client().get("/subscribe?lang=zh")
+    english, chinese = english.get_data(as_text=True), chinese.get_data(as_text=True)
+    assert "Quality News" in english and "质量要闻" not in english
+    assert "质量要闻" in chinese and "Quality News" not in chinese
+    assert "质量热点" in english  # no English name: the Chinese one
+
+    content = sample_content()
+    first = content.sections[0]
+    named = replace(content, sections=(replace(first, name_en="Quality News"),))
+    in_english = render_digest(named, {first.topic_id}, locale="en")
+    in_chinese = render_digest(named, {first.topic_id}, locale="zh")
+    assert "Quality News" in in_english.html and "Quality News" in in_english.text
+    assert first.name not in in_english.html.replace(named.title, "")
+    assert first.name in in_chinese.html and "Quality News" not in in_chinese.html
+
+
+def test_two_sections_cannot_share_an_english_name(staff_client, topics):
+    post(staff_client, f"/admin/sections/{topics[0]}/rename", name="质量要闻", name_en="News")
+    answer = post(staff_client, "/admin/sections", name="新栏目", name_en="news")
+    assert answer.status_code == 400
+    assert "已经有名为“news”的栏目" in answer.get_data(as_text=True)
 
 
 def test_an_admin_renames_a_section_and_its_slug_stays(staff_client, topics):

@@ -30,6 +30,7 @@ class TopicCount:
     active: bool  # whether the section is still offered
     readers: int  # active readers who chose it: who would get it in the next issue
     pending: int  # readers who chose it and have yet to confirm
+    name_en: str | None = None  # its English name (i18n.topic_name)
 
 
 def list_subscribers(
@@ -105,6 +106,7 @@ def counts_by_topic() -> list[TopicCount]:
         TopicCount(
             topic_id=t.id,
             name=t.name,
+            name_en=t.name_en,
             active=t.active,
             readers=counts.get((t.id, SubscriberStatus.ACTIVE), 0),
             pending=counts.get((t.id, SubscriberStatus.PENDING), 0),

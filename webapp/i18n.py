@@ -57,6 +57,15 @@ class Translator:
         return HTML_LANG[self.locale]
 
 
+def topic_name(topic, locale: str | None = None) -> str:
+    """A topic's name in ``locale`` (default: the page's): its English name on English pages
+    and in English emails when it has one, else its Chinese name. Takes anything with
+    ``name`` and ``name_en``: a Topic, a rendering.TopicContent, a directory.TopicCount."""
+    locale = normalize_locale(locale or (str(get_locale()) if has_request_context() else None))
+    english = getattr(topic, "name_en", None)
+    return english if locale == "en" and english else topic.name
+
+
 LOCALE_COOKIE = "lang"
 
 

@@ -294,6 +294,7 @@ def issue_content(issue: Issue, bulletin_name: str) -> IssueContent:
         TopicContent(
             topic_id=topic.id,
             name=topic.name,
+            name_en=topic.name_en,
             articles=tuple(
                 ArticleContent(
                     id=a.id,

@@ -4,7 +4,8 @@ Code and the database keep the string enums of `models` (``draft``, ``sent``, ``
 and the audit log's action names (``publish``, ``edit-article``); pages never show them as
 they are. Each value has one label here, Chinese with its English in the catalog, and
 templates reach them through the ``label`` filter (``{{ issue.status|label }}``) and the
-``action_label`` filter for the audit log. A value with no label shows as itself, so a new
+``action_label`` filter for the audit log; a topic's name in the page's language is the
+``topic_name`` filter (`i18n.topic_name`). A value with no label shows as itself, so a new
 status is visible (and `tests/test_labels.py` fails) rather than hidden.
 """
 
@@ -15,6 +16,7 @@ import enum
 from flask import Flask
 from flask_babel import lazy_gettext
 
+from .i18n import topic_name
 from .models import DeliveryStatus, IssueStatus, ReviewStage, SubscriberStatus
 
 LABELS: dict[type[enum.Enum], dict] = {
@@ -101,4 +103,5 @@ def init_app(app: Flask) -> None:
     value (``DeliveryStatus.SENT|label``)."""
     app.jinja_env.filters["label"] = label
     app.jinja_env.filters["action_label"] = action_label
+    app.jinja_env.filters["topic_name"] = topic_name
     app.jinja_env.globals["DeliveryStatus"] = DeliveryStatus

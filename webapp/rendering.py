@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from premailer import Premailer
 
-from .i18n import Translator
+from .i18n import Translator, topic_name
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "email_templates"
 
@@ -88,6 +88,7 @@ class TopicContent:
     topic_id: int
     name: str
     articles: tuple[ArticleContent, ...]
+    name_en: str | None = None  # English emails use it when set (i18n.topic_name)
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,7 @@ def _render_pair(
     views = [
         {
             "topic_id": s.topic_id,
-            "name": s.name,
+            "name": topic_name(s, locale),
             "articles": [_article_view(a, a.id in full_ids) for a in s.articles],
         }
         for s in sections
@@ -296,7 +297,7 @@ def _render_pair(
         "_": _,
         "issue": content,
         "sections": views,
-        "section_names": _.separator.join(s.name for s in sections),
+        "section_names": _.separator.join(topic_name(s, locale) for s in sections),
         "postal_address": postal_address,
         "css": Markup(_css()),
         "number_label": format_number(_, content.year, content.number, content.total_number),

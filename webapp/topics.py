@@ -33,30 +33,41 @@ def ordered() -> list[Topic]:
     return list(db.session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
 
 
-def create_topic(name: str) -> Topic:
-    """Add an open section at the end, with a unique slug made from its name."""
+def create_topic(name: str, name_en: str | None = None) -> Topic:
+    """Add an open section at the end, with a unique slug made from its (Chinese) name and,
+    optionally, an English name for English pages and emails."""
     name = _clean_name(name)
     _refuse_duplicate(name)
+    name_en = _clean_english_name(name_en)
     topics = _renumber()
-    topic = Topic(name=name, slug=unique_slug(name), position=len(topics) + 1, active=True)
+    topic = Topic(
+        name=name, name_en=name_en, slug=unique_slug(name), position=len(topics) + 1, active=True
+    )
     db.session.add(topic)
     _flush(name)
     audit.record("section-create", detail=f"#{topic.id} {topic.name} ({topic.slug})")
     return topic
 
 
-def rename_topic(topic_id: int, name: str) -> Topic:
-    """Give a section a new name. The slug stays, so CSV files that name the section by its
-    slug and links already sent keep working."""
+def rename_topic(topic_id: int, name: str, name_en: str | None = None) -> Topic:
+    """Give a section a new name and English name ("" removes the English name, None leaves
+    it). The slug stays, so CSV files that name the section by its slug and links already
+    sent keep working."""
     topic = _get(topic_id)
     name = _clean_name(name)
-    if name == topic.name:
+    name_en = topic.name_en if name_en is None else _clean_english_name(name_en, topic.id)
+    if name == topic.name and name_en == topic.name_en:
         return topic
-    _refuse_duplicate(name, exclude_id=topic.id)
-    old = topic.name
-    topic.name = name
+    if name != topic.name:
+        _refuse_duplicate(name, exclude_id=topic.id)
+    changes = []
+    if name != topic.name:
+        changes.append(f"{topic.name} → {name}")
+    if name_en != topic.name_en:
+        changes.append(f"English: {topic.name_en or '—'} → {name_en or '—'}")
+    topic.name, topic.name_en = name, name_en
     _flush(name)
-    audit.record("section-rename", detail=f"#{topic.id} {old} → {name}")
+    audit.record("section-rename", detail=f"#{topic.id} " + "; ".join(changes))
     return topic
 
 
@@ -125,6 +136,19 @@ def _clean_name(name: str) -> str:
     if len(name) > NAME_MAX_LENGTH:
         raise TopicError("topic-name-too-long", count=NAME_MAX_LENGTH)
     return name
+
+
+def _clean_english_name(name_en: str | None, exclude_id: int | None = None) -> str | None:
+    """An English name, or None for none; two sections may not share one."""
+    name_en = " ".join((name_en or "").split())
+    if not name_en:
+        return None
+    if len(name_en) > NAME_MAX_LENGTH:
+        raise TopicError("topic-name-too-long", count=NAME_MAX_LENGTH)
+    for topic in ordered():
+        if topic.id != exclude_id and topic.name_en and _key(topic.name_en) == _key(name_en):
+            raise TopicError("topic-name-taken", name=name_en)
+    return name_en
 
 
 def _key(text: str) -> str:

@@ -7,7 +7,7 @@ shows the list again with the reason, and changes nothing.
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
@@ -30,6 +30,8 @@ class TopicNameForm(FlaskForm):
     name = StringField(
         lazy_gettext("名称"), validators=[DataRequired(lazy_gettext("请填写栏目名称。"))]
     )
+    # Optional: English pages and emails show the Chinese name when it is empty.
+    name_en = StringField(lazy_gettext("英文名称"))
     submit = SubmitField(lazy_gettext("保存"))
 
 
@@ -79,7 +81,7 @@ def section_create():
         return _page(create_form=form, status=400)
     try:
         with transaction():
-            topic = topics.create_topic(form.name.data)
+            topic = topics.create_topic(form.name.data, form.name_en.data)
     except topics.TopicError as exc:
         form.name.errors = [describe(exc)]
         return _refused(exc, create_form=form)
@@ -92,13 +94,25 @@ def section_create():
 def section_rename(topic_id: int):
     form = TopicNameForm()
     if not form.validate_on_submit():
-        rename = {"id": topic_id, "value": form.name.data or "", "errors": form.name.errors}
+        rename = {
+            "id": topic_id,
+            "value": form.name.data or "",
+            "value_en": form.name_en.data or "",
+            "errors": form.name.errors,
+        }
         return _page(rename=rename, status=400)
+    # A form without the field (an older page) leaves the English name as it is.
+    name_en = form.name_en.data if "name_en" in request.form else None
     try:
         with transaction():
-            topic = topics.rename_topic(topic_id, form.name.data)
+            topic = topics.rename_topic(topic_id, form.name.data, name_en)
     except topics.TopicError as exc:
-        rename = {"id": topic_id, "value": form.name.data, "errors": [describe(exc)]}
+        rename = {
+            "id": topic_id,
+            "value": form.name.data,
+            "value_en": form.name_en.data or "",
+            "errors": [describe(exc)],
+        }
         return _refused(exc, rename=rename)
     flash(_("栏目已改名为“%(name)s”。", name=topic.name))
     return redirect(url_for("admin.sections_list"))

@@ -20,7 +20,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import get_locale
+from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -28,6 +28,7 @@ from .. import feeds, queue, readership, subscriptions
 from ..confirmation import confirmed
 from ..errors import describe
 from ..extensions import csrf, db, limiter
+from ..i18n import normalize_locale, topic_name
 from ..issues import issue_content, number_label
 from ..models import EventSource, Issue, IssueStatus, SubscriberStatus, Topic
 from ..rendering import markdown_to_html
@@ -44,7 +45,7 @@ def _topic_choices() -> list[tuple[int, str]]:
     topics = db.session.scalars(
         select(Topic).where(Topic.active.is_(True)).order_by(Topic.position, Topic.id)
     )
-    return [(t.id, t.name) for t in topics]
+    return [(t.id, topic_name(t)) for t in topics]
 
 
 def _link_or_error_page(purpose: Purpose, token: str):
@@ -214,8 +215,12 @@ def preferences(token: str):
             except SubscriptionError as exc:
                 form.topics.errors.append(describe(exc, detail=False))
             else:
-                flash(_("已保存您的订阅设置。"))
-                return redirect(url_for("public.preferences", token=token))
+                # The language chosen here takes effect on this very page: the redirect
+                # carries ?lang=, which renders it and remembers it (i18n).
+                locale = normalize_locale(form.locale.data)
+                with force_locale(locale):
+                    flash(_("已保存您的订阅设置。"))
+                return redirect(url_for("public.preferences", token=token, lang=locale))
     status = 400 if request.method == "POST" else 200
     return render_template(
         "public/preferences.html",
