@@ -18,12 +18,13 @@ SECTIONS = ["质量要闻", "质量热点", "权威观点", "国际动态"]
 
 NO_CONTENTS = "# 工作简报\n\n## 一篇文章\n\n正文。\n"
 UNMATCHED = "# 工作简报\n\n### —— 质量要闻\n\n- ① 不存在的标题\n\n## 别的标题\n\n正文。\n"
+# The document, and what the refusal says in English (the CLI) and in Chinese (the staff page).
 BAD_DOCUMENTS = {
-    "empty": (b"", "empty"),
-    "no contents block": (NO_CONTENTS.encode(), "contents"),
-    "a title no heading matches": (UNMATCHED.encode(), "不存在的标题"),
-    "not UTF-8": ("# 工作简报\n\n正文。".encode("gb18030"), "UTF-8"),
-    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "binary"),
+    "empty": (b"", "empty", "文件是空的"),
+    "no contents block": (NO_CONTENTS.encode(), "No contents found", "没有找到目录"),
+    "a title no heading matches": (UNMATCHED.encode(), "不存在的标题", "不存在的标题"),
+    "not UTF-8": ("# 工作简报\n\n正文。".encode("gb18030"), "UTF-8", "GBK"),
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "binary", "二进制"),
 }
 
 
@@ -63,7 +64,7 @@ def test_importing_twice_makes_a_second_draft_and_leaves_a_sent_issue_alone(app,
 def test_the_cli_refuses_a_bad_document_with_status_1_and_saves_nothing(
     app, db_session, tmp_path, kind
 ):
-    data, words = BAD_DOCUMENTS[kind]
+    data, words, _chinese = BAD_DOCUMENTS[kind]
     path = tmp_path / "issue.md"
     path.write_bytes(data)
     result = app.test_cli_runner().invoke(args=["import-issue", str(path)])
@@ -89,10 +90,10 @@ def test_a_missing_file_is_a_clear_error(app, db_session, tmp_path):
 # --- the staff upload form -----------------------------------------------------------------
 
 
-def upload(client, data: bytes, filename: str = "bulletin.md"):
+def upload(client, data: bytes, filename: str = "bulletin.md", query: str = ""):
     page = client.get("/admin/issues/import").get_data(as_text=True)
     return client.post(
-        "/admin/issues/import",
+        f"/admin/issues/import{query}",
         data={"csrf_token": csrf_token(page), "document": (io.BytesIO(data), filename)},
         content_type="multipart/form-data",
     )
@@ -108,6 +109,16 @@ def test_staff_see_the_report_before_anything_is_saved_then_save_a_draft(
         assert name in page
     assert "关于开展2022年全国“质量月”活动的通知" in page
     assert "删去的转换残留（1）" in page
+    # What the importer did, in the page's language (issue 14: it used to be English).
+    assert "第 44 行：接回了分页截断的句子：“…总局并对外保”+“留牌子，行政…”" in page
+    assert "第 337 行：删去了中文文档中的英文段落" in page and "（至第 342 行）" in page
+    assert "joined" not in page and "dropped" not in page
+    english = upload(staff_client, SAMPLE.read_bytes(), query="?lang=en").get_data(as_text=True)
+    assert (
+        "line 44: joined a sentence cut by a page break: “…总局并对外保” + “留牌子，行政…”"
+        in english
+    )
+    assert "line 337: dropped English text in a Chinese document" in english
     assert count(Issue) == 0  # checked, not saved
 
     # Save what the report page carries, as a browser would send it back: a signed ticket
@@ -125,7 +136,7 @@ def test_staff_see_the_report_before_anything_is_saved_then_save_a_draft(
 
 @pytest.mark.parametrize("kind", BAD_DOCUMENTS)
 def test_the_upload_form_shows_what_is_wrong_and_saves_nothing(app, db_session, staff_client, kind):
-    data, words = BAD_DOCUMENTS[kind]
+    data, _english, words = BAD_DOCUMENTS[kind]
     answer = upload(staff_client, data, filename="bad.md")
     assert answer.status_code == 400
     page = answer.get_data(as_text=True)

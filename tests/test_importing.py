@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from webapp.document import Note
 from webapp.importing import (
     DocumentError,
     ImportReport,
@@ -262,8 +263,10 @@ def test_no_body_paragraph_ends_mid_sentence():
 def test_page_breaks_are_repaired_and_reported():
     report = sample_report()
     assert len(report.repaired) == SAMPLE_PAGE_BREAKS
-    assert report.repaired[0] == "line 44: joined '…总局并对外保' + '留牌子，行政…'"
-    assert all(re.match(r"line \d+: joined '….+' \+ '.+…'$", note) for note in report.repaired)
+    assert report.repaired[0] == Note(
+        "joined", "line 44", {"tail": "总局并对外保", "head": "留牌子，行政"}
+    )
+    assert all(n.code == "joined" and re.match(r"line \d+$", n.where) for n in report.repaired)
     first = article(TITLES[0]).body
     assert "国家市场监督管理总局并对外保留牌子，行政监管职能进一步强化" in first
     # A comma does not end a paragraph: the break after "认可制度，" is joined too.
@@ -275,7 +278,7 @@ def test_page_breaks_are_repaired_and_reported():
 def test_page_break_that_repeats_a_character_is_kept_and_flagged():
     report = sample_report()
     assert "推动合格评定数数字化评价" in article(TITLES[0]).body
-    assert any("line 215" in w and "'数'" in w for w in report.warnings)
+    assert any(w.where == "line 215" and w.params["char"] == "数" for w in report.warnings)
 
 
 def test_screenshot_description_is_dropped_and_reported():
@@ -284,9 +287,10 @@ def test_screenshot_description_is_dropped_and_reported():
     assert "screenshot" not in body.lower()
     assert "索 引 号" not in body and "2022-1661907381721" not in body
     assert len(report.dropped) == 1
-    assert report.dropped[0].startswith("line 337: ")
-    assert "The screenshot shows" in report.dropped[0]
-    assert "to line 342" in report.dropped[0]
+    dropped = report.dropped[0]
+    assert (dropped.code, dropped.where) == ("dropped-english-intro", "line 337")
+    assert "The screenshot shows" in dropped.params["excerpt"]
+    assert dropped.params["to"] == "line 342"
 
 
 def test_sample_warnings_are_only_the_repeated_character():
@@ -408,7 +412,8 @@ def test_an_image_without_a_file_is_debris():
         "正文第一段。\n\n![Figure 1](_page_3_Picture_1.jpeg)\n\n正文第二段。"
     )
     assert body == "正文第一段。\n\n正文第二段。"
-    assert len(report.dropped) == 1 and report.dropped[0].startswith("line 19: ")
+    assert len(report.dropped) == 1
+    assert (report.dropped[0].code, report.dropped[0].where) == ("dropped-image", "line 19")
 
 
 def test_an_english_paragraph_in_a_chinese_document_is_debris():
@@ -418,7 +423,8 @@ def test_an_english_paragraph_in_a_chinese_document_is_debris():
     )
     body, report = one_article(f"正文第一段。\n\n{english}\n\n正文第二段。")
     assert body == "正文第一段。\n\n正文第二段。"
-    assert "The image shows" in report.dropped[0]
+    assert report.dropped[0].code == "dropped-english"
+    assert "The image shows" in report.dropped[0].params["excerpt"]
 
 
 def test_a_chinese_paragraph_with_english_terms_is_kept():
@@ -432,7 +438,7 @@ def test_a_missing_source_line_is_a_warning_and_the_text_stays():
     report = parse_document(doc)
     assert report.articles[0].source_name is None
     assert report.articles[0].body == "正文第一句。"
-    assert report.warnings == ["line 13: no source line under the title '测试文章'"]
+    assert report.warnings == [Note("no-source", "line 13", {"title": "测试文章"})]
 
 
 def test_a_section_without_items_is_a_warning():
@@ -442,7 +448,7 @@ def test_a_section_without_items_is_a_warning():
     )
     report = parse_document(doc)
     assert [s.name for s in report.sections] == ["空栏目", "栏目"]
-    assert report.warnings == ["line 9: section '空栏目' has no items"]
+    assert report.warnings == [Note("section-empty", "line 9", {"name": "空栏目"})]
 
 
 # --------------------------------------------------------------------------- leads
@@ -497,9 +503,9 @@ def refused(data) -> DocumentError:
 @pytest.mark.parametrize("data", [b"", "", b"  \n\n\t \r\n", "\ufeff\n", b"\xef\xbb\xbf"])
 def test_empty_document(data):
     err = refused(data)
-    assert err.message == "the document is empty"
+    assert err.code == "document-empty"
     assert err.line is None
-    assert str(err) == "the document is empty"
+    assert str(err) == "document-empty"
 
 
 def test_document_that_is_not_utf8_names_the_byte_and_line():
@@ -507,8 +513,8 @@ def test_document_that_is_not_utf8_names_the_byte_and_line():
     offset = len("# 研究院\n\n".encode())
     err = refused(data)
     assert err.line == 3
-    assert "not UTF-8" in err.message
-    assert f"offset {offset}" in err.message
+    assert err.code == "document-not-utf8"  # UTF-8 and GBK mixed: not GBK as a whole either
+    assert err.params == {"byte": f"0x{data[offset]:02x}", "offset": offset}
     assert str(err).startswith("line 3: ")
 
 
@@ -522,19 +528,19 @@ def test_document_that_is_not_utf8_names_the_byte_and_line():
 )
 def test_binary_file(data):
     err = refused(data)
-    assert err.message.startswith("this is a binary file, not a text document")
+    assert err.code == "document-binary"
     assert err.line is None
 
 
 def test_document_without_contents():
     err = refused("# 研究院\n\n## 一篇文章\n\n正文。\n")
-    assert "no contents block" in err.message
+    assert err.code == "document-no-contents"
     assert err.line is None
 
 
 def test_contents_with_sections_but_no_items():
     err = refused(f"{MASTHEAD}### —— 栏目\n\n## 一篇文章\n\n正文。\n")
-    assert "no numbered items" in err.message
+    assert err.code == "document-contents-no-items"
     assert err.line == 9
 
 
@@ -543,7 +549,7 @@ def test_title_without_a_heading_names_the_title_and_its_contents_line():
         "## 市场监管总局查处哄抬煤炭价格 服务迎峰度夏", "## 市场监管总局查处煤炭价格"
     )
     err = refused(text)
-    assert "市场监管总局查处哄抬煤炭价格 服务迎峰度夏" in err.message
+    assert err.params["title"] == "市场监管总局查处哄抬煤炭价格 服务迎峰度夏"
     assert err.line == 18
     assert str(err).startswith("line 18: ")
 
@@ -647,15 +653,17 @@ def test_a_title_absent_from_the_headings_is_refused(heading_texts, missing):
         match_titles(
             [*heading_texts, missing], headings, title_lines=[None] * len(heading_texts) + [7]
         )
-    assert missing in caught.value.message
+    assert caught.value.params["title"] == missing
     assert caught.value.line == 7
 
 
 def test_two_titles_with_one_key_take_the_headings_in_order():
     found = match_titles(["甲 乙", "甲乙"], [(5, "甲乙"), (9, "甲 乙")])
     assert found == {"甲 乙": 5, "甲乙": 9}
-    with pytest.raises(DocumentError, match="belongs to"):
+    with pytest.raises(DocumentError) as caught:
         match_titles(["甲 乙", "甲乙"], [(5, "甲乙")])
+    assert caught.value.code == "document-title-taken"
+    assert caught.value.params == {"title": "甲乙", "other": "甲 乙"}
 
 
 def test_key_ignores_markdown_emphasis_escapes_and_quotes():

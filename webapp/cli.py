@@ -125,12 +125,12 @@ def import_issue_command(file: Path) -> None:
     except OSError as exc:
         raise click.ClickException(f"{file}: {exc.strerror}") from None
     except DocumentError as exc:
-        raise click.ClickException(f"{file}: {exc}") from None
+        raise click.ClickException(f"{file}: {describe_in_english(exc)}") from None
     try:
         with transaction():
             issue, report = import_document(data)
     except DocumentError as exc:
-        raise click.ClickException(f"{file}: {exc}") from None
+        raise click.ClickException(f"{file}: {describe_in_english(exc)}") from None
     click.echo(format_report(report))
     click.echo(f"Created draft issue {issue.id}: {issue.title}")
 
@@ -155,19 +155,19 @@ def format_report(report) -> str:
         lines.append(f"      from: {article.origin}")
     lines.append("")
     lines.append(f"Repaired paragraphs: {len(report.repaired)}")
-    lines.extend(f"  {note}" for note in report.repaired)
+    lines.extend(f"  {describe_in_english(note)}" for note in report.repaired)
     if report.format == "pdf":
         lines.append(f"Lines joined into paragraphs: {report.joined_lines:,}")
         lines.append(f"Dropped page headers, footers and numbers: {len(report.furniture)}")
-        lines.extend(f"  {note}" for note in report.furniture)
+        lines.extend(f"  {describe_in_english(note)}" for note in report.furniture)
     lines.append(f"Dropped debris: {len(report.dropped)}")
-    lines.extend(f"  {note}" for note in report.dropped)
+    lines.extend(f"  {describe_in_english(note)}" for note in report.dropped)
     if report.normalized:
         lines.append(f"Compatibility characters replaced (such as ⼯ -> 工): {report.normalized:,}")
     lines.append(f"Images not imported: {len(report.images)}")
     lines.extend(f"  {origin}" for origin in report.images)
     lines.append(f"Warnings: {len(report.warnings)}")
-    lines.extend(f"  {note}" for note in report.warnings)
+    lines.extend(f"  {describe_in_english(note)}" for note in report.warnings)
     return "\n".join(lines)
 
 

@@ -19,28 +19,53 @@ from dataclasses import dataclass, field
 class DocumentError(ValueError):
     """A document we refuse.
 
-    ``message`` says in English what is wrong; ``line`` is the 1-based line it is about, or
-    None when the problem is the whole file. ``where`` replaces "line N" when the document
-    was not text (``"page 3"``). ``code`` names refusals that pages translate (a key of
-    ``errors.MESSAGES``); ``params`` fill the translation.
+    ``code`` names the refusal (a key of ``errors.MESSAGES``; pages and the CLI translate it
+    with ``errors.describe_document_error``) and ``params`` fill its message. ``line`` is
+    the 1-based line it is about, or None when the problem is the whole file; ``where``
+    replaces "line N" when the document was not text ("page 3"). ``detail`` is raw text
+    from a library (why pdfium or python-docx gave up), shown untranslated.
     """
 
     def __init__(
         self,
-        message: str,
+        code: str,
         line: int | None = None,
         *,
-        code: str | None = None,
         where: str | None = None,
+        detail: str = "",
         **params: object,
     ) -> None:
-        self.message = message
-        self.line = line
         self.code = code
-        self.where = where
+        self.line = line
+        self.where = where or (f"line {line}" if line is not None else "")
+        self.detail = detail
         self.params = params
-        place = where or (f"line {line}" if line is not None else None)
-        super().__init__(f"{place}: {message}" if place else message)
+        values = "".join(f" {k}={v!r}" for k, v in params.items())
+        text = f"{code}{values}{f' ({detail})' if detail else ''}"
+        super().__init__(f"{self.where}: {text}" if self.where else text)
+
+
+@dataclass
+class Note:
+    """Something the importer tells the editor about a document: a repair, a drop, a
+    warning. ``code`` is a key of ``errors.NOTES``, ``where`` the place ("line 44",
+    "page 3", "paragraph 12"; "" for the whole document), ``params`` fill the message;
+    a param named ``to`` is a place too (where a dropped passage ends). Translated when
+    shown (``errors.describe_note``), so this module stays free of Flask."""
+
+    code: str
+    where: str = ""
+    params: dict[str, object] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        # Logs and test failures; people get errors.describe_note().
+        values = " ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.where + ': ' if self.where else ''}{self.code} {values}".rstrip()
+
+
+def note(code: str, line: int | None = None, **params: object) -> Note:
+    """A note about 1-based ``line`` of the document's Markdown lines (None: the whole)."""
+    return Note(code, f"line {line}" if line is not None else "", params)
 
 
 @dataclass
@@ -61,11 +86,11 @@ class Document:
     format: str  # "markdown", "docx", "pdf"
     blocks: list[Block]
     pages: int | None = None
-    furniture: list[str] = field(default_factory=list)  # running headers, footers, page numbers
-    joined: list[str] = field(default_factory=list)  # headings printed on several lines
+    furniture: list[Note] = field(default_factory=list)  # running headers, footers, page numbers
+    joined: list[Note] = field(default_factory=list)  # headings printed on several lines
     joined_lines: int = 0  # lines joined into paragraphs
     normalized: int = 0  # compatibility characters replaced ("⼯" -> "工")
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Note] = field(default_factory=list)
 
     def lines(self) -> tuple[list[str], list[str]]:
         """The document as Markdown lines, and the origin of each line (same length).

@@ -15,7 +15,8 @@ from flask import Flask, render_template
 from flask_babel import force_locale, lazy_gettext
 from flask_babel import gettext as _
 
-from .labels import label
+from .document import DocumentError, Note
+from .labels import label, origin_label
 
 # Every code a domain error may carry, and its message (Chinese; English in the catalog).
 MESSAGES = {
@@ -101,6 +102,32 @@ MESSAGES = {
     "document-doc": lazy_gettext("这是旧版 Word 文件（.doc）：请在 Word 中另存为 .docx。"),
     "document-rtf": lazy_gettext("这是 RTF 文件：请在 Word 中另存为 .docx。"),
     "document-not-docx": lazy_gettext("这是一个 ZIP 压缩包，不是 Word .docx 文件。"),
+    "document-zip-damaged": lazy_gettext("这个 ZIP 文件已损坏，无法读取。"),
+    "document-docx-damaged": lazy_gettext("这个 Word 文件已损坏，无法读取。"),
+    "document-pdf-damaged": lazy_gettext("这个 PDF 已损坏，无法读取。"),
+    "document-pdf-only-furniture": lazy_gettext("这个 PDF 除了页眉、页脚和页码没有文字。"),
+    # importing a bulletin document: refusals of its text (see importing.py)
+    "document-empty": lazy_gettext("文件是空的。"),
+    "document-binary": lazy_gettext("这是二进制文件，不是文本文档。"),
+    "document-utf16": lazy_gettext("这是 UTF-16 编码的文本：请另存为 UTF-8。"),
+    "document-not-utf8": lazy_gettext(
+        "文件不是 UTF-8 文本：第 %(offset)s 字节（%(byte)s）无法解码。请另存为 UTF-8。"
+    ),
+    "document-gbk": lazy_gettext(
+        "文件不是 UTF-8 文本：第 %(offset)s 字节（%(byte)s）无法解码；"
+        "看起来是 GBK/GB18030 编码的中文，请另存为 UTF-8。"
+    ),
+    "document-no-contents": lazy_gettext(
+        "没有找到目录：应有“### —— 质量要闻”这样的栏目标题，每个下面是“- ① 标题”这样的编号条目。"
+    ),
+    "document-contents-no-items": lazy_gettext("目录有栏目标题，但没有编号条目。"),
+    "document-title-unmatched": lazy_gettext("目录中的标题“%(title)s”在正文中没有对应的标题。"),
+    "document-title-close": lazy_gettext(
+        "目录中的标题“%(title)s”在正文中没有对应的标题（最接近的是%(closest)s的标题）。"
+    ),
+    "document-title-taken": lazy_gettext(
+        "目录中的标题“%(title)s”在正文中没有自己的标题（唯一相符的标题属于“%(other)s”）。"
+    ),
     # previews
     "preview-no-articles": lazy_gettext("所选栏目在这一期都没有文章。"),
     "preview-no-subscriber": lazy_gettext("没有地址为 %(email)s 的读者。"),
@@ -109,6 +136,39 @@ MESSAGES = {
     "staff-exists": lazy_gettext("已经有 %(email)s 的管理账号。"),
     "staff-missing": lazy_gettext("没有 %(email)s 的管理账号。"),
     "staff-password-short": lazy_gettext("密码至少要 %(count)s 个字符。"),
+}
+
+# What the importer tells the editor about a document (importing.ImportReport's notes).
+NOTES = {
+    # repairs
+    "joined": lazy_gettext("接回了分页截断的句子：“…%(tail)s”+“%(head)s…”"),
+    "heading-joined": lazy_gettext("分 %(lines)s 行印出的标题已合为一个：“%(excerpt)s”"),
+    # dropped converter debris
+    "dropped-image": lazy_gettext("删去了文件中没有的图片：“%(excerpt)s”"),
+    "dropped-comment": lazy_gettext("删去了转换工具留下的 HTML 注释：“%(excerpt)s”"),
+    "dropped-english": lazy_gettext("删去了中文文档中的英文段落（对图片的描述）：“%(excerpt)s”"),
+    "dropped-english-intro": lazy_gettext(
+        "删去了中文文档中的英文段落（对图片的描述）和它引出的文字：“%(excerpt)s”"
+    ),
+    # page furniture of a PDF
+    "furniture-page-number": lazy_gettext("页码“%(text)s”"),
+    "furniture-header": lazy_gettext("页眉“%(text)s”"),
+    "furniture-footer": lazy_gettext("页脚“%(text)s”"),
+    # warnings
+    "no-masthead": lazy_gettext("目录上方没有刊头标题：这一期没有名称。"),
+    "listed-twice": lazy_gettext("“%(title)s”在目录中列了两次，只导入一次。"),
+    "contents-text-ignored": lazy_gettext("目录中的这段文字未导入：“%(excerpt)s”"),
+    "section-empty": lazy_gettext("栏目“%(name)s”下没有条目。"),
+    "text-before-first-article": lazy_gettext("第一篇文章之前的文字未导入。"),
+    "articles-out-of-order": lazy_gettext("文章的顺序与目录不同。"),
+    "title-repeated": lazy_gettext(
+        "标题“%(title)s”在另一篇文章之后再次出现，其下的文字并入第一次出现的那篇。"
+    ),
+    "repeated-character": lazy_gettext(
+        "分页处重复了“%(char)s”（“…%(tail)s”+“%(head)s…”）；两个都保留了，请对照原文检查。"
+    ),
+    "no-source": lazy_gettext("标题“%(title)s”下没有来源行。"),
+    "article-empty": lazy_gettext("文章“%(title)s”没有正文。"),
 }
 
 # Stored reasons: the code, a space, then raw text (an address, an SMTP reply).
@@ -156,9 +216,38 @@ def _worded(params: dict) -> dict:
     return {k: label(v) if isinstance(v, enum.Enum) else v for k, v in params.items()}
 
 
-def describe_in_english(error: BulletinError) -> str:
+def describe_document_error(error: DocumentError) -> str:
+    """A refused document's reason in the current language, with the place it is about."""
+    text = str(MESSAGES[error.code]) % _places(error.params)
+    if error.detail:
+        text = _("%(message)s（%(detail)s）", message=text, detail=error.detail)
+    return _placed(error.where, text)
+
+
+def describe_note(note: Note) -> str:
+    """An import note in the current language: where it is, what was done or noticed."""
+    text = str(NOTES[note.code]) % _places(note.params)
+    if "to" in note.params:
+        text = _("%(message)s（至%(to)s）", message=text, to=origin_label(note.params["to"]))
+    return _placed(note.where, text)
+
+
+def _places(params: dict) -> dict:
+    # Values that are places ("line 12") in words; a dropped passage's end is said apart.
+    return {k: origin_label(v) if k in ("closest",) else v for k, v in params.items() if k != "to"}
+
+
+def _placed(where: str, text: str) -> str:
+    return _("%(where)s：%(message)s", where=origin_label(where), message=text) if where else text
+
+
+def describe_in_english(error: BulletinError | DocumentError | Note) -> str:
     """For the CLI, whose every other line is English."""
     with force_locale("en"):
+        if isinstance(error, DocumentError):
+            return describe_document_error(error)
+        if isinstance(error, Note):
+            return describe_note(error)
         return describe(error)
 
 
@@ -181,6 +270,7 @@ def init_app(app: Flask) -> None:
     """Error pages in the reader's language, and the `describe` filters for templates."""
     app.jinja_env.filters["describe"] = describe
     app.jinja_env.filters["describe_stored"] = describe_stored
+    app.jinja_env.filters["describe_note"] = describe_note
     register_error_pages(app)
 
 

@@ -12,8 +12,10 @@ status is visible (and `tests/test_labels.py` fails) rather than hidden.
 from __future__ import annotations
 
 import enum
+import re
 
 from flask import Flask
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 
 from .i18n import topic_name
@@ -98,10 +100,25 @@ def action_label(action: str) -> str:
     return str(ACTIONS[action]) if action in ACTIONS else action
 
 
+def origin_label(origin: str) -> str:
+    """Where in a document: "page 3", "pages 1–21", "paragraph 12", "lines 27–118" (as the
+    importer says it) in the current language; anything else as it is."""
+    found = re.match(r"^(page|paragraph|line)s? (\S+)$", origin or "")
+    if not found:
+        return origin
+    unit, where = found.groups()
+    if unit == "page":
+        return _("第 %(where)s 页", where=where)
+    if unit == "paragraph":
+        return _("第 %(where)s 段", where=where)
+    return _("第 %(where)s 行", where=where)
+
+
 def init_app(app: Flask) -> None:
     """The ``label`` and ``action_label`` filters, and the enums for templates that name a
     value (``DeliveryStatus.SENT|label``)."""
     app.jinja_env.filters["label"] = label
     app.jinja_env.filters["action_label"] = action_label
     app.jinja_env.filters["topic_name"] = topic_name
+    app.jinja_env.filters["origin"] = origin_label
     app.jinja_env.globals["DeliveryStatus"] = DeliveryStatus

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -13,7 +12,7 @@ from sqlalchemy import select
 
 from .. import held_uploads, preview, queue, review
 from .. import issues as issue_service
-from ..errors import MESSAGES, describe
+from ..errors import describe, describe_document_error
 from ..extensions import db
 from ..importing import DocumentError, parse_document
 from ..issues import (
@@ -59,7 +58,7 @@ def import_issue():
     try:
         report = parse_document(data, max_bytes=limit)
     except DocumentError as exc:
-        form.document.errors.append(f"{upload.filename}: {refusal_message(exc)}")
+        form.document.errors.append(f"{upload.filename}: {describe_document_error(exc)}")
         return render_template("admin/import.html", form=form), 400
     ticket = held_uploads.hold_upload(data, current_user.id)
     # formdata=None: the request holds the upload under the same name, which would win.
@@ -88,19 +87,11 @@ def save_import():
             issue, _report = import_document(path.read_bytes(), max_bytes=limit)
     except DocumentError as exc:
         upload = ImportUploadForm()
-        upload.document.errors = [f"{form.filename.data}: {refusal_message(exc)}"]
+        upload.document.errors = [f"{form.filename.data}: {describe_document_error(exc)}"]
         return render_template("admin/import.html", form=upload), 400
     held_uploads.release(form.upload.data, current_user.id)
     flash(_("已保存为草稿 #%(id)s：%(title)s", id=issue.id, title=issue.title))
     return redirect(url_for("admin.issue", issue_id=issue.id))
-
-
-def refusal_message(exc: DocumentError) -> str:
-    """One line for a refused document: in the reader's language when the refusal has a
-    code (errors.MESSAGES), else the importer's own words, which name the line."""
-    if exc.code in MESSAGES:
-        return str(MESSAGES[exc.code]) % exc.params
-    return str(exc)
 
 
 def _issue_page(issue: Issue, details_form: IssueDetailsForm | None = None):
@@ -283,17 +274,3 @@ def new_issue():
         issue = create_blank_issue(form.title.data, form.period.data or "")
     flash(_("已新建草稿 #%(id)s：%(title)s。现在可以添加文章。", id=issue.id, title=issue.title))
     return redirect(url_for("admin.issue", issue_id=issue.id))
-
-
-@bp.app_template_filter("origin")
-def origin_filter(origin: str) -> str:
-    """ "page 3", "pages 1–21", "paragraph 12", "lines 27–118" in the reader's language."""
-    found = re.match(r"^(page|paragraph|line)s? (\S+)$", origin or "")
-    if not found:
-        return origin
-    unit, where = found.groups()
-    if unit == "page":
-        return _("第 %(where)s 页", where=where)
-    if unit == "paragraph":
-        return _("第 %(where)s 段", where=where)
-    return _("第 %(where)s 行", where=where)

@@ -25,11 +25,7 @@ def check_size(size: int, limit: int = MAX_DOCUMENT_BYTES) -> None:
     """Refuse a document over the size limit (in bytes) before reading it."""
     if size > limit:
         megabytes = f"{limit / (1024 * 1024):g}"
-        raise DocumentError(
-            f"the file is {size / (1024 * 1024):.1f} MB, over the {megabytes} MB limit",
-            code="document-too-large",
-            limit=megabytes,
-        )
+        raise DocumentError("document-too-large", limit=megabytes)
 
 
 def detect_format(data: bytes) -> str:
@@ -38,30 +34,22 @@ def detect_format(data: bytes) -> str:
     if head.startswith(b"%PDF-"):
         return "pdf"
     if head.startswith(_OLE2):
-        raise DocumentError(
-            "this is an old binary Word file (.doc): open it in Word and save it as .docx",
-            code="document-doc",
-        )
+        raise DocumentError("document-doc")
     if head.startswith(b"{\\rtf"):
-        raise DocumentError(
-            "this is an RTF file: open it in Word and save it as .docx", code="document-rtf"
-        )
+        raise DocumentError("document-rtf")
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 names = set(archive.namelist())
                 unpacked = sum(info.file_size for info in archive.infolist())
         except zipfile.BadZipFile:
-            raise DocumentError("this ZIP file is damaged and cannot be read") from None
+            raise DocumentError("document-zip-damaged") from None
         if "word/document.xml" not in names:
-            raise DocumentError(
-                "this is a ZIP archive, not a Word .docx document", code="document-not-docx"
-            )
+            raise DocumentError("document-not-docx")
         if unpacked > _MAX_UNPACKED_BYTES:
+            # A Word file that unpacks to more than 200 MB: not a bulletin.
             raise DocumentError(
-                "this Word file unpacks to more than 200 MB; it is not a bulletin",
-                code="document-too-large",
-                limit=f"{MAX_DOCUMENT_BYTES / (1024 * 1024):g}",
+                "document-too-large", limit=f"{MAX_DOCUMENT_BYTES / (1024 * 1024):g}"
             )
         return "docx"
     return "markdown"

@@ -34,7 +34,14 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..document import Block, Document, DocumentError, escape_markdown, normalize_compatibility
+from ..document import (
+    Block,
+    Document,
+    DocumentError,
+    Note,
+    escape_markdown,
+    normalize_compatibility,
+)
 
 # A line in the top or bottom this share of the page may be a running header or footer.
 _EDGE_SHARE = 0.12
@@ -86,16 +93,13 @@ def read_pdf(data: bytes) -> Document:
     with _PDFIUM:
         pages = _read_pages(data)
     if not any(page.lines for page in pages):
-        raise DocumentError(
-            "this PDF is a scan with no text: export it from Word again, or run OCR first",
-            code="document-pdf-scan",
-        )
+        raise DocumentError("document-pdf-scan")
     document = Document(format="pdf", blocks=[], pages=len(pages))
     document.normalized = sum(page.normalized for page in pages)
     _drop_furniture(pages, document)
     lines = [line for page in pages for line in page.lines]
     if not lines:
-        raise DocumentError("the PDF has no text besides its page headers and footers")
+        raise DocumentError("document-pdf-only-furniture")
     body_size = _body_size(lines)
     left = _common([round(ln.x0) for ln in lines if abs(ln.size - body_size) < 0.6])
     right = _common([round(ln.x1) for ln in lines if abs(ln.size - body_size) < 0.6])
@@ -118,11 +122,8 @@ def _read_pages(data: bytes) -> list[_Page]:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
         if getattr(exc, "err_code", None) == raw.FPDF_ERR_PASSWORD:
-            raise DocumentError(
-                "this PDF is encrypted: save or print it again without a password",
-                code="document-pdf-encrypted",
-            ) from None
-        raise DocumentError(f"this PDF is damaged and cannot be read ({exc})") from None
+            raise DocumentError("document-pdf-encrypted") from None
+        raise DocumentError("document-pdf-damaged", detail=str(exc)) from None
     try:
         pages = []
         for index in range(len(pdf)):
@@ -326,8 +327,8 @@ def _drop_furniture(pages: list[_Page], document: Document) -> None:
                 kept.append(line)
         page.lines = kept
     for (edge, _), (text, numbers) in dropped.items():
-        kind = "page number" if _PAGE_NUMBER.match(text.strip()) else f"running {edge}"
-        document.furniture.append(f"{kind} '{text}' on {_page_span(numbers)}")
+        code = "furniture-page-number" if _PAGE_NUMBER.match(text.strip()) else f"furniture-{edge}"
+        document.furniture.append(Note(code, _page_span(numbers), {"text": text}))
 
 
 def _page_span(numbers: list[int]) -> str:
@@ -335,8 +336,8 @@ def _page_span(numbers: list[int]) -> str:
         return f"page {numbers[0]}"
     if numbers == list(range(numbers[0], numbers[-1] + 1)):
         return f"pages {numbers[0]}–{numbers[-1]}"
-    shown = ", ".join(map(str, numbers[:5])) + (", …" if len(numbers) > 5 else "")
-    return f"{len(numbers)} pages ({shown})"
+    shown = ",".join(map(str, numbers[:5])) + (",…" if len(numbers) > 5 else "")
+    return f"pages {shown}"
 
 
 # --------------------------------------------------------------------------- layout
@@ -484,8 +485,11 @@ def _emit(
                 run.kind = "paragraph"  # a bold paragraph, not a heading
             elif len(run.lines) > 1:
                 document.joined.append(
-                    f"{origin}: a heading printed on {len(run.lines)} lines read as one: "
-                    f"'{_plain_excerpt(run.lines)}'"
+                    Note(
+                        "heading-joined",
+                        origin,
+                        {"lines": len(run.lines), "excerpt": _plain_excerpt(run.lines)},
+                    )
                 )
         if run.kind == "heading":
             key = (run.lines[0].size, run.lines[0].bold)

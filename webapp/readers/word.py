@@ -43,7 +43,7 @@ def read_docx(data: bytes) -> Document:
         word = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, SyntaxError) as exc:
         # SyntaxError: lxml's XMLSyntaxError, for a part that is not well-formed XML.
-        raise DocumentError(f"this Word file is damaged and cannot be read ({exc})") from None
+        raise DocumentError("document-docx-damaged", detail=str(exc)) from None
 
     styles = _Styles(word)
     body_size = _body_size(word, styles)
