@@ -320,7 +320,7 @@ class _Batch:
                 topic_ids &= self.issue_topics
                 # Re-checked at send time: the reader may have left since the issue was planned.
                 if not reader.active or not topic_ids:
-                    self._answer(reader, DeliveryStatus.SKIPPED, "reader left before sending")
+                    self._answer(reader, DeliveryStatus.SKIPPED, stored_reason("reader-left"))
                     continue
                 self.rate.wait(before_sleeping=self._while_waiting)
                 try:

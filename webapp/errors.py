@@ -180,6 +180,9 @@ STORED = {
     "smtp-connection-lost": lazy_gettext("SMTP 连接中断：%(detail)s"),
     "journal-unavailable": lazy_gettext("Redis 不可用：%(detail)s"),
     "lease-lost": lazy_gettext("这批邮件已被另一个进程接手：%(detail)s"),
+    # Why a delivery was skipped: written in its smtp_reply by us, not by a server.
+    "reader-left": lazy_gettext("读者在发送前已不再订阅%(detail)s"),
+    "send-cancelled": lazy_gettext("这一期已取消发送%(detail)s"),
 }
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, text, update
 
 from . import audit, readership, review
-from .errors import BulletinError
+from .errors import BulletinError, stored_reason
 from .extensions import db
 from .issues import issue_topic_ids
 from .models import (
@@ -162,7 +162,11 @@ def cancel_issue(issue_id: int) -> int:
     return db.session.execute(
         update(Delivery)
         .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.SKIPPED, smtp_reply="cancelled", updated_at=utcnow())
+        .values(
+            status=DeliveryStatus.SKIPPED,
+            smtp_reply=stored_reason("send-cancelled"),
+            updated_at=utcnow(),
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
 
