@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 from tests.helpers import add_topics, csrf_token
 from tests.sample_content import sample_content
-from webapp import charts
+from webapp import charts, notifications
 from webapp.extensions import db
 from webapp.labels import LABELS
 from webapp.models import (
@@ -195,6 +195,22 @@ def test_a_section_gets_an_english_name_for_english_pages_and_emails(staff_clien
     assert "Quality News" in in_english.html and "Quality News" in in_english.text
     assert first.name not in in_english.html.replace(named.title, "")
     assert first.name in in_chinese.html and "Quality News" not in in_chinese.html
+
+
+def test_the_confirmation_email_names_sections_in_the_readers_language(app, topics, inbox):
+    db.session.get(Topic, topics[0]).name_en = "Quality News"
+    chosen = [db.session.get(Topic, t) for t in topics[:2]]
+    english = Subscriber(email="en@example.com", locale="en", topics=chosen)
+    chinese = Subscriber(email="zh@example.com", locale="zh", topics=chosen)
+    db.session.add_all([english, chinese])
+    db.session.commit()
+    assert notifications.send_confirmation(english.id)
+    assert notifications.send_confirmation(chinese.id)
+    [to_english] = inbox.to("en@example.com")
+    [to_chinese] = inbox.to("zh@example.com")
+    text = to_english.get_body(("plain",)).get_content()
+    assert "Quality News" in text and "质量要闻" not in text and "质量热点" in text
+    assert "质量要闻" in to_chinese.get_body(("plain",)).get_content()
 
 
 def test_two_sections_cannot_share_an_english_name(staff_client, topics):

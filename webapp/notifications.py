@@ -10,6 +10,7 @@ from flask import current_app
 
 from .digests import outgoing_bytes
 from .extensions import db
+from .i18n import topic_name
 from .mailer import AddressError, MailerError, Outcome, build_message
 from .models import Issue, Subscriber, SubscriberStatus
 from .rendering import (
@@ -55,7 +56,7 @@ def send_confirmation(subscriber_id: int) -> bool:
     email = render_confirmation(
         bulletin_name=current_app.config["BULLETIN_NAME"],
         name="",
-        section_names=[t.name for t in subscriber.topics],
+        section_names=[topic_name(t, subscriber.locale) for t in subscriber.topics],
         confirm_url=external_url("public.confirm", token=token),
         locale=subscriber.locale,
         postal_address=current_app.config["POSTAL_ADDRESS"],
@@ -72,7 +73,7 @@ def send_preferences_link(subscriber_id: int) -> bool:
     email = render_preferences_notice(
         bulletin_name=current_app.config["BULLETIN_NAME"],
         name=subscriber.name,
-        section_names=[t.name for t in subscriber.topics],
+        section_names=[topic_name(t, subscriber.locale) for t in subscriber.topics],
         preferences_url=external_url("public.preferences", token=token),
         locale=subscriber.locale,
         postal_address=current_app.config["POSTAL_ADDRESS"],
