@@ -237,7 +237,7 @@ def describe_note(note: Note) -> str:
 
 def _places(params: dict) -> dict:
     # Values that are places ("line 12") in words; a dropped passage's end is said apart.
-    return {k: origin_label(v) if k in ("closest",) else v for k, v in params.items() if k != "to"}
+    return {k: origin_label(v) if k == "closest" else v for k, v in params.items() if k != "to"}
 
 
 def _placed(where: str, text: str) -> str:

@@ -26,6 +26,7 @@ from wtforms.validators import (
 )
 
 from .. import issues
+from ..i18n import topic_name
 from ..rendering import safe_url
 
 
@@ -205,7 +206,7 @@ class ArticleForm(FlaskForm):
     def __init__(self, *args, current_topic_id: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.topic_id.choices = [
-            (t.id, t.name if t.active else _("%(name)s（已归档）", name=t.name))
+            (t.id, topic_name(t) if t.active else _("%(name)s（已归档）", name=topic_name(t)))
             for t in issues.topic_choices(current_topic_id)
         ]
 
