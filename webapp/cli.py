@@ -286,6 +286,8 @@ def format_csv_report(report) -> str:
     lines.extend(f"  line {line}" for line in report.skipped_unsubscribed)
     lines.append(f"Errors: {len(report.errors)}")
     lines.extend(f"  line {line}: {describe_in_english(error)}" for line, error in report.errors)
+    lines.append(f"Imported without some of their sections: {len(report.warnings)}")
+    lines.extend(f"  line {line}: {describe_in_english(why)}" for line, why in report.warnings)
     if report.confirmation_ids:
         lines.append(f"Confirmation emails queued: {len(report.confirmation_ids)}")
     return "\n".join(lines)

@@ -6,7 +6,7 @@ about, and rolled-back work must send nothing. Tasks take ids, never ORM objects
 
 from __future__ import annotations
 
-from tasks import mail, sending
+from tasks import imports, mail, sending
 
 
 def dispatch_issue(issue_id: int) -> None:
@@ -29,3 +29,13 @@ def send_preferences_link(subscriber_id: int) -> None:
 
 def send_test_issue(issue_id: int, topic_ids: list[int], locale: str, to_email: str) -> None:
     mail.send_test_issue.delay(issue_id, topic_ids, locale, to_email)
+
+
+def check_subscriber_import(import_id: int) -> None:
+    """The dry run of an uploaded readers CSV: its report, with nothing changed."""
+    imports.check_subscriber_import.delay(import_id)
+
+
+def run_subscriber_import(import_id: int) -> None:
+    """The import of a checked readers CSV."""
+    imports.run_subscriber_import.delay(import_id)
