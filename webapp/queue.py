@@ -23,6 +23,12 @@ def send_confirmations(subscriber_ids: list[int]) -> None:
     mail.queue_confirmations(subscriber_ids)
 
 
+def answer_sign_up(subscriber_id: int | None, email: str) -> None:
+    """The web form's one task per sign-up: `email` is "confirmation", "preferences-link" or
+    "" (nothing to send: a suppressed address, or one already emailed today)."""
+    mail.answer_sign_up.delay(subscriber_id, email)
+
+
 def send_preferences_link(subscriber_id: int) -> None:
     mail.send_preferences_link.delay(subscriber_id)
 

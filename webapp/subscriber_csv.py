@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import islice
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
+from .bulk import insert_rows, is_in
 from .errors import BulletinError
 from .extensions import db
 from .mailer import clean_display_name
@@ -46,7 +47,6 @@ from .subscriptions import (
     LEFT,
     SubscriptionError,
     hash_normalized,
-    insert_ignoring_conflicts,
     normalize_email,
 )
 
@@ -334,7 +334,9 @@ def _chunks(items: Iterable, size: int = CHUNK) -> Iterator[list]:
 def _suppressed_hashes(rows: list[_Row]) -> set[str]:
     hashes = [hash_normalized(row.email) for row in rows]
     return set(
-        db.session.scalars(select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes)))
+        db.session.scalars(
+            select(Suppression.email_hash).where(is_in(Suppression.email_hash, hashes))
+        )
     )
 
 
@@ -346,7 +348,7 @@ def _existing(rows: list[_Row]) -> dict[str, tuple]:
         Subscriber.status,
         Subscriber.name,
         Subscriber.confirmation_sent_at,
-    ).where(Subscriber.email.in_([row.email for row in rows]))
+    ).where(is_in(Subscriber.email, [row.email for row in rows]))
     return {email: tuple(values) for email, *values in db.session.execute(query)}
 
 
@@ -397,7 +399,7 @@ def _update_existing(
     if activate:
         db.session.execute(
             update(table)
-            .where(table.c.id.in_(activate), table.c.status == SubscriberStatus.PENDING)
+            .where(is_in(table.c.id, activate), table.c.status == SubscriberStatus.PENDING)
             .values(
                 status=SubscriberStatus.ACTIVE,
                 updated_at=now,
@@ -414,7 +416,7 @@ def _update_existing(
             db.session.scalars(
                 update(table)
                 .where(
-                    table.c.id.in_(pending),
+                    is_in(table.c.id, pending),
                     table.c.status == SubscriberStatus.PENDING,
                     or_(
                         table.c.confirmation_sent_at.is_(None),
@@ -475,11 +477,11 @@ def _insert_new(
     # (A plain executemany, then one SELECT: INSERT ... RETURNING over thousands of rows
     # is several times slower with psycopg.)
     table = Subscriber.__table__
-    db.session.execute(insert_ignoring_conflicts(table), values)
+    insert_rows(table, values, ignore_conflicts=True)
     inserted = dict(
         db.session.execute(
             select(table.c.email, table.c.id).where(
-                table.c.email.in_([row.email for row in fresh]), table.c.created_at == now
+                is_in(table.c.email, [row.email for row in fresh]), table.c.created_at == now
             )
         ).all()
     )
@@ -496,8 +498,7 @@ def _insert_new(
         if not consented:
             report.confirmation_ids.append(subscriber_id)
             report.confirmations += 1
-    for chunk in _chunks(links, CHUNK * 4):  # two values a row
-        db.session.execute(insert(subscriber_topics), chunk)
+    insert_rows(subscriber_topics, links)
     _insert_events(events)
 
 
@@ -515,8 +516,7 @@ def _event(subscriber_id: int, now, source: str, job_id: int | None, **detail) -
 
 
 def _insert_events(events: list[dict]) -> None:
-    if events:
-        db.session.execute(insert(SubscriberEvent.__table__), events)
+    insert_rows(SubscriberEvent.__table__, events)
 
 
 def export_subscribers(

@@ -116,18 +116,19 @@ def run(import_id: int, *, dry_run: bool, send_confirmations: Callable[[list[int
     A file that cannot be read at all ends the job as FAILED. `send_confirmations(ids)` is
     called after each commit with the pending readers whose confirmation email is due.
     """
-    job = db.session.get(SubscriberImport, import_id)
+    job = get(import_id)  # the file is read once, below: each commit would reload it
     wanted = ImportStatus.CHECKING if dry_run else ImportStatus.IMPORTING
-    if job is None or job.status != wanted or job.data is None:
+    data = db.session.scalar(select(SubscriberImport.data).where(SubscriberImport.id == import_id))
+    if job is None or job.status != wanted or data is None:
         return  # a task delivered twice, or a job finished (or dropped) meanwhile
     queued = 0
 
     def progress(stage: str, done: int, total: int, report: CsvImportReport) -> None:
         nonlocal queued
-        if stage == "read":
-            job.rows_read, job.rows_total = done, total
-        else:
-            job.rows_done, job.rows_total = done, total
+        figures = {"rows_read" if stage == "read" else "rows_done": done, "rows_total": total}
+        db.session.execute(
+            update(SubscriberImport).where(SubscriberImport.id == import_id).values(**figures)
+        )
         fresh = report.confirmation_ids[queued:]
         if fresh:
             after_commit(lambda: send_confirmations(fresh))
@@ -137,7 +138,7 @@ def run(import_id: int, *, dry_run: bool, send_confirmations: Callable[[list[int
     source = f"csv import by {job.created_by}"
     try:
         report = import_subscribers(
-            job.data,
+            data,
             consented=job.consented,
             source=source,
             dry_run=dry_run,

@@ -72,6 +72,13 @@ class SubscribeResult:
     # An active reader signed up again: the caller emails them their preferences link.
     needs_preferences_link: bool = False
 
+    @property
+    def email_due(self) -> str:
+        """The email this sign-up calls for: "confirmation", "preferences-link" or ""."""
+        if self.needs_confirmation:
+            return "confirmation"
+        return "preferences-link" if self.needs_preferences_link else ""
+
 
 def normalize_email(address: str) -> str:
     """Validate an address (syntax only, no DNS) and return it lower-cased.
