@@ -257,3 +257,52 @@ def test_without_a_worker_the_upload_answers_at_once_and_the_page_says_it_waits(
     job = db.session.scalar(select(SubscriberImport))
     assert (job.status, job.filename, job.consented) == (ImportStatus.CHECKING, "readers.csv", True)
     assert job.data == CSV.encode()
+
+
+def test_a_dry_run_then_the_import_in_a_real_browser(
+    app, db_session, topics, celery_worker, live_server, chromium, tmp_path
+):
+    """The progress updates by itself (the static poller, under the site's CSP), the dry run
+    changes nothing, and the import's report matches it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.helpers import STAFF_PASSWORD
+    from webapp.models import StaffRole
+    from webapp.staff import create_staff
+
+    create_staff("importer@example.org", STAFF_PASSWORD, StaffRole.ADMIN)
+    db.session.commit()
+    rows = [f"duzhe{n}@example.com,读者{n},{topics[n % 3].name}" for n in range(3000)]
+    rows[5] = "坏地址,读者5,质量要闻"
+    path = tmp_path / "readers.csv"
+    path.write_text("email,name,sections\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_context(locale="zh-CN").new_page()
+        refused = []  # scripts the Content-Security-Policy refused, if any
+        page.on(
+            "console",
+            lambda message: "Content Security Policy" in message.text and refused.append(message),
+        )
+        page.goto(f"{live_server}/admin/login")
+        page.get_by_label("邮箱").fill("importer@example.org")
+        page.get_by_label("密码").fill(STAFF_PASSWORD)
+        page.get_by_role("button", name="登录").click()
+        page.goto(f"{live_server}/admin/subscribers/import")
+        page.locator('input[type="file"]').set_input_files(str(path))
+        page.get_by_label("他们已经同意（例如线下登记）", exact=False).check()
+        page.get_by_role("button", name="导入").click()
+        # No reload by hand: the poller brings the report when the dry run ends.
+        expect(page.get_by_role("heading", name="试运行报告：还没有任何改动")).to_be_visible(
+            timeout=60_000
+        )
+        expect(page.locator('#dry-run td[data-count="added"]')).to_have_text("2,999")
+        expect(page.get_by_text("“坏地址”不是有效的电子邮箱地址：缺少 @。")).to_be_visible()
+        assert readers() == 0
+        page.get_by_role("button", name="按这个报告导入").click()
+        expect(page.get_by_role("heading", name="导入结果")).to_be_visible(timeout=60_000)
+        expect(page.locator('#report td[data-count="added"]')).to_have_text("2,999")
+        expect(page.get_by_text("与试运行的报告一致。")).to_be_visible()
+        assert refused == []
+        browser.close()
+    assert readers() == 2999
