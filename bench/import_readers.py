@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000, help="rows in the file (200000)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--statements", action="store_true", help="print the SQL statements' time by kind"
+    )
     args = parser.parse_args(argv)
 
     database_url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app()
     with app.app_context():
         reset_schema()
+        if args.statements:
+            spent = time_statements(db.engine)
         with transaction():
             for name in SECTIONS:
                 create_topic(name)
@@ -135,7 +140,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the import's counts are {same} the dry run's")
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"total: {sum(timings.values()):.1f} s for dry run + import; load average {load}")
+        if args.statements:
+            for kind, (count, seconds) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:12]:
+                print(f"  {seconds:7.2f} s {count:6,} x {kind}")
     return 0
+
+
+def time_statements(engine) -> dict[str, list]:
+    """Seconds spent per kind of statement (its first words), filled as they run."""
+    from sqlalchemy import event
+
+    spent: dict[str, list] = {}
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, cursor, statement, parameters, context, executemany):
+        conn.info["bench.start"] = time.perf_counter()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _stop(conn, cursor, statement, parameters, context, executemany):
+        kind = " ".join(statement.split()[:6])[:70]
+        entry = spent.setdefault(kind, [0, 0.0])
+        entry[0] += 1
+        entry[1] += time.perf_counter() - conn.info.pop("bench.start")
+
+    return spent
 
 
 if __name__ == "__main__":

@@ -376,3 +376,16 @@ def test_the_cli_exports_to_a_file_excel_can_read(app, db_session, topics, tmp_p
     assert parsed(data.decode("utf-8-sig"))[1][:3] == ["li@example.com", "李雷", "active"]
     result = app.test_cli_runner().invoke(args=["subscribers", "export"])
     assert '"li@example.com","李雷","active"' in result.output
+
+
+def test_the_cli_dry_run_prints_the_report_and_changes_nothing(app, db_session, topics, tmp_path):
+    path = tmp_path / "readers.csv"
+    path.write_bytes(csv_bytes("li@example.com,李雷,质量要闻;停刊", "bad,坏,"))
+    args = ["subscribers", "import", str(path), "--consented", "--dry-run"]
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 0, result.output
+    assert "Dry run: nothing was changed." in result.output
+    assert "Created: 1" in result.output
+    assert "line 2: unknown section: 停刊 (the row's other sections are imported)" in result.output
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 0
