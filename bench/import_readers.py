@@ -125,14 +125,20 @@ def main(argv: list[str] | None = None) -> int:
                 with transaction():
                     subscriber_imports.start_import(job_id)
             db.session.remove()
+            backends = backend_cpu_seconds()
+            python = time.process_time()
             start = time.perf_counter()
             with transaction():
                 subscriber_imports.run(job_id, dry_run=dry_run, send_confirmations=print)
             timings[phase] = time.perf_counter() - start
+            python = time.process_time() - python
+            after = backend_cpu_seconds()
+            database = sum(seconds - backends.get(pid, 0.0) for pid, seconds in after.items())
             job = db.session.get(SubscriberImport, job_id)
             counts = subscriber_imports.counts_of(job, dry_run=dry_run)
             print(
-                f"{phase}: {timings[phase]:.1f} s, {args.rows / timings[phase]:,.0f} rows/s; "
+                f"{phase}: {timings[phase]:.1f} s, {args.rows / timings[phase]:,.0f} rows/s "
+                f"(CPU: {python:.1f} s here, {database:.1f} s in PostgreSQL); "
                 + ", ".join(f"{name} {value:,}" for name, value in counts.items())
             )
         dry = subscriber_imports.counts_of(job, dry_run=True)
@@ -144,6 +150,29 @@ def main(argv: list[str] | None = None) -> int:
             for kind, (count, seconds) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:12]:
                 print(f"  {seconds:7.2f} s {count:6,} x {kind}")
     return 0
+
+
+def backend_cpu_seconds() -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend serving the bench database (when
+    the server runs on this machine): with the bench's own CPU time, the work an import
+    costs, whatever else the machine is doing."""
+    from sqlalchemy import text
+
+    from webapp.extensions import db
+
+    query = text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    pids = db.session.scalars(query).all()
+    db.session.commit()
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended, or the server is on another machine
+        found[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return found
 
 
 def time_statements(engine) -> dict[str, list]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -29,6 +30,8 @@ from .transactions import Step, after_commit, commit_step
 
 # An uploaded file is kept this long for staff to read the dry run and decide.
 KEEP_FILE = timedelta(days=7)
+# A running import commits its chunks and progress at most this often (seconds).
+COMMIT_EVERY = 1.0
 
 STATUS_LABELS = {
     ImportStatus.CHECKING: lazy_gettext("正在检查（试运行）"),
@@ -121,19 +124,24 @@ def run(import_id: int, *, dry_run: bool, send_confirmations: Callable[[list[int
     data = db.session.scalar(select(SubscriberImport.data).where(SubscriberImport.id == import_id))
     if job is None or job.status != wanted or data is None:
         return  # a task delivered twice, or a job finished (or dropped) meanwhile
-    queued = 0
+    queued, committed = 0, time.monotonic()
 
     def progress(stage: str, done: int, total: int, report: CsvImportReport) -> None:
-        nonlocal queued
+        nonlocal queued, committed
         figures = {"rows_read" if stage == "read" else "rows_done": done, "rows_total": total}
         db.session.execute(
             update(SubscriberImport).where(SubscriberImport.id == import_id).values(**figures)
         )
+        # A commit waits for the disk: once a second is often enough for the progress bar,
+        # and keeps SQLite's write lock for about a second at a time.
+        if time.monotonic() - committed < COMMIT_EVERY:
+            return
         fresh = report.confirmation_ids[queued:]
         if fresh:
             after_commit(lambda: send_confirmations(fresh))
             queued += len(fresh)
         commit_step(Step.IMPORT_PROGRESS)
+        committed = time.monotonic()
 
     source = f"csv import by {job.created_by}"
     try:
@@ -150,6 +158,9 @@ def run(import_id: int, *, dry_run: bool, send_confirmations: Callable[[list[int
         job.error = _stored_error(exc)
         job.finished_at = utcnow()
         return
+    fresh = report.confirmation_ids[queued:]
+    if fresh:  # the rest, after the caller's commit
+        after_commit(lambda: send_confirmations(fresh))
     counts = report.counts()
     job.outcomes = _pack(report.outcomes)
     if dry_run:
