@@ -1,19 +1,20 @@
 """Thousands of rows in one statement, on PostgreSQL and SQLite alike.
 
-A 200,000-row readers import writes some 600,000 rows. psycopg runs an executemany as one
+A 200,000-row readers import writes some 800,000 rows. psycopg runs an executemany as one
 statement per row (pipelined), and parses an `IN (...)` of 2,000 addresses parameter by
-parameter: together most of the import's time. On PostgreSQL each column travels instead
-as one array, expanded by `unnest` (and `IN (SELECT unnest(array))` for a lookup); SQLite's
-executemany and `IN` are fast already (in-process, in C). bench/import_readers.py measures it.
+parameter: together most of the import's time. On PostgreSQL the rows travel instead as one
+JSON document, which the server turns into rows of the table's own type
+(`json_populate_recordset`), and a lookup's values as one JSON array; SQLite's executemany
+and `IN` are fast already (in-process, in C). bench/import_readers.py measures it.
 """
 
 from __future__ import annotations
 
-import enum
+import json
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, Table, bindparam, func, select, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import JSON, ColumnElement, Table, Text, bindparam, cast, func, select, text
 
 from .extensions import db
 from .subscriptions import insert_ignoring_conflicts
@@ -24,12 +25,14 @@ def _postgresql() -> bool:
 
 
 def is_in(column, values: Sequence) -> ColumnElement[bool]:
-    """`column IN values`, as one array parameter on PostgreSQL."""
+    """`column IN values`, as one parameter on PostgreSQL."""
     if _postgresql():
-        # IN (SELECT unnest(...)) rather than = ANY(...): the planner then looks each value up
-        # in the index, where ANY(...) may scan the whole table once the plan is generic.
-        array = bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
-        return column.in_(select(func.unnest(array)))
+        # IN (SELECT ...) rather than = ANY(...): the planner then looks each value up in the
+        # index, where ANY(...) may scan the whole table once the plan is generic.
+        document = bindparam(None, json.dumps(list(values)), type_=Text)
+        return column.in_(
+            select(cast(func.json_array_elements_text(cast(document, JSON)), column.type))
+        )
     return column.in_(values)
 
 
@@ -43,17 +46,14 @@ def insert_rows(table: Table, rows: list[dict], *, ignore_conflicts: bool = Fals
         db.session.execute(statement, rows)
         return
     rows = _with_defaults(table, rows)
-    names = list(rows[0])
-    dialect = db.session.get_bind().dialect
-    arrays = ", ".join(
-        f"CAST(:c{i} AS {table.c[name].type.compile(dialect)}[])" for i, name in enumerate(names)
+    columns = ", ".join(f'"{name}"' for name in rows[0])
+    sql = (
+        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
+        f'FROM json_populate_recordset(NULL::"{table.name}", CAST(:rows AS json))'
     )
-    columns = ", ".join(f'"{name}"' for name in names)
-    sql = f'INSERT INTO "{table.name}" ({columns}) SELECT * FROM unnest({arrays})'
     if ignore_conflicts:
         sql += " ON CONFLICT DO NOTHING"
-    params = {f"c{i}": [_plain(row[name]) for row in rows] for i, name in enumerate(names)}
-    db.session.execute(text(sql), params)
+    db.session.execute(text(sql), {"rows": json.dumps(rows, default=_json_value)})
 
 
 def _with_defaults(table: Table, rows: list[dict]) -> list[dict]:
@@ -76,6 +76,8 @@ def _with_defaults(table: Table, rows: list[dict]) -> list[dict]:
     return filled
 
 
-def _plain(value):
-    # psycopg would send an Enum's name; the columns store its value.
-    return value.value if isinstance(value, enum.Enum) else value
+def _json_value(value):
+    # Enums are StrEnums (JSON strings already); timestamps go as ISO 8601 with their zone.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"no JSON form for {value!r}")
