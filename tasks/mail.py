@@ -52,6 +52,23 @@ def queue_confirmations(subscriber_ids: list[int]) -> None:
         send_confirmations.delay(subscriber_ids[start : start + CONFIRMATION_CHUNK])
 
 
+@shared_task(bind=True, name="bulletin.answer_sign_up", max_retries=6)
+def answer_sign_up(self, subscriber_id: int | None, email: str) -> None:
+    """The email a web sign-up calls for, if any. Queued for every sign-up, so that the answer
+    to a new address and to a known one do the same work (see public.views.subscribe)."""
+    send = {
+        "confirmation": notifications.send_confirmation,
+        "preferences-link": notifications.send_preferences_link,
+    }.get(email)
+    if send is None or subscriber_id is None:
+        return
+    try:
+        with transaction():
+            send(subscriber_id)
+    except MailerError as exc:
+        _retry_later(self, exc, [subscriber_id])
+
+
 @shared_task(bind=True, name="bulletin.send_preferences_link", max_retries=6)
 def send_preferences_link(self, subscriber_id: int) -> None:
     try:

@@ -21,7 +21,16 @@ from webapp import bounces, importing, notifications, subscriptions
 from webapp.extensions import db
 from webapp.importing import DocumentError, parse_document
 from webapp.issues import create_issue, ensure_topics, import_document
-from webapp.models import Article, Delivery, Issue, Subscriber, SubscriberStatus, Topic, utcnow
+from webapp.models import (
+    Article,
+    Delivery,
+    Issue,
+    Subscriber,
+    SubscriberStatus,
+    SuppressionReason,
+    Topic,
+    utcnow,
+)
 from webapp.rendering import markdown_to_html
 from webapp.tokens import Purpose, make_token
 
@@ -450,6 +459,42 @@ def test_a_typed_name_loses_its_controls_and_never_reaches_the_confirmation_emai
     assert "Bob" not in str(message["To"])
     for part in ("plain", "html"):
         assert "Bob" not in message.get_body((part,)).get_content()
+
+
+def test_sign_ups_of_new_and_known_addresses_do_the_same_work(app, section):
+    """Not a stopwatch: each kind of address queues exactly one task, the same one, and the
+    task decides what (if anything) to send. Timing then cannot tell them apart by work."""
+    from celery.signals import after_task_publish
+
+    published: list[str] = []
+
+    def note(sender=None, **_):
+        published.append(sender)
+
+    with app.app_context():
+        db.session.add(
+            Subscriber(email="known@example.com", status=SubscriberStatus.ACTIVE, topics=[])
+        )
+        subscriptions.suppress("blocked@example.com", SuppressionReason.STAFF, source="staff")
+        db.session.commit()
+    client = app.test_client()
+    after_task_publish.connect(note)
+    try:
+        answers = {}
+        for address in (
+            "new@example.com",  # a new reader: the confirmation
+            "new@example.com",  # again, pending and emailed today: nothing to send
+            "known@example.com",  # an active reader: their preferences link
+            "known@example.com",  # again the same day: nothing
+            "blocked@example.com",  # suppressed: nothing stored, nothing sent
+        ):
+            published.clear()
+            answer = subscribe(client, address, section)
+            assert published == ["bulletin.answer_sign_up"], address
+            answers.setdefault(answer.get_data(as_text=True), []).append(address)
+        assert len(answers) == 1  # the same page for all five
+    finally:
+        after_task_publish.disconnect(note)
 
 
 # --- 11. a greylisted confirmation email is tried again ---------------------------------------

@@ -7,12 +7,10 @@ import io
 import re
 
 import pytest
-from sqlalchemy import select
 
-from tests.helpers import add_topics, csrf_token, wait_for
+from tests.helpers import add_topics
 from webapp.extensions import db
-from webapp.models import ConsentMethod, Subscriber, SubscriberStatus, SuppressionReason
-from webapp.subscriptions import suppress
+from webapp.models import Subscriber, SubscriberStatus
 
 
 @pytest.fixture
@@ -71,86 +69,7 @@ def test_search_and_filters_narrow_the_list(staff_client, topics):
     assert sorted(listed(html)) == [f"reader{n:03d}@example.com" for n in range(2, 30, 3)]
 
 
-def upload(client, text: str, consent: str):
-    page = client.get("/admin/subscribers/import").get_data(as_text=True)
-    return client.post(
-        "/admin/subscribers/import",
-        data={
-            "csrf_token": csrf_token(page),
-            "consent": consent,
-            "document": (io.BytesIO(text.encode("utf-8")), "readers.csv"),
-        },
-        content_type="multipart/form-data",
-    )
-
-
-CSV = (
-    "email,name,sections\n"
-    "zhang@example.com,张三,质量要闻;国际动态\n"
-    "not-an-address,李四,质量要闻\n"
-    "ZHANG@example.com,张三丰,质量热点\n"
-    "wang@example.com,王五,没有这个栏目\n"
-    "gone@example.com,赵六,\n"
-)
-
-
-def test_an_import_reports_every_bad_line_and_merges_duplicates(staff_client, topics):
-    suppress("gone@example.com", SuppressionReason.STAFF, source="staff")
-    db.session.commit()
-    answer = upload(staff_client, CSV, "consented")
-    assert answer.status_code == 200
-    report = answer.get_data(as_text=True)
-    assert "第 3 行" in report and "第 5 行" in report  # the bad address, the unknown section
-    assert "没有这个栏目" in report
-    assert "第 4 行并入第 2 行" in report
-    zhang = db.session.scalar(select(Subscriber).where(Subscriber.email == "zhang@example.com"))
-    assert zhang.status == SubscriberStatus.ACTIVE
-    assert zhang.consent_method == ConsentMethod.IMPORTED_CONSENTED
-    assert {t.name for t in zhang.topics} == {"质量要闻", "国际动态", "质量热点"}
-    assert (
-        db.session.scalar(select(Subscriber).where(Subscriber.email == "gone@example.com")) is None
-    )
-
-
-def test_an_import_that_asks_for_consent_sends_confirmations(
-    staff_client, topics, celery_worker, inbox
-):
-    answer = upload(staff_client, "email,name,sections\nnew@example.com,新读者,\n", "confirm")
-    assert "已排队发送 1 封确认邮件" in answer.get_data(as_text=True)
-    [message] = wait_for(lambda: inbox.to("new@example.com"), what="the confirmation")
-    assert message["Subject"] == "请确认订阅《工作简报》"
-    reader = db.session.scalar(select(Subscriber).where(Subscriber.email == "new@example.com"))
-    assert reader.status == SubscriberStatus.PENDING
-
-
-def test_an_import_needs_a_consent_choice_and_a_csrf_token(staff_client, topics):
-    page = staff_client.get("/admin/subscribers/import").get_data(as_text=True)
-    answer = staff_client.post(
-        "/admin/subscribers/import",
-        data={"csrf_token": csrf_token(page), "document": (io.BytesIO(b"email\n"), "a.csv")},
-        content_type="multipart/form-data",
-    )
-    assert answer.status_code == 400 and "请选择读者如何同意接收" in answer.get_data(as_text=True)
-    answer = staff_client.post("/admin/subscribers/import", data={"consent": "consented"})
-    assert answer.status_code == 400
-    assert db.session.scalar(select(Subscriber)) is None
-
-
-def test_a_file_that_is_not_utf8_is_refused_whole(staff_client, topics):
-    page = staff_client.get("/admin/subscribers/import").get_data(as_text=True)
-    data = "email,name\nli@example.com,李四\n".encode("gbk")
-    answer = staff_client.post(
-        "/admin/subscribers/import",
-        data={
-            "csrf_token": csrf_token(page),
-            "consent": "consented",
-            "document": (io.BytesIO(data), "gbk.csv"),
-        },
-        content_type="multipart/form-data",
-    )
-    assert answer.status_code == 400
-    assert "gbk.csv" in answer.get_data(as_text=True)
-    assert db.session.scalar(select(Subscriber)) is None
+# CSV imports (upload, dry run, import in the background): tests/test_readers_import.py
 
 
 def test_the_export_cannot_run_formulas_in_a_spreadsheet(staff_client, topics):

@@ -109,9 +109,14 @@ def test_bad_rows_are_reported_by_line_with_the_reason_and_the_rest_imported(top
     assert report.created == 2
     assert [line for line, _ in report.errors] == [3, 6, 7, 9, 10]
     reasons = dict(report.errors)
-    assert reasons[3].code == "email-invalid"
-    assert "@-sign" in reasons[3].detail  # email-validator's own explanation
-    assert (reasons[6].code, reasons[6].params) == ("csv-topic-unknown", {"name": "不存在的栏目"})
+    # email-validator explains in English only: the report says it in the catalog's words.
+    assert (reasons[3].code, reasons[3].params) == (
+        "csv-email-no-at",
+        {"email": "no-at-sign.example.com"},
+    )
+    assert reasons[3].detail == ""
+    # Its only section is unknown: read as "every section" it would sign them up to all.
+    assert (reasons[6].code, reasons[6].params["names"]) == ("csv-topics-none", "不存在的栏目")
     assert (reasons[7].code, reasons[7].params) == ("csv-column-missing", {"column": "name"})
     assert (reasons[9].code, reasons[9].params) == ("csv-columns-extra", {"count": 4, "header": 3})
     assert reasons[10].code == "csv-email-missing"
@@ -313,7 +318,7 @@ def test_the_cli_imports_a_file_and_lists_errors_by_line(app, db_session, topics
     result = app.test_cli_runner().invoke(args=["subscribers", "import", str(path), "--consented"])
     assert result.exit_code == 0, result.output
     assert "Created: 1" in result.output
-    assert "line 3: Enter a valid email address, such as name@example.com. (" in result.output
+    assert "line 3: “bad” is not a valid email address: it has no @." in result.output
     assert "line 4: merged into line 2" in result.output
     db.session.expire_all()
     assert by_email("li@example.com").status == SubscriberStatus.ACTIVE
@@ -371,3 +376,16 @@ def test_the_cli_exports_to_a_file_excel_can_read(app, db_session, topics, tmp_p
     assert parsed(data.decode("utf-8-sig"))[1][:3] == ["li@example.com", "李雷", "active"]
     result = app.test_cli_runner().invoke(args=["subscribers", "export"])
     assert '"li@example.com","李雷","active"' in result.output
+
+
+def test_the_cli_dry_run_prints_the_report_and_changes_nothing(app, db_session, topics, tmp_path):
+    path = tmp_path / "readers.csv"
+    path.write_bytes(csv_bytes("li@example.com,李雷,质量要闻;停刊", "bad,坏,"))
+    args = ["subscribers", "import", str(path), "--consented", "--dry-run"]
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 0, result.output
+    assert "Dry run: nothing was changed." in result.output
+    assert "Created: 1" in result.output
+    assert "line 2: unknown section: 停刊 (the row's other sections are imported)" in result.output
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 0

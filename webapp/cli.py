@@ -248,12 +248,13 @@ def subscribers_group() -> None:
     flag_value="confirm",
     help="New readers are pending until they confirm the email sent to them.",
 )
+@click.option("--dry-run", is_flag=True, help="Print what the import would do, and change nothing.")
 @with_appcontext
-def import_subscribers_command(file: Path, mode: str | None) -> None:
+def import_subscribers_command(file: Path, mode: str | None, dry_run: bool) -> None:
     """Import readers from a CSV file with the header email,name,sections."""
     if mode is None:
         raise click.UsageError("choose --consented or --send-confirmations")
-    if mode == "confirm":
+    if mode == "confirm" and not dry_run:
         # Before importing: readers marked as mailed must really get their email.
         try:
             check_services(current_app, database=False, redis=True)
@@ -265,10 +266,14 @@ def import_subscribers_command(file: Path, mode: str | None) -> None:
         raise click.ClickException(f"{file}: {exc.strerror}") from None
     try:
         with transaction():
-            report = import_subscribers(data, consented=mode == "consented", source="cli import")
+            report = import_subscribers(
+                data, consented=mode == "consented", source="cli import", dry_run=dry_run
+            )
             after_commit(lambda: queue.send_confirmations(report.confirmation_ids))
     except CsvImportError as exc:
         raise click.ClickException(f"{file}: {describe_in_english(exc)}") from None
+    if dry_run:
+        click.echo("Dry run: nothing was changed.")
     click.echo(format_csv_report(report))
 
 
@@ -286,8 +291,10 @@ def format_csv_report(report) -> str:
     lines.extend(f"  line {line}" for line in report.skipped_unsubscribed)
     lines.append(f"Errors: {len(report.errors)}")
     lines.extend(f"  line {line}: {describe_in_english(error)}" for line, error in report.errors)
-    if report.confirmation_ids:
-        lines.append(f"Confirmation emails queued: {len(report.confirmation_ids)}")
+    lines.append(f"Imported without some of their sections: {len(report.warnings)}")
+    lines.extend(f"  line {line}: {describe_in_english(why)}" for line, why in report.warnings)
+    if report.confirmations:
+        lines.append(f"Confirmation emails queued: {report.confirmations}")
     return "\n".join(lines)
 
 

@@ -91,8 +91,28 @@ MESSAGES = {
         "有 %(count)s 列，表头只有 %(header)s 列（名字里有逗号时，请把名字放在双引号里）"
     ),
     "csv-email-missing": lazy_gettext("缺少电子邮箱地址"),
-    "csv-topic-unknown": lazy_gettext("没有这个栏目：%(name)s"),
-    "csv-topic-closed": lazy_gettext("栏目已不再开放：%(name)s"),
+    "csv-email-invalid": lazy_gettext("“%(email)s”不是有效的电子邮箱地址。"),
+    "csv-email-no-at": lazy_gettext("“%(email)s”不是有效的电子邮箱地址：缺少 @。"),
+    "csv-email-non-ascii": lazy_gettext(
+        "“%(email)s”的 @ 前面有中文等非 ASCII 字符：这样的地址无法投递。"
+    ),
+    "csv-email-too-long": lazy_gettext("“%(email)s”太长，不是有效的电子邮箱地址。"),
+    "csv-email-local": lazy_gettext(
+        "“%(email)s”的 @ 前面的部分有误（为空，或有空格等不允许的字符）。"
+    ),
+    "csv-email-domain": lazy_gettext("“%(email)s”的 @ 后面的域名有误。"),
+    "csv-email-periods": lazy_gettext("“%(email)s”的句点位置有误（在开头、结尾，或连续两个）。"),
+    # an unknown or closed section is a warning: the row's other sections still apply
+    "csv-topic-unknown": lazy_gettext("没有这个栏目：%(name)s（这一行的其他栏目照常导入）"),
+    "csv-topic-closed": lazy_gettext("栏目已不再开放：%(name)s（这一行的其他栏目照常导入）"),
+    "csv-topics-none": lazy_gettext("这一行的栏目（%(names)s）都不存在或已不再开放，没有导入。"),
+    "csv-duplicate": lazy_gettext("与第 %(first)s 行地址相同，已并入该行。"),
+    "csv-import-missing": lazy_gettext("导入 #%(id)s 不存在。"),
+    "csv-import-status": lazy_gettext("导入 #%(id)s 现在不能开始：请刷新页面，看看它的状态。"),
+    "csv-import-failed": lazy_gettext(
+        "导入任务出错，已停下。已写入的读者会保留：请重新上传同一文件再导入一次，"
+        "已导入的读者会算作“已存在”。"
+    ),
     # importing a bulletin document: refusals that name a format (see readers/)
     "document-too-large": lazy_gettext("文件超过 %(limit)s MB，不像是一期简报。"),
     "document-pdf-scan": lazy_gettext(

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -138,6 +139,16 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"  # refused for good, or retries ran out
     UNKNOWN = "unknown"  # connection lost after DATA: maybe delivered, never resent by itself
     SKIPPED = "skipped"  # the reader left between planning and sending
+
+
+class ImportStatus(enum.StrEnum):
+    """A readers CSV import's life: checked first (the dry run), imported when staff say so."""
+
+    CHECKING = "checking"  # the dry run is queued or running: nothing changes
+    CHECKED = "checked"  # the dry run's report is ready; staff decide
+    IMPORTING = "importing"  # the real run is queued or running
+    DONE = "done"
+    FAILED = "failed"  # the file cannot be read at all, or the task broke (`error`)
 
 
 class StaffRole(enum.StrEnum):
@@ -423,6 +434,37 @@ class AuditEntry(db.Model):
     )
     detail: Mapped[str] = mapped_column(String(1000), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class SubscriberImport(db.Model):
+    """A readers CSV upload and its background import: the file itself (in the database, so
+    any worker machine can read it), its progress and its reports.
+
+    `dry_report` and `report` are the JSON counts of the dry run and the real run; `outcomes`
+    is the latest run's per-row outcome (gzipped JSON lines, see subscriber_imports.py).
+    """
+
+    __tablename__ = "subscriber_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(320))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    consented: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[ImportStatus] = mapped_column(
+        _status(ImportStatus), default=ImportStatus.CHECKING
+    )
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)  # dropped once imported
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)  # lines, then readers
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    dry_report: Mapped[str] = mapped_column(Text, default="")
+    report: Mapped[str] = mapped_column(Text, default="")
+    outcomes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    error: Mapped[str] = mapped_column(String(500), default="")  # a stored reason
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class ReadCount(db.Model):

@@ -6,7 +6,7 @@ about, and rolled-back work must send nothing. Tasks take ids, never ORM objects
 
 from __future__ import annotations
 
-from tasks import mail, sending
+from tasks import imports, mail, sending
 
 
 def dispatch_issue(issue_id: int) -> None:
@@ -23,9 +23,25 @@ def send_confirmations(subscriber_ids: list[int]) -> None:
     mail.queue_confirmations(subscriber_ids)
 
 
+def answer_sign_up(subscriber_id: int | None, email: str) -> None:
+    """The web form's one task per sign-up: `email` is "confirmation", "preferences-link" or
+    "" (nothing to send: a suppressed address, or one already emailed today)."""
+    mail.answer_sign_up.delay(subscriber_id, email)
+
+
 def send_preferences_link(subscriber_id: int) -> None:
     mail.send_preferences_link.delay(subscriber_id)
 
 
 def send_test_issue(issue_id: int, topic_ids: list[int], locale: str, to_email: str) -> None:
     mail.send_test_issue.delay(issue_id, topic_ids, locale, to_email)
+
+
+def check_subscriber_import(import_id: int) -> None:
+    """The dry run of an uploaded readers CSV: its report, with nothing changed."""
+    imports.check_subscriber_import.delay(import_id)
+
+
+def run_subscriber_import(import_id: int) -> None:
+    """The import of a checked readers CSV."""
+    imports.run_subscriber_import.delay(import_id)

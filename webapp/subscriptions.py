@@ -8,6 +8,7 @@ they outlive an erased reader.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -71,6 +72,13 @@ class SubscribeResult:
     # An active reader signed up again: the caller emails them their preferences link.
     needs_preferences_link: bool = False
 
+    @property
+    def email_due(self) -> str:
+        """The email this sign-up calls for: "confirmation", "preferences-link" or ""."""
+        if self.needs_confirmation:
+            return "confirmation"
+        return "preferences-link" if self.needs_preferences_link else ""
+
 
 def normalize_email(address: str) -> str:
     """Validate an address (syntax only, no DNS) and return it lower-cased.
@@ -78,11 +86,35 @@ def normalize_email(address: str) -> str:
     Non-ASCII before the @ is refused: mailing it needs SMTPUTF8 all the way, which Bulletin
     does not send. Non-ASCII domains are fine (they travel in their xn-- form).
     """
+    address = address.strip()
+    local, at, domain = address.rpartition("@")
+    if at and len(local) <= 64 and _DOT_ATOM.fullmatch(local):
+        # The common case, a plain local part: email-validator's answer for it depends only on
+        # the domain, checked once per domain. A 200,000-row import spends 2 s here instead of
+        # 28 (tests/test_subscriptions.py checks both ways agree).
+        checked_domain, ascii_length = _checked_domain(domain)
+        if len(local) + 1 + ascii_length <= 254:
+            return f"{local}@{checked_domain}".lower()
+    return _validated(address).normalized.lower()
+
+
+# RFC 5322 dot-atom in ASCII: what email-validator accepts before the @ without quoting.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> tuple[str, int]:
+    """The domain as email-validator normalizes it, and the length of its ASCII form
+    (raises SubscriptionError if it is invalid)."""
+    checked = _validated(f"a@{domain}")
+    return checked.domain, len(checked.ascii_domain)
+
+
+def _validated(address: str) -> ValidatedEmail:
     try:
-        checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
+        return validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise SubscriptionError("email-invalid", field="email", detail=str(exc)) from None
-    return checked.normalized.lower()
 
 
 def email_hash(address: str) -> str:

@@ -52,6 +52,12 @@ class Step(StrEnum):
     COUNTS_WRITTEN = "counts-written"
     # readership.flush: the ledger forgets batches older than any that a crash could leave.
     COUNTS_PRUNED = "counts-pruned"
+    # A background readers import (subscriber_imports.run) commits its chunks of readers with
+    # its progress about once a second: staff watch the count grow, and 200,000 readers in
+    # one transaction would hold SQLite's write lock (sign-ups wait) for the whole import.
+    # A dry run commits only its progress. A run that breaks keeps the chunks before:
+    # importing the file again finds them already here.
+    IMPORT_PROGRESS = "import-progress"
 
 
 def commit_step(step: Step) -> None:

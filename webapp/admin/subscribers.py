@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, render_template, request
+import csv
+import io
+from itertools import islice
+
+from flask import (
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import directory, queue
+from .. import directory, queue, subscriber_imports
 from ..errors import describe
 from ..extensions import db
-from ..models import SubscriberStatus, Topic
+from ..models import SubscriberImport, SubscriberStatus, Topic
 from ..security import id_arg
-from ..subscriber_csv import CsvImportError, export_subscribers, import_subscribers
+from ..spreadsheet import formula_safe
+from ..subscriber_csv import CsvImportError, export_subscribers
 from ..transactions import after_commit, transaction
 from . import bp
 from .auth import admin_only
-from .forms import SubscriberImportForm
+from .forms import ActionForm, SubscriberImportForm
 
 
 def _filters() -> dict:
@@ -57,25 +73,115 @@ def export_csv():
 @bp.route("/subscribers/import", methods=["GET", "POST"])
 @admin_only
 def import_csv():
+    """Upload a readers CSV: the request only stores the file and queues its dry run, so a
+    file of any size answers at once; the import's own page shows the progress and report."""
     form = SubscriberImportForm()
     if not form.validate_on_submit():
         status = 400 if request.method == "POST" else 200
-        return render_template("admin/subscribers_import.html", form=form, report=None), status
+        return render_template("admin/subscribers_import.html", form=form, **_recent()), status
     upload = form.document.data
-    consented = form.consent.data == "consented"
+    with transaction():
+        job = subscriber_imports.create_import(
+            upload.read(),
+            upload.filename or "",
+            consented=form.consent.data == "consented",
+            staff_email=current_user.email,
+        )
+        job_id = job.id
+        after_commit(lambda: queue.check_subscriber_import(job_id))
+    return redirect(url_for("admin.import_page", import_id=job_id))
+
+
+def _recent() -> dict:
+    return {"imports": subscriber_imports.recent(), "statuses": subscriber_imports.STATUS_LABELS}
+
+
+def _job(import_id: int, *, with_outcomes: bool = False) -> SubscriberImport:
+    job = subscriber_imports.get(import_id, with_outcomes=with_outcomes)
+    if job is None:
+        abort(404)
+    return job
+
+
+@bp.get("/subscribers/import/<int:import_id>")
+@admin_only
+def import_page(import_id: int):
+    """An import's progress, then its dry-run report (and the button to import), then the
+    final report beside the dry run's figures."""
+    job = _job(import_id, with_outcomes=True)
+    return render_template(
+        "admin/subscribers_import_job.html",
+        job=job,
+        form=ActionForm(),
+        percent=subscriber_imports.percent(job),
+        dry=subscriber_imports.counts_of(job, dry_run=True),
+        done=subscriber_imports.counts_of(job, dry_run=False),
+        error=subscriber_imports.error_of(job),
+        problems=list(islice(subscriber_imports.outcomes(job, problems_only=True), SHOWN_ROWS)),
+        shown_rows=SHOWN_ROWS,
+        labels=subscriber_imports.OUTCOME_LABELS,
+        statuses=subscriber_imports.STATUS_LABELS,
+        has_file=subscriber_imports.has_file(job),
+    )
+
+
+SHOWN_ROWS = 1000  # rows with something to say, on the page; report.csv has every row
+
+
+@bp.get("/subscribers/import/<int:import_id>/progress.json")
+@admin_only
+def import_progress(import_id: int):
+    job = _job(import_id)
+    return jsonify(
+        status=job.status.value,
+        status_label=str(subscriber_imports.STATUS_LABELS[job.status]),
+        percent=subscriber_imports.percent(job),
+        read=job.rows_read,
+        done=job.rows_done,
+        total=job.rows_total,
+    )
+
+
+@bp.post("/subscribers/import/<int:import_id>/run")
+@admin_only
+def import_run(import_id: int):
+    """Staff read the dry run and import: the worker does it with the same code."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
     try:
         with transaction():
-            report = import_subscribers(
-                upload.read(),
-                consented=consented,
-                source=f"csv import by {current_user.email}",
-            )
-            if report.confirmation_ids:
-                after_commit(lambda: queue.send_confirmations(report.confirmation_ids))
+            subscriber_imports.start_import(import_id)
+            after_commit(lambda: queue.run_subscriber_import(import_id))
     except CsvImportError as exc:
-        form.document.errors.append(f"{upload.filename}: {describe(exc)}")
-        return render_template("admin/subscribers_import.html", form=form, report=None), 400
-    current_app.logger.info("CSV import by %s: %s created", current_user.email, report.created)
-    return render_template(
-        "admin/subscribers_import.html", form=SubscriberImportForm(), report=report
+        flash(describe(exc), "error")
+    return redirect(url_for("admin.import_page", import_id=import_id))
+
+
+@bp.get("/subscribers/import/<int:import_id>/report.csv")
+@admin_only
+def import_report_csv(import_id: int):
+    """Every row's outcome (the latest run's), in the staff member's language."""
+    job = _job(import_id, with_outcomes=True)
+    labels = subscriber_imports.OUTCOME_LABELS
+
+    def lines():
+        yield "\ufeff" + _csv_line([_("行"), "email", _("结果"), _("说明")])
+        for row in subscriber_imports.outcomes(job):
+            notes = " ".join(describe(note) for note in row.notes)
+            yield _csv_line([str(row.line), row.email, str(labels[row.outcome]), notes])
+
+    return Response(
+        stream_with_context(lines()),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="readers-import-{import_id}-report.csv"'
+        },
     )
+
+
+def _csv_line(cells: list[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerow(
+        [formula_safe(cell) for cell in cells]
+    )
+    return out.getvalue()

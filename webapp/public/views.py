@@ -151,10 +151,10 @@ def subscribe():
                     locale=str(get_locale()),
                     consent=_consent(SUBSCRIBE_FORM_VERSION),
                 )
-                if result.needs_confirmation:
-                    after_commit(lambda: queue.send_confirmation(result.subscriber.id))
-                elif result.needs_preferences_link:
-                    after_commit(lambda: queue.send_preferences_link(result.subscriber.id))
+                # One task whatever the address's history (new, pending, active, suppressed,
+                # emailed today): answers must not differ in the work, hence in their time.
+                reader_id = result.subscriber.id if result.subscriber else None
+                after_commit(lambda: queue.answer_sign_up(reader_id, result.email_due))
         except SubscriptionError as exc:
             getattr(form, exc.field).errors.append(describe(exc, detail=False))
         else:
