@@ -83,6 +83,8 @@ ACTIONS = {
     "section-archive": lazy_gettext("归档栏目"),
     "section-unarchive": lazy_gettext("恢复栏目"),
     "settings": lazy_gettext("修改设置"),
+    "import-readers": lazy_gettext("导入读者"),
+    "import-readers-failed": lazy_gettext("导入读者失败"),
     "login-failed": lazy_gettext("登录失败"),
 }
 
