@@ -73,7 +73,8 @@ bench-faults: $(DEV_STAMP)
 	$(BIN)/python bench/faults.py
 
 ## A fresh Debian 12 (debootstrap, as root): the README's two commands as a new user runs them,
-## timed; then `make test` without Chromium. About 35 minutes here, so not part of CI.
+## timed; then `make test` without the CJK fonts, and without Chromium. About 30 minutes on
+## the shared 2-core machine, so not part of CI.
 fresh-check:
 	scripts/fresh-check
 
