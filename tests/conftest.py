@@ -83,14 +83,19 @@ def _database_problem(url: str) -> str | None:
 
 
 def pytest_collection_finish(session) -> None:
-    """Find a Chromium when browser tests are about to run, before any of them does."""
+    """Find a Chromium, and the font it prints Chinese in, when browser tests are about to run,
+    before any of them does."""
     if session.config.option.collectonly:
         return
     if any("chromium" in getattr(item, "fixturenames", ()) for item in session.items):
         try:
-            session.config.stash[CHROMIUM] = browsers.find_chromium(lambda s: _say(session, s))
+            path = browsers.find_chromium(lambda s: _say(session, s))
         except browsers.NoChromium as exc:
             pytest.exit(str(exc), 2)
+        problem = browsers.cjk_font_problem(path)
+        if problem:
+            pytest.exit(problem, 2)
+        session.config.stash[CHROMIUM] = path
 
 
 def pytest_sessionfinish(session) -> None:

@@ -34,6 +34,9 @@ from webapp.extensions import db
 from webapp.importing import normalize_title, parse_document
 from webapp.models import Article, Issue, Topic
 
+# The PDFs are printed by Chromium in a CJK font: both are checked before any test runs.
+pytestmark = pytest.mark.usefixtures("chromium")
+
 SECTIONS = ["质量要闻", "质量热点", "权威观点", "国际动态"]
 # The sentence the converter split at a page break inside the 十四五 plan article.
 PAGE_BREAK_REPAIRED = "对外保留牌子，行政监管职能进一步强化"
