@@ -8,6 +8,7 @@ import logging
 
 from flask import current_app
 
+from . import identity
 from .digests import outgoing_bytes
 from .extensions import db
 from .mailer import AddressError, MailerError, Outcome, build_message
@@ -53,12 +54,11 @@ def send_confirmation(subscriber_id: int) -> bool:
     # Not the name: whoever typed this address typed it too, and this email goes to a
     # stranger until they confirm. Anyone's text must not reach them through us.
     email = render_confirmation(
-        bulletin_name=current_app.config["BULLETIN_NAME"],
+        identity=identity.current(),
         name="",
         section_names=[t.name for t in subscriber.topics],
         confirm_url=external_url("public.confirm", token=token),
         locale=subscriber.locale,
-        postal_address=current_app.config["POSTAL_ADDRESS"],
     )
     return _send(subscriber, email, to_name="")
 
@@ -70,12 +70,11 @@ def send_preferences_link(subscriber_id: int) -> bool:
         return False
     token = make_token(Purpose.PREFERENCES, link_payload(subscriber))
     email = render_preferences_notice(
-        bulletin_name=current_app.config["BULLETIN_NAME"],
+        identity=identity.current(),
         name=subscriber.name,
         section_names=[t.name for t in subscriber.topics],
         preferences_url=external_url("public.preferences", token=token),
         locale=subscriber.locale,
-        postal_address=current_app.config["POSTAL_ADDRESS"],
     )
     return _send(subscriber, email)
 
@@ -86,11 +85,10 @@ def send_review_request(issue_id: int, reviewer_email: str) -> bool:
     if issue is None:
         return False
     email = render_review_request(
-        bulletin_name=current_app.config["BULLETIN_NAME"],
+        identity=identity.current(),
         issue_title=issue.title,
         submitted_by=issue.submitted_by,
         preview_url=external_url("admin.preview_issue", issue_id=issue.id),
-        postal_address=current_app.config["POSTAL_ADDRESS"],
     )
     return _send_to(reviewer_email, "", email)
 
