@@ -262,6 +262,19 @@ def test_a_small_jpeg_logo_is_never_enlarged(app, staff_client, db_session):
     assert identity.current().logo_alt == "工作简报"  # no alt text given: the name
 
 
+def test_a_gif_logo_keeps_its_transparency_as_png(app, staff_client, db_session):
+    frame = Image.new("P", (300, 120), 0)
+    frame.putpalette([255, 255, 255, 20, 60, 120] + [0] * 762)
+    frame.paste(1, (50, 20, 250, 100))
+    out = io.BytesIO()
+    frame.save(out, "GIF", transparency=0)
+    assert upload(staff_client, out.getvalue(), "logo.gif").status_code == 302
+    row = db.session.get(SiteImage, "logo")
+    stored = Image.open(io.BytesIO(row.email_data))
+    assert row.email_type == "image/png" and stored.mode == "RGBA"
+    assert stored.getpixel((0, 0))[3] == 0 and stored.getpixel((150, 60))[3] == 255
+
+
 @pytest.mark.parametrize(
     ("data", "filename", "says"),
     [
@@ -344,7 +357,11 @@ def planned(issue: Issue) -> int:
 def test_the_web_refuses_to_publish_or_schedule_without_a_postal_address(
     app, issue, staff_client, production_without_address
 ):
-    page = staff_client.get(f"/admin/issues/{issue.id}").get_data(as_text=True)
+    # The publish page says so before the click.
+    page = staff_client.get(f"/admin/issues/{issue.id}/publish").get_data(as_text=True)
+    assert (
+        REFUSED in lxml.html.fromstring(page).get_element_by_id("identity-problem").text_content()
+    )
     answer = staff_client.post(
         f"/admin/issues/{issue.id}/publish", data={"csrf_token": csrf_token(page)}
     )

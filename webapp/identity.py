@@ -90,6 +90,11 @@ class LogoSummary:
     def web_url(self) -> str:
         return logo_url("web", self.digest)
 
+    @property
+    def email_url(self) -> str:
+        """The smaller one: also what the site's header shows, 32 px high."""
+        return logo_url("email", self.digest)
+
 
 def current() -> Identity:
     """The identity as stored now (one query for the texts, one for the logo's size)."""
@@ -265,6 +270,9 @@ def _open(data: bytes) -> Image.Image:
         raise IdentityError("logo-not-image") from None
     fmt = image.format
     image = ImageOps.exif_transpose(image)  # a phone photo's rotation
+    # Resampling wants true colour: a GIF's palette would be resized pixel by pixel.
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    image = image.convert("RGBA" if has_alpha else "RGB")
     image.format = fmt
     return image
 
@@ -286,8 +294,7 @@ def _encode(image: Image.Image, kind: str) -> tuple[str, bytes]:
     if kind == "JPEG":
         image.convert("RGB").save(out, "JPEG", quality=88, optimize=True, progressive=True)
         return "image/jpeg", out.getvalue()
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    image.convert("RGBA" if has_alpha else "RGB").save(out, "PNG", optimize=True)
+    image.save(out, "PNG", optimize=True)
     return "image/png", out.getvalue()
 
 
