@@ -90,11 +90,6 @@ class LogoSummary:
     def web_url(self) -> str:
         return logo_url("web", self.digest)
 
-    @property
-    def email_url(self) -> str:
-        """The smaller one: also what the site's header shows, 32 px high."""
-        return logo_url("email", self.digest)
-
 
 def current() -> Identity:
     """The identity as stored now (one query for the texts, one for the logo's size)."""
