@@ -234,6 +234,7 @@ def test_an_uploaded_logo_is_sized_for_email_and_served_with_caching_headers(
     again = staff_client.get("/logo/email", headers={"If-None-Match": served.headers["ETag"]})
     assert again.status_code == 304
     assert staff_client.get("/logo/web").mimetype == "image/png"
+    assert staff_client.get("/logo/original").status_code == 404
 
     # The email masthead shows it at its display size, with its alt text, at a stable URL.
     publishing.publish_issue(issue.id)

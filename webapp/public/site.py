@@ -18,12 +18,12 @@ from . import bp
 MAX_AGE = 86400
 
 
-@bp.get("/logo/<any(web, email):rendition>")
+@bp.get("/logo/<rendition>")
 @limiter.exempt  # fetched by every opened email: one office behind one NAT is many readers
 def logo(rendition: str):
     """The logo, sized for pages (`web`) or for the email masthead (`email`)."""
     row = identity.web_logo()
-    if row is None:
+    if row is None or rendition not in ("web", "email"):
         abort(404)
     data, kind = (
         (row.web_data, row.web_type) if rendition == "web" else (row.email_data, row.email_type)
