@@ -44,7 +44,7 @@ run: $(STAMP)
 test: $(DEV_STAMP) $(NODE_MODULES)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## The hidden preheader against SpamAssassin's rules (needs spamassassin; .ci/run runs it).
+## Every set of sections' digest against SpamAssassin's rules (needs spamassassin; .ci/run runs it).
 spam-check: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m spamassassin $(PYTEST_ARGS)
 

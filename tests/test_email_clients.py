@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.sample_content import sample_content
-from webapp.rendering import render_digest
+from webapp.rendering import Identity, render_digest
 
 CHECKER_DIR = Path(__file__).resolve().parent / "email_clients"
 CHECKER = CHECKER_DIR / "check.mjs"
@@ -71,8 +71,19 @@ def summarize(messages: list[str]) -> str:
 
 
 def test_digest_html_works_in_the_main_email_clients() -> None:
+    # With a logo and a full footer: every part of the masthead and footer is checked.
+    publisher = Identity(
+        name="工作简报",
+        organization="研究院",
+        postal_address="北京市",
+        contact="news@example.org",
+        logo_url="https://bulletin.example.org/logo/email?v=0123456789ab",
+        logo_width=480,
+        logo_height=96,
+        logo_alt="研究院标志",
+    )
     digest = render_digest(
-        sample_content(), frozenset({1, 2, 3, 4}), locale="zh", postal_address="北京市"
+        sample_content(), frozenset({1, 2, 3, 4}), locale="zh", identity=publisher
     )
 
     result = run_checker(digest.html)

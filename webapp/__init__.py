@@ -9,7 +9,7 @@ from flask import Flask
 from kombu import Exchange, Queue
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import errors, labels, security
+from . import errors, identity, labels, security
 from .admin import bp as admin_bp
 from .cli import register_commands
 from .config import load_config
@@ -57,6 +57,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     errors.init_app(app)
     labels.init_app(app)
+    identity.init_app(app)
     keep_readers_out_of_logs()
     security.init_app(app)
 

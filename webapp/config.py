@@ -8,6 +8,7 @@ WSGI entry point and the worker turn it into a one-line message instead of a tra
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from email.utils import parseaddr
@@ -106,6 +107,13 @@ def _zone(name: str) -> str:
     return name
 
 
+def _colour(env: Mapping[str, str], key: str, default: str) -> str:
+    value = (env.get(key) or default).strip().lower()
+    if not re.fullmatch(r"#[0-9a-f]{6}", value):
+        raise ConfigError(key, f"must be a colour like #9b1c1c, got {value!r}")
+    return value
+
+
 def _dkim(env: Mapping[str, str], mail_domain: str) -> dict[str, Any] | None:
     """DKIM signing settings, or None when no key is configured."""
     path = env.get("DKIM_PRIVATE_KEY_FILE")
@@ -183,7 +191,13 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "BULLETIN_NAME": env.get("BULLETIN_NAME") or "工作简报",
         # Staff type and read times (scheduled publishing) in this zone; stored in UTC.
         "TIMEZONE": _zone(env.get("TIMEZONE") or "Asia/Shanghai"),
+        # The publication's identity (identity.py): defaults that admins override on
+        # /admin/identity. Production refuses to publish while the postal address is empty.
         "POSTAL_ADDRESS": env.get("POSTAL_ADDRESS") or "",
+        "BULLETIN_NAME_EN": env.get("BULLETIN_NAME_EN") or "",
+        "ORGANIZATION": env.get("ORGANIZATION") or "",
+        "CONTACT": env.get("CONTACT") or "",
+        "MASTHEAD_COLOR": _colour(env, "MASTHEAD_COLOR", "#9b1c1c"),
         "SEND_BATCH_SIZE": _int(env, "SEND_BATCH_SIZE", 200, 1, 10000),
         # Sending (see webapp/delivery.py). A claimed batch that is not finished within the
         # lease is taken back by the sweeper; temporary failures are retried with backoff

@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import readership, site_settings
+from . import identity, readership, site_settings
 from .extensions import db
 from .issues import issue_content, issue_topic_ids
 from .mailer import Base64Template, MessageSkeleton, build_message, dkim_sign
@@ -33,6 +33,7 @@ from .models import (
 )
 from .rendering import (
     DigestTemplate,
+    Identity,
     Personal,
     html_values,
     personal_values,
@@ -60,21 +61,25 @@ def topics_key(topic_ids: frozenset[int] | set[int]) -> str:
     return ",".join(str(i) for i in sorted(topic_ids))
 
 
-def render_issue(issue: Issue, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
-    """Render an issue as it stands now, for one set of sections (previews, and sending).
+def render_issue(
+    issue: Issue, topic_ids: frozenset[int], locale: str, publisher: Identity | None = None
+) -> DigestTemplate:
+    """Render an issue as it stands now, for one set of sections (previews, and sending),
+    with the publication's identity (`publisher`, else the one stored now).
 
     Whether article and source links are counted (go through /r/) is decided here, when the
-    digest is rendered: the stored digest of an issue already sending keeps its links."""
-    config = current_app.config
-    content = issue_content(issue, config["BULLETIN_NAME"])
+    digest is rendered: the stored digest of an issue already sending keeps its links, and
+    the identity it started with."""
+    publisher = publisher or identity.current()
+    content = issue_content(issue, publisher.name)
     if site_settings.get_value("counted_links"):
         content = readership.with_counted_links(content)
     return render_digest(
         content,
         topic_ids,
         locale=locale,
-        postal_address=config["POSTAL_ADDRESS"],
-        budget=config["EMAIL_HTML_BUDGET"],
+        identity=publisher,
+        budget=current_app.config["EMAIL_HTML_BUDGET"],
     )
 
 

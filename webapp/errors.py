@@ -27,6 +27,24 @@ MESSAGES = {
     "schedule-past": lazy_gettext("定时发布的时间必须在将来。"),
     "resend-status": lazy_gettext("只能重发失败或未知的邮件。"),
     "issue-not-approved": lazy_gettext("第 %(id)s 期尚未通过审核，不能发布或定时发布；请先送审。"),
+    "identity-postal-address-missing": lazy_gettext(
+        "还没有填写邮寄地址，不能发布：群发邮件必须写明发件单位的邮寄地址。"
+        "请管理员在“出版信息”页填写后再发布。"
+    ),
+    # the publication's identity (出版信息)
+    "identity-name-missing": lazy_gettext("请填写简报名称。"),
+    "identity-too-long": lazy_gettext("最多 %(count)s 个字。"),
+    "masthead-color-invalid": lazy_gettext("请把颜色写成 #RRGGBB，例如 #9b1c1c。"),
+    "masthead-color-contrast": lazy_gettext(
+        "刊头文字在这个颜色上的对比度只有 %(ratio)s:1，至少要 %(minimum)s:1 才易读；"
+        "请选一个更深的颜色。"
+    ),
+    "logo-too-large": lazy_gettext("图片超过 %(limit)s MB，请缩小后再上传。"),
+    "logo-format": lazy_gettext("只接受 PNG、JPEG 或 GIF 图片。"),
+    "logo-not-image": lazy_gettext("这个文件不是完好的图片，无法读取。"),
+    "logo-dimensions": lazy_gettext(
+        "图片的宽和高至少要 %(min)s 像素，总共不超过 %(max)s 百万像素。"
+    ),
     # review before sending (送审 / 审核)
     "review-stage": lazy_gettext("第 %(id)s 期现在是“%(stage)s”，不能这样操作；请刷新后再试。"),
     "review-empty": lazy_gettext("第 %(id)s 期还没有文章，不能送审。"),

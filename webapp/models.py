@@ -529,6 +529,28 @@ class Setting(db.Model):
     updated_by: Mapped[str] = mapped_column(String(320), default="")
 
 
+class SiteImage(db.Model):
+    """An image staff uploaded for the whole site (the logo), in the database so that every
+    web machine serves the same one. Kept in two sizes: `web` for pages and link cards,
+    `email` for the email masthead at twice its display size (retina screens)."""
+
+    __tablename__ = "site_images"
+
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)  # "logo"
+    alt: Mapped[str] = mapped_column(String(200))
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the upload: the ETag
+    web_type: Mapped[str] = mapped_column(String(50))  # image/png or image/jpeg
+    web_data: Mapped[bytes] = mapped_column(LargeBinary)
+    web_width: Mapped[int] = mapped_column(Integer)
+    web_height: Mapped[int] = mapped_column(Integer)
+    email_type: Mapped[str] = mapped_column(String(50))
+    email_data: Mapped[bytes] = mapped_column(LargeBinary)
+    email_width: Mapped[int] = mapped_column(Integer)  # pixels; shown at half
+    email_height: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(320), default="")
+
+
 class StaffUser(UserMixin, db.Model):
     __tablename__ = "staff_users"
 

@@ -8,6 +8,7 @@ import logging
 
 from flask import current_app
 
+from . import identity
 from .digests import outgoing_bytes
 from .extensions import db
 from .i18n import topic_name
@@ -54,12 +55,11 @@ def send_confirmation(subscriber_id: int) -> bool:
     # Not the name: whoever typed this address typed it too, and this email goes to a
     # stranger until they confirm. Anyone's text must not reach them through us.
     email = render_confirmation(
-        bulletin_name=current_app.config["BULLETIN_NAME"],
+        identity=identity.current(),
         name="",
         section_names=[topic_name(t, subscriber.locale) for t in subscriber.topics],
         confirm_url=external_url("public.confirm", token=token),
         locale=subscriber.locale,
-        postal_address=current_app.config["POSTAL_ADDRESS"],
     )
     return _send(subscriber, email, to_name="")
 
@@ -71,12 +71,11 @@ def send_preferences_link(subscriber_id: int) -> bool:
         return False
     token = make_token(Purpose.PREFERENCES, link_payload(subscriber))
     email = render_preferences_notice(
-        bulletin_name=current_app.config["BULLETIN_NAME"],
+        identity=identity.current(),
         name=subscriber.name,
         section_names=[topic_name(t, subscriber.locale) for t in subscriber.topics],
         preferences_url=external_url("public.preferences", token=token),
         locale=subscriber.locale,
-        postal_address=current_app.config["POSTAL_ADDRESS"],
     )
     return _send(subscriber, email)
 
@@ -87,11 +86,10 @@ def send_review_request(issue_id: int, reviewer_email: str) -> bool:
     if issue is None:
         return False
     email = render_review_request(
-        bulletin_name=current_app.config["BULLETIN_NAME"],
+        identity=identity.current(),
         issue_title=issue.title,
         submitted_by=issue.submitted_by,
         preview_url=external_url("admin.preview_issue", issue_id=issue.id),
-        postal_address=current_app.config["POSTAL_ADDRESS"],
     )
     return _send_to(reviewer_email, "", email)
 

@@ -16,6 +16,7 @@ from cachetools import LRUCache
 from flask import current_app
 from sqlalchemy import select
 
+from . import identity
 from .digests import (
     digest_message,
     outgoing_bytes,
@@ -66,7 +67,9 @@ class SetSize:
     articles: int
 
 
-# Rendered digests by (issue, edit time, sections, language): a new edit renders afresh. One
+# Rendered digests by (issue, edit time, sections, language, identity): a new edit, or a
+# change to the publication's name, address, colour or logo (read from the database on
+# every preview, so a change made on another web machine counts too), renders afresh. One
 # cache per app, so tests (each run builds its own app) never see another run's renders.
 PREVIEW_CACHE_SIZE = 128
 
@@ -75,11 +78,12 @@ def _rendered(issue: Issue, topic_ids: frozenset[int], locale: str) -> DigestTem
     cache, lock = current_app.extensions.setdefault(
         "bulletin.previews", (LRUCache(maxsize=PREVIEW_CACHE_SIZE), threading.Lock())
     )
-    key = (issue.id, issue.updated_at, topics_key(topic_ids), locale)
+    publisher = identity.current()
+    key = (issue.id, issue.updated_at, topics_key(topic_ids), locale, publisher)
     with lock:
         template = cache.get(key)
         if template is None:
-            template = cache[key] = render_issue(issue, topic_ids, locale)
+            template = cache[key] = render_issue(issue, topic_ids, locale, publisher)
         return template
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, text, update
 
-from . import audit, readership, review
+from . import audit, identity, readership, review
 from .errors import BulletinError, stored_reason
 from .extensions import db
 from .issues import issue_topic_ids
@@ -39,6 +39,17 @@ class PublishError(BulletinError):
 
 class NotApproved(PublishError):
     """Review is required and the issue is not approved (see `review`)."""
+
+
+class IdentityIncomplete(PublishError):
+    """In production, the publication's postal address is empty (see `identity`)."""
+
+
+def _refuse_without_identity() -> None:
+    try:
+        identity.ensure_publishable()
+    except identity.IdentityError as exc:
+        raise IdentityIncomplete(exc.code, **exc.params) from None
 
 
 def _approved_only(issue_id: int):
@@ -89,8 +100,10 @@ def publish_issue(issue_id: int) -> int:
     Returns how many readers were planned. The status change and the plan are in the
     caller's one transaction: either both happen or neither. The sections are read after
     the status change, which holds the issue's row, so an article edit cannot slip a new
-    section in between.
+    section in between. In production, refused (`IdentityIncomplete`) while the
+    publication has no postal address.
     """
+    _refuse_without_identity()
     _move(
         issue_id,
         (IssueStatus.DRAFT, IssueStatus.SCHEDULED),
@@ -108,7 +121,9 @@ def publish_issue(issue_id: int) -> int:
 
 
 def schedule_issue(issue_id: int, when: datetime) -> Issue:
-    """Publish automatically at `when` (the sweeper publishes due issues)."""
+    """Publish automatically at `when` (the sweeper publishes due issues). Refused like
+    `publish_issue` while a production site has no postal address."""
+    _refuse_without_identity()
     if when <= utcnow():
         raise PublishError("schedule-past")
     if not issue_topic_ids(issue_id):
@@ -124,8 +139,9 @@ def unschedule_issue(issue_id: int) -> Issue:
 
 
 def refuse_due(issue_id: int, reason: str) -> None:
-    """The sweeper could not publish a due issue for want of approval: back to draft, with
-    the reason in the audit log, instead of trying again every sweep."""
+    """The sweeper could not publish a due issue for want of approval or of a postal
+    address: back to draft, with the reason in the audit log, instead of trying again every
+    sweep."""
     try:
         unschedule_issue(issue_id)
     except PublishError:

@@ -133,6 +133,29 @@ class Personal:
     unsubscribe_subject: str = ""  # for the mailto: in List-Unsubscribe
 
 
+DEFAULT_COLOR = "#9b1c1c"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who sends: the masthead and footer of every email (`identity.current()` builds it
+    from the site settings). Hashable, so a cache of renders can be keyed by it."""
+
+    name: str = ""  # Chinese; empty: the issue's own `bulletin_name`
+    name_en: str = ""  # English readers' name; empty: the Chinese one
+    organization: str = ""
+    postal_address: str = ""
+    contact: str = ""
+    color: str = DEFAULT_COLOR  # the masthead's background and the headings' colour
+    logo_url: str = ""  # absolute; empty: no logo
+    logo_width: int = 0  # display size in CSS pixels (the image has up to twice as many)
+    logo_height: int = 0
+    logo_alt: str = ""
+
+    def name_for(self, locale: str) -> str:
+        return (self.name_en if locale == "en" else "") or self.name
+
+
 def format_number(_, year: int | None, number: int | None, total: int | None) -> str:
     """ "2022年第8期 · 总第45期" (or "No. 8, 2022 · No. 45 overall") for a masthead; `_` is
     the reader's translator. Empty when the issue has no number."""
@@ -231,9 +254,10 @@ def html_to_text(fragment: str) -> str:
     return converter.handle(fragment).strip()
 
 
-@lru_cache(maxsize=1)
-def _css() -> str:
-    return (TEMPLATE_DIR / "_styles.css").read_text(encoding="utf-8")
+@lru_cache(maxsize=8)
+def _css(color: str = DEFAULT_COLOR) -> str:
+    """The stylesheet, with the masthead colour (a template: `{{ color }}` in it)."""
+    return _env.get_template("_styles.css").render(color=color)
 
 
 def inline_css(document: str) -> str:
@@ -281,7 +305,7 @@ def _render_pair(
     full_ids: frozenset[int],
     *,
     locale: str,
-    postal_address: str,
+    identity: Identity,
 ) -> tuple[str, str]:
     _ = Translator(locale)
     views = [
@@ -298,8 +322,9 @@ def _render_pair(
         "issue": content,
         "sections": views,
         "section_names": _.separator.join(topic_name(s, locale) for s in sections),
-        "postal_address": postal_address,
-        "css": Markup(_css()),
+        "bulletin_name": identity.name_for(locale) or content.bulletin_name,
+        "identity": identity,
+        "css": Markup(_css(identity.color)),
         "number_label": format_number(_, content.year, content.number, content.total_number),
         "preheader": content.preheader
         or _("本期共 %(count)d 篇：%(titles)s", count=len(titles), titles=_.separator.join(titles))[
@@ -316,7 +341,7 @@ def render_digest(
     topic_ids: frozenset[int] | set[int],
     *,
     locale: str = "zh",
-    postal_address: str = "",
+    identity: Identity = Identity(),
     budget: int = DEFAULT_BUDGET,
 ) -> DigestTemplate:
     """Render the digest for one set of sections.
@@ -324,7 +349,8 @@ def render_digest(
     `full` carries every article in full and `leads` none. `auto` carries articles in full
     while the HTML fits in `budget` bytes; past it, the longest ones fall back to their lead
     and a "read more" link. premailer runs once when the digest fits and usually twice when
-    it does not (once to measure). The result depends only on the arguments.
+    it does not (once to measure). The result depends only on the arguments: `identity`
+    (masthead name, colour and logo; footer) included.
     """
     topic_ids = frozenset(topic_ids)
     sections = _topics_for(content, topic_ids)
@@ -334,7 +360,7 @@ def render_digest(
     limit = budget - PERSONAL_ALLOWANCE
 
     def render(ids: frozenset[int]) -> tuple[str, str]:
-        return _render_pair(content, sections, ids, locale=locale, postal_address=postal_address)
+        return _render_pair(content, sections, ids, locale=locale, identity=identity)
 
     raw_html, text = render(full_ids)
     inlined = inline_css(raw_html)
@@ -423,15 +449,15 @@ class RenderedEmail:
 
 def render_confirmation(
     *,
-    bulletin_name: str,
+    identity: Identity,
     name: str,
     section_names: list[str],
     confirm_url: str,
     locale: str = "zh",
-    postal_address: str = "",
 ) -> RenderedEmail:
     """The double opt-in email: subject, inlined HTML and text."""
     _ = Translator(locale)
+    bulletin_name = identity.name_for(locale)
     sections = _.separator.join(section_names)
     return _render_notice(
         _,
@@ -446,21 +472,21 @@ def render_confirmation(
         bulletin_name=bulletin_name,
         name=name,
         url=confirm_url,
-        postal_address=postal_address,
+        identity=identity,
     )
 
 
 def render_preferences_notice(
     *,
-    bulletin_name: str,
+    identity: Identity,
     name: str,
     section_names: list[str],
     preferences_url: str,
     locale: str = "zh",
-    postal_address: str = "",
 ) -> RenderedEmail:
     """For an active reader whose address was submitted again: here is how to change things."""
     _ = Translator(locale)
+    bulletin_name = identity.name_for(locale)
     return _render_notice(
         _,
         subject=_("您已订阅《%(name)s》", name=bulletin_name),
@@ -475,21 +501,21 @@ def render_preferences_notice(
         bulletin_name=bulletin_name,
         name=name,
         url=preferences_url,
-        postal_address=postal_address,
+        identity=identity,
     )
 
 
 def render_review_request(
     *,
-    bulletin_name: str,
+    identity: Identity,
     issue_title: str,
     submitted_by: str,
     preview_url: str,
     locale: str = "zh",
-    postal_address: str = "",
 ) -> RenderedEmail:
     """To a reviewer: an issue was submitted for review (送审); the link opens its preview."""
     _ = Translator(locale)
+    bulletin_name = identity.name_for(locale)
     return _render_notice(
         _,
         subject=_("[送审] %(title)s", title=issue_title),
@@ -505,13 +531,18 @@ def render_review_request(
         bulletin_name=bulletin_name,
         name="",
         url=preview_url,
-        postal_address=postal_address,
+        identity=identity,
     )
 
 
 def _render_notice(_: Translator, *, subject: str, name: str, **context) -> RenderedEmail:
     """A short transactional email with one button (notice.html and notice.txt)."""
-    context.update(_=_, subject=subject, greeting=_greeting(_, name), css=Markup(_css()))
+    context.update(
+        _=_,
+        subject=subject,
+        greeting=_greeting(_, name),
+        css=Markup(_css(context["identity"].color)),
+    )
     return RenderedEmail(
         subject=subject,
         html=inline_css(_env.get_template("notice.html").render(context)),

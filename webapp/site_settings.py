@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cachetools import TTLCache
 from flask import current_app
+from sqlalchemy import select
 
 from .extensions import db
 from .models import Setting
@@ -40,6 +42,13 @@ SETTINGS: dict[str, Definition] = {
         Definition("subject_pattern", "SUBJECT_PATTERN", str),
         # An issue must be approved before it is published or scheduled (review.py).
         Definition("review_required", "REVIEW_REQUIRED", bool),
+        # The publication's identity (identity.py), on /admin/identity.
+        Definition("bulletin_name", "BULLETIN_NAME", str),
+        Definition("bulletin_name_en", "BULLETIN_NAME_EN", str),
+        Definition("organization", "ORGANIZATION", str),
+        Definition("postal_address", "POSTAL_ADDRESS", str),
+        Definition("contact", "CONTACT", str),
+        Definition("masthead_color", "MASTHEAD_COLOR", str),
     )
 }
 
@@ -64,6 +73,15 @@ def get_value(key: str) -> Any:
     return json.loads(row.value)
 
 
+def get_values(keys: list[str]) -> dict[str, Any]:
+    """`get_value` for several settings in one query."""
+    definitions = [_definition(key) for key in keys]
+    rows = db.session.scalars(select(Setting).where(Setting.key.in_(keys)))
+    stored = {row.key: json.loads(row.value) for row in rows}
+    config = current_app.config
+    return {d.key: stored[d.key] if d.key in stored else config[d.config_key] for d in definitions}
+
+
 def set_value(key: str, value: Any, *, actor: str = "") -> None:
     """Store a value for a setting (flushed, not committed). `actor`: who changed it."""
     definition = _definition(key)
@@ -86,11 +104,19 @@ _cache_lock = threading.Lock()
 
 def cached_value(key: str) -> Any:
     """`get_value`, remembered for CACHE_SECONDS in this process (for per-request paths)."""
-    cache_key = (current_app.config["SQLALCHEMY_DATABASE_URI"], key)
+    _definition(key)
+    return remembered(key, lambda: get_value(key))
+
+
+def remembered(name: str, compute: Callable[[], Any]) -> Any:
+    """`compute()`, remembered for CACHE_SECONDS in this process under `name`, and
+    forgotten with the settings (`forget_cached`): for other site-wide values read per
+    request, such as whether there is a logo (identity.py)."""
+    cache_key = (current_app.config["SQLALCHEMY_DATABASE_URI"], name)
     with _cache_lock:
         if cache_key in _cache:
             return _cache[cache_key]
-    value = get_value(key)
+    value = compute()
     with _cache_lock:
         _cache[cache_key] = value
     return value

@@ -97,7 +97,7 @@ def _sweep(enqueue: Enqueue) -> SweepResult:
             with transaction():
                 start_send(issue_id, hand_over)
             result.published.append(issue_id)
-        except publishing.NotApproved as exc:
+        except (publishing.NotApproved, publishing.IdentityIncomplete) as exc:
             log.warning("sweep: issue %s not published: %s", issue_id, exc)
             with transaction():
                 publishing.refuse_due(issue_id, describe(exc))

@@ -29,6 +29,7 @@ from . import (  # noqa: E402,F401
     articles,
     auth,
     dashboard,
+    identity,
     issues,
     readership,
     review,

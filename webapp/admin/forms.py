@@ -3,6 +3,7 @@ from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired, FileSize
 from wtforms import (
+    BooleanField,
     DateTimeLocalField,
     EmailField,
     HiddenField,
@@ -275,3 +276,56 @@ class ReturnForm(FlaskForm):
         ],
     )
     submit = SubmitField(lazy_gettext("退回修改"))
+
+
+class IdentityForm(FlaskForm):
+    """The publication's identity (identity.py checks the values: lengths, colour)."""
+
+    bulletin_name = StringField(lazy_gettext("简报名称（中文）"))
+    bulletin_name_en = StringField(
+        lazy_gettext("简报名称（英文）"),
+        description=lazy_gettext("英文读者的邮件和英文网页使用；留空则用中文名称。"),
+    )
+    organization = StringField(lazy_gettext("发件单位"))
+    postal_address = TextAreaField(
+        lazy_gettext("邮寄地址"),
+        description=lazy_gettext(
+            "显示在每封邮件的页脚：群发邮件必须写明发件人的邮寄地址。"
+            "正式环境下，没有填写邮寄地址时不能发布。"
+        ),
+        render_kw={"rows": 2},
+    )
+    contact = StringField(
+        lazy_gettext("联系方式"),
+        description=lazy_gettext("例如电话或邮箱，显示在页脚的“联系我们”之后。"),
+    )
+    masthead_color = StringField(
+        lazy_gettext("刊头颜色"),
+        description=lazy_gettext(
+            "邮件刊头的底色，也用于栏目标题和网页顶栏；写成 #RRGGBB。"
+            "刊头文字在它上面的对比度须至少 4.5:1。"
+        ),
+    )
+    submit = SubmitField(lazy_gettext("保存"))
+
+
+class LogoForm(FlaskForm):
+    logo = FileField(
+        lazy_gettext("标志图片（PNG、JPEG 或 GIF，不超过 2 MB）"),
+        validators=[FileRequired(lazy_gettext("请选择一个文件。"))],
+    )
+    logo_alt = StringField(
+        lazy_gettext("图片的替代文字"),
+        description=lazy_gettext("图片不显示时和读屏软件读出的文字；留空则用简报名称。"),
+    )
+    submit = SubmitField(lazy_gettext("上传标志"))
+
+
+class RemoveLogoForm(FlaskForm):
+    """Removing the logo must be ticked first: a form that works without JavaScript."""
+
+    confirm = BooleanField(
+        lazy_gettext("确认删除标志：之后的邮件和网页不再显示它"),
+        validators=[DataRequired(lazy_gettext("请先勾选确认。"))],
+    )
+    submit = SubmitField(lazy_gettext("删除标志"))

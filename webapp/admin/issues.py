@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import held_uploads, preview, queue, review
+from .. import held_uploads, identity, preview, queue, review
 from .. import issues as issue_service
 from ..errors import describe, describe_document_error
 from ..extensions import db
@@ -95,7 +95,7 @@ def save_import():
 
 
 def _issue_page(issue: Issue, details_form: IssueDetailsForm | None = None):
-    bulletin_name = current_app.config["BULLETIN_NAME"]
+    bulletin_name = identity.current().name
     return render_template(
         "admin/issue.html",
         issue=issue,

@@ -20,7 +20,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import audit, delivery, delivery_log, publishing, review
+from .. import audit, delivery, delivery_log, identity, publishing, review
 from ..confirmation import confirmed
 from ..delivery import start_send
 from ..errors import describe, describe_stored, stored_reason
@@ -220,8 +220,18 @@ def confirm_publish(issue_id: int):
         and review.review_required()
         and issue.review_stage != ReviewStage.APPROVED,
         stage=review.stage_label(issue),
+        identity_problem=_identity_problem(),
         **sending_context(issue),
     )
+
+
+def _identity_problem() -> str:
+    """Why publishing would be refused for want of a postal address, said before the click."""
+    try:
+        identity.ensure_publishable()
+    except identity.IdentityError as exc:
+        return describe(exc)
+    return ""
 
 
 @bp.get("/issues/<int:issue_id>/sending")

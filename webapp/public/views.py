@@ -24,7 +24,7 @@ from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from .. import feeds, queue, readership, subscriptions
+from .. import feeds, identity, queue, readership, subscriptions
 from ..confirmation import confirmed
 from ..errors import describe
 from ..extensions import csrf, db, limiter
@@ -112,7 +112,7 @@ ATOM = "application/atom+xml; charset=utf-8"
 @bp.get("/feed.atom")
 def issues_feed():
     """Every published issue, for feed readers (linked from the archive pages)."""
-    name = current_app.config["BULLETIN_NAME"]
+    name = identity.cached().name
     return Response(feeds.issues_feed(name, subtitle=_("往期简报")), mimetype=ATOM)
 
 
@@ -120,7 +120,7 @@ def issues_feed():
 def section_feed(slug: str):
     """One section's articles in published issues."""
     topic = db.first_or_404(select(Topic).where(Topic.slug == slug))
-    return Response(feeds.section_feed(topic, current_app.config["BULLETIN_NAME"]), mimetype=ATOM)
+    return Response(feeds.section_feed(topic, identity.cached().name), mimetype=ATOM)
 
 
 @bp.route("/subscribe", methods=["GET", "POST"])
@@ -345,7 +345,7 @@ def issue(issue_id: int):
     item = db.get_or_404(Issue, issue_id)
     if item.status not in PUBLISHED:
         abort(404)
-    content = issue_content(item, current_app.config["BULLETIN_NAME"])
+    content = issue_content(item, identity.cached().name)
     readership.count_request(
         issue_id, readership.ISSUE_PAGE, readership.LinkKind.PAGE, request.method, request.headers
     )
