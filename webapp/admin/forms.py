@@ -274,3 +274,21 @@ class ReturnForm(FlaskForm):
         ],
     )
     submit = SubmitField(lazy_gettext("退回修改"))
+
+
+class ApiTokenForm(FlaskForm):
+    """A new API token: its name and what it may do."""
+
+    name = StringField(
+        lazy_gettext("名称（用在哪里，例如“官网 CMS”）"),
+        validators=[DataRequired(message=lazy_gettext("请填写令牌名称。")), Length(max=100)],
+    )
+    role = SelectField(
+        lazy_gettext("权限"),
+        choices=[
+            SelectChoice("read-only", lazy_gettext("只读（编辑能看到的内容，不能修改）")),
+            SelectChoice("editor", lazy_gettext("编辑（简报：导入、修改、送审、发布）")),
+            SelectChoice("admin", lazy_gettext("管理员（包括读者地址和审核）")),
+        ],
+    )
+    submit = SubmitField(lazy_gettext("创建令牌"))

@@ -1,0 +1,371 @@
+"""The OpenAPI 3.1 document of the API, kept beside the views it describes.
+
+`tests/test_api.py` checks that it names every route of the blueprint with its methods,
+and Schemathesis checks the answers against it. Each operation says the token role it
+needs; `reference.html` renders the same document as the readable page.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, render_template
+
+from . import bp
+
+PROBLEM = "application/problem+json"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **more) -> dict:
+    return {"type": [kind, "null"], **more}
+
+
+MOMENT = _nullable("string", format="date-time")
+
+SCHEMAS: dict = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details; `title` and `detail` in the request's "
+        "language (Accept-Language, or ?lang=zh|en), `code` the error code when there is one.",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string"},
+            "field": {"type": "string"},
+        },
+    },
+    "Topic": {
+        "type": "object",
+        "required": ["id", "name", "slug", "position", "active"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "slug": {"type": "string"},
+            "position": {"type": "integer"},
+            "active": {"type": "boolean"},
+        },
+    },
+    "Subscriber": {
+        "type": "object",
+        "required": ["id", "email", "name", "status", "locale", "topics", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "email": {"type": "string"},
+            "name": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["pending", "active", "unsubscribed", "bounced", "complained"],
+            },
+            "locale": {"type": "string"},
+            "topics": {"type": "array", "items": {"type": "integer"}},
+            "created_at": {"type": "string", "format": "date-time"},
+            "confirmed_at": MOMENT,
+            "unsubscribed_at": MOMENT,
+            "consent": {
+                "type": "object",
+                "properties": {
+                    "method": _nullable("string"),
+                    "consented_at": MOMENT,
+                    "source": _nullable("string"),
+                },
+            },
+        },
+    },
+    "SubscriberPage": {
+        "type": "object",
+        "required": ["subscribers", "next_after"],
+        "properties": {
+            "subscribers": {"type": "array", "items": _ref("Subscriber")},
+            "next_after": _nullable("integer", description="pass as `after` for the next page"),
+        },
+    },
+    "SubscriberExport": {
+        "type": "object",
+        "description": "Everything stored about one reader (their right of access).",
+        "required": ["email", "status", "events", "deliveries"],
+        "properties": {
+            "email": {"type": "string"},
+            "status": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "object"}},
+            "deliveries": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "Issue": {
+        "type": "object",
+        "required": ["id", "title", "subject", "status", "review_stage", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "title": {"type": "string"},
+            "period": {"type": "string"},
+            "subject": {"type": "string", "description": "the subject line readers will see"},
+            "subject_override": {
+                "type": "string",
+                "description": "the issue's own subject; empty: from the subject pattern",
+            },
+            "preheader": {"type": "string"},
+            "year": _nullable("integer"),
+            "number": _nullable("integer"),
+            "total_number": _nullable("integer"),
+            "number_label": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["draft", "scheduled", "sending", "paused", "sent", "cancelled"],
+            },
+            "review_stage": {
+                "type": "string",
+                "enum": ["draft", "in_review", "returned", "approved"],
+            },
+            "submitted_by": {"type": "string"},
+            "reviewed_by": {"type": "string"},
+            "review_comment": {"type": "string"},
+            "pause_reason": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": MOMENT,
+            "scheduled_at": MOMENT,
+            "published_at": MOMENT,
+            "sent_at": MOMENT,
+            "articles": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "topic_id", "title"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "topic_id": {"type": "integer"},
+                        "position": {"type": "integer"},
+                        "title": {"type": "string"},
+                        "source_name": {"type": "string"},
+                        "source_url": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "IssuePage": {
+        "type": "object",
+        "required": ["issues", "next_after"],
+        "properties": {
+            "issues": {"type": "array", "items": _ref("Issue")},
+            "next_after": _nullable("integer"),
+        },
+    },
+    "Progress": {
+        "type": "object",
+        "required": ["status", "counts", "total", "done", "percent"],
+        "properties": {
+            "status": {"type": "string"},
+            "pause_reason": {"type": "string"},
+            "counts": {
+                "type": "object",
+                "description": "deliveries by status",
+                "additionalProperties": {"type": "integer"},
+            },
+            "total": {"type": "integer"},
+            "done": {"type": "integer"},
+            "percent": {"type": "integer"},
+            "rate": {"type": "number", "description": "messages per second, lately"},
+            "seconds_left": _nullable("integer"),
+        },
+    },
+    "DeliveryPage": {
+        "type": "object",
+        "required": ["deliveries", "next_after"],
+        "properties": {
+            "deliveries": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "email", "status", "attempts"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "email": {"type": "string"},
+                        "status": {
+                            "type": "string",
+                            "enum": ["pending", "sending", "sent", "failed", "unknown", "skipped"],
+                        },
+                        "attempts": {"type": "integer"},
+                        "smtp_reply": {"type": "string"},
+                        "updated_at": MOMENT,
+                        "sent_at": MOMENT,
+                    },
+                },
+            },
+            "next_after": _nullable("integer"),
+        },
+    },
+}
+
+
+def _problems(*statuses: int) -> dict:
+    words = {
+        401: "no token, or a revoked or unknown one",
+        403: "the token's role may not do this",
+        404: "no such resource",
+        409: "the resource's state does not allow this now",
+        413: "the body is too large",
+        415: "the body is not of the documented media type",
+        422: "the request's values are refused",
+        429: "the token's rate limit was reached",
+    }
+    return {
+        str(status): {
+            "description": words[status],
+            "content": {PROBLEM: {"schema": _ref("Problem")}},
+        }
+        for status in statuses
+    }
+
+
+def _ok(schema: dict, status: int = 200, description: str = "done") -> dict:
+    return {
+        str(status): {
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+def _param(name: str, where: str, schema: dict, description: str = "", required=False) -> dict:
+    param = {"name": name, "in": where, "schema": schema, "required": required or where == "path"}
+    if description:
+        param["description"] = description
+    return param
+
+
+ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+ISSUE_ID = _param("issue_id", "path", ID)
+SUBSCRIBER_ID = _param("subscriber_id", "path", ID)
+AFTER = _param("after", "query", ID, "the previous page's `next_after`")
+LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500})
+
+
+def operation(op_id, summary, role, responses, *, params=(), body=None, codes=()) -> dict:
+    """One operation: what it needs (`role`), answers (`responses`) and refusals."""
+    statuses = {401, 403, 429, *codes}
+    if params:
+        statuses.add(422)
+    if body is not None:
+        statuses.update({413, 415, 422})
+    described = {**responses, **_problems(*sorted(statuses))}
+    op = {
+        "operationId": op_id,
+        "summary": summary,
+        "description": f"Token role: **{role}** or above.",
+        "x-role": role,
+        "parameters": list(params),
+        "responses": described,
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": body}
+    return op
+
+
+PATHS: dict = {
+    "/topics": {
+        "get": operation(
+            "listTopics", "The sections, in their order", "read-only",
+            _ok({"type": "object", "required": ["topics"],
+                 "properties": {"topics": {"type": "array", "items": _ref("Topic")}}}),
+        ),
+    },
+    "/subscribers": {
+        "get": operation(
+            "listSubscribers", "Readers, newest first, by keyset pages", "admin",
+            _ok(_ref("SubscriberPage")),
+            params=[
+                _param("status", "query", SCHEMAS["Subscriber"]["properties"]["status"]),
+                _param("topic", "query", ID, "readers who chose this section"),
+                _param("q", "query", {"type": "string", "maxLength": 320}, "part of the address"),
+                AFTER, LIMIT,
+            ],
+        ),
+    },
+    "/subscribers/{subscriber_id}": {
+        "get": operation(
+            "getSubscriber", "One reader", "admin", _ok(_ref("Subscriber")),
+            params=[SUBSCRIBER_ID], codes=[404],
+        ),
+    },
+    "/subscribers/{subscriber_id}/export": {
+        "get": operation(
+            "exportSubscriber", "Everything stored about one reader", "admin",
+            _ok(_ref("SubscriberExport")), params=[SUBSCRIBER_ID], codes=[404],
+        ),
+    },
+    "/issues": {
+        "get": operation(
+            "listIssues", "Issues, newest first, by keyset pages", "read-only",
+            _ok(_ref("IssuePage")),
+            params=[
+                _param("status", "query", SCHEMAS["Issue"]["properties"]["status"]),
+                AFTER, LIMIT,
+            ],
+        ),
+    },
+    "/issues/{issue_id}": {
+        "get": operation(
+            "getIssue", "One issue with its articles", "read-only", _ok(_ref("Issue")),
+            params=[ISSUE_ID], codes=[404],
+        ),
+    },
+    "/issues/{issue_id}/progress": {
+        "get": operation(
+            "getProgress", "How far sending has got", "read-only", _ok(_ref("Progress")),
+            params=[ISSUE_ID], codes=[404],
+        ),
+    },
+    "/issues/{issue_id}/deliveries": {
+        "get": operation(
+            "listDeliveries", "The per-recipient log, by keyset pages", "admin",
+            _ok(_ref("DeliveryPage")),
+            params=[
+                ISSUE_ID,
+                _param("status", "query",
+                       SCHEMAS["DeliveryPage"]["properties"]["deliveries"]["items"]
+                       ["properties"]["status"]),
+                _param("q", "query", {"type": "string", "maxLength": 320}, "part of the address"),
+                AFTER, LIMIT,
+            ],
+            codes=[404],
+        ),
+    },
+}  # fmt: skip
+
+
+def document() -> dict:
+    """The OpenAPI document, with this deployment's address as its server."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"{current_app.config['BULLETIN_NAME']} API",
+            "version": "1",
+            "description": (
+                "Bulletin's JSON API. Every call needs `Authorization: Bearer <token>`; "
+                "admins make tokens on the staff site (API 令牌). Errors are RFC 9457 "
+                "problem details (`application/problem+json`)."
+            ),
+        },
+        "servers": [{"url": current_app.config["BASE_URL"].rstrip("/") + "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    return jsonify(document())
+
+
+@bp.get("/")
+def reference():
+    """The readable page of the same document: no script, so nothing for the CSP to stop."""
+    return render_template("api/reference.html", spec=document())
