@@ -103,6 +103,7 @@ class EventSource(enum.StrEnum):
     STAFF = "staff"
     CLI = "cli"
     BOUNCE = "bounce"
+    API = "api"
 
 
 class SuppressionReason(enum.StrEnum):

@@ -29,3 +29,8 @@ def send_preferences_link(subscriber_id: int) -> None:
 
 def send_test_issue(issue_id: int, topic_ids: list[int], locale: str, to_email: str) -> None:
     mail.send_test_issue.delay(issue_id, topic_ids, locale, to_email)
+
+
+def send_review_request(issue_id: int, reviewer_email: str) -> None:
+    """Tell a reviewer an issue waits for them (送审), with a test copy."""
+    mail.send_review_request.delay(issue_id, reviewer_email)

@@ -73,7 +73,7 @@ def _limit_request_size() -> None:
     without a length is cut off at the limit as it is read.
     """
     endpoint = request.endpoint or ""
-    if endpoint == "admin.import_issue":
+    if endpoint in ("admin.import_issue", "api.create_issue"):
         # A bulletin document up to IMPORT_MAX_MB plus the multipart envelope: the view
         # refuses one over the setting itself, in words, rather than with a bare 413.
         limit = current_app.config["IMPORT_MAX_BYTES"] + 1024 * 1024

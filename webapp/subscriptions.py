@@ -296,6 +296,64 @@ def subscribe(
     return SubscribeResult(subscriber, claim_confirmation(subscriber))
 
 
+def add_consented(
+    email: str,
+    name: str,
+    topic_ids: set[int] | list[int],
+    *,
+    locale: str = "zh",
+    consent: Consent,
+    source: str,
+) -> Subscriber | None:
+    """Record a reader whose consent staff vouch for, `consent` being the evidence (the API's
+    "consented" sign-up; a CSV import's one-at-a-time twin): active at once, no email.
+
+    A suppressed address stores nothing (None). A new or pending address becomes active with
+    these topics. An active reader is left as they are; one who left (unsubscribed, bounced,
+    complained) comes back only through their own confirmation: `SubscriptionError`.
+    """
+    address = normalize_email(email)
+    topics = active_topics(topic_ids)
+    if _has_suppression(hash_normalized(address)):
+        return None
+    subscriber, _created = _find_or_create(address)
+    if subscriber.status in LEFT:
+        raise SubscriptionError("subscriber-left", status=subscriber.status.value)
+    if subscriber.status == SubscriberStatus.PENDING:
+        subscriber.name = clean_display_name(name)
+        subscriber.locale = normalize_locale(locale)
+        subscriber.topics = topics
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.confirmed_at = utcnow()
+        record_consent(subscriber, consent, ConsentMethod.IMPORTED_CONSENTED)
+        log_event(subscriber.id, EventKind.IMPORTED, source, topics=[t.id for t in topics])
+    db.session.flush()
+    return subscriber
+
+
+def change_by_staff(
+    subscriber_id: int,
+    *,
+    topic_ids: list[int] | None = None,
+    locale: str | None = None,
+    name: str | None = None,
+    source: str = EventSource.STAFF,
+) -> Subscriber:
+    """Staff change a reader's sections, language or name (what is None stays). Unlike the
+    reader's own preferences link, this never brings back a reader who left: that takes
+    their own confirmation (`SubscriptionError`)."""
+    subscriber = _get(subscriber_id)
+    if subscriber.status in LEFT:
+        raise SubscriptionError("subscriber-left", status=subscriber.status.value)
+    return update_preferences(
+        subscriber_id,
+        [t.id for t in subscriber.topics if t.active] if topic_ids is None else topic_ids,
+        subscriber.name if name is None else name,
+        subscriber.locale if locale is None else locale,
+        source,
+    )
+
+
 def _get(subscriber_id: int) -> Subscriber:
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None:

@@ -23,6 +23,7 @@ def _nullable(kind: str, **more) -> dict:
 
 
 MOMENT = _nullable("string", format="date-time")
+ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 SCHEMAS: dict = {
     "Problem": {
@@ -172,6 +173,81 @@ SCHEMAS: dict = {
             "seconds_left": _nullable("integer"),
         },
     },
+    "SubscriberCreate": {
+        "type": "object",
+        "required": ["email", "topics"],
+        "properties": {
+            "email": {"type": "string", "maxLength": 320},
+            "name": {"type": "string", "maxLength": 100},
+            "topics": {"type": "array", "maxItems": 1000, "items": ID},
+            "locale": {"type": "string", "enum": ["zh", "en"]},
+            "consent": {
+                "type": "string",
+                "enum": ["double-opt-in", "consented"],
+                "default": "double-opt-in",
+                "description": "double-opt-in: a pending reader, emailed a confirmation link; "
+                "consented: active at once, `evidence` saying how they agreed",
+            },
+            "evidence": {"type": "string", "maxLength": 150},
+        },
+    },
+    "SubscriberCreated": {
+        "type": "object",
+        "required": ["subscriber", "confirmation_queued"],
+        "properties": {
+            "subscriber": {
+                "oneOf": [_ref("Subscriber"), {"type": "null"}],
+                "description": "null for a suppressed address: nothing was stored",
+            },
+            "confirmation_queued": {"type": "boolean"},
+        },
+    },
+    "SubscriberUpdate": {
+        "type": "object",
+        "description": "What is left out stays; a reader who left is not brought back (409).",
+        "properties": {
+            "topics": {"type": "array", "maxItems": 1000, "items": ID},
+            "locale": {"type": "string", "enum": ["zh", "en"]},
+            "name": {"type": "string", "maxLength": 100},
+        },
+    },
+    "IssueUpdate": {
+        "type": "object",
+        "description": "What is left out stays; an empty subject follows the subject pattern.",
+        "properties": {
+            **{
+                name: {"type": "string", "maxLength": 1000}
+                for name in ("title", "period", "subject", "preheader")
+            },
+            **{
+                name: {"type": ["integer", "null"], "minimum": 1, "maximum": 99999}
+                for name in ("year", "number", "total_number")
+            },
+        },
+    },
+    "IssueCreated": {
+        "type": "object",
+        "required": ["issue", "report"],
+        "properties": {
+            "issue": _ref("Issue"),
+            "report": {
+                "type": "object",
+                "description": "the importer's report: what it found, repaired, dropped",
+                "properties": {
+                    "format": {"type": "string"},
+                    "title": {"type": "string"},
+                    "period": _nullable("string"),
+                    "sections": {"type": "array", "items": {"type": "string"}},
+                    "articles": {"type": "integer"},
+                    "pages": _nullable("integer"),
+                    "repaired": {"type": "array", "items": {"type": "string"}},
+                    "dropped": {"type": "array", "items": {"type": "string"}},
+                    "warnings": {"type": "array", "items": {"type": "string"}},
+                    "images": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
     "DeliveryPage": {
         "type": "object",
         "required": ["deliveries", "next_after"],
@@ -206,6 +282,7 @@ def _problems(*statuses: int) -> dict:
         401: "no token, or a revoked or unknown one",
         403: "the token's role may not do this",
         404: "no such resource",
+        405: "no such operation: Werkzeug's answer to an id no row can have, in some methods",
         409: "the resource's state does not allow this now",
         413: "the body is too large",
         415: "the body is not of the documented media type",
@@ -230,6 +307,10 @@ def _ok(schema: dict, status: int = 200, description: str = "done") -> dict:
     }
 
 
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
 def _param(name: str, where: str, schema: dict, description: str = "", required=False) -> dict:
     param = {"name": name, "in": where, "schema": schema, "required": required or where == "path"}
     if description:
@@ -237,7 +318,6 @@ def _param(name: str, where: str, schema: dict, description: str = "", required=
     return param
 
 
-ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 ISSUE_ID = _param("issue_id", "path", ID)
 SUBSCRIBER_ID = _param("subscriber_id", "path", ID)
 AFTER = _param("after", "query", ID, "the previous page's `next_after`")
@@ -249,6 +329,8 @@ def operation(op_id, summary, role, responses, *, params=(), body=None, codes=()
     statuses = {401, 403, 429, *codes}
     if params:
         statuses.add(422)
+    if any(param["in"] == "path" for param in params):
+        statuses.update({404, 405})
     if body is not None:
         statuses.update({413, 415, 422})
     described = {**responses, **_problems(*sorted(statuses))}
@@ -274,6 +356,11 @@ PATHS: dict = {
         ),
     },
     "/subscribers": {
+        "post": operation(
+            "createSubscriber", "Sign a reader up: double opt-in, or consented with evidence",
+            "admin", _ok(_ref("SubscriberCreated"), 201, "recorded"),
+            body=_json(_ref("SubscriberCreate")), codes=[409],
+        ),
         "get": operation(
             "listSubscribers", "Readers, newest first, by keyset pages", "admin",
             _ok(_ref("SubscriberPage")),
@@ -289,6 +376,21 @@ PATHS: dict = {
         "get": operation(
             "getSubscriber", "One reader", "admin", _ok(_ref("Subscriber")),
             params=[SUBSCRIBER_ID], codes=[404],
+        ),
+        "patch": operation(
+            "updateSubscriber", "Change a reader's sections, language or name", "admin",
+            _ok(_ref("Subscriber")), params=[SUBSCRIBER_ID],
+            body=_json(_ref("SubscriberUpdate")), codes=[404, 409],
+        ),
+        "delete": operation(
+            "eraseSubscriber", "Erase a reader: only a hash of the address stays", "admin",
+            {"204": {"description": "erased"}}, params=[SUBSCRIBER_ID], codes=[404],
+        ),
+    },
+    "/subscribers/{subscriber_id}/unsubscribe": {
+        "post": operation(
+            "unsubscribeSubscriber", "Unsubscribe a reader from everything", "admin",
+            _ok(_ref("Subscriber")), params=[SUBSCRIBER_ID], codes=[404],
         ),
     },
     "/subscribers/{subscriber_id}/export": {
@@ -306,12 +408,52 @@ PATHS: dict = {
                 AFTER, LIMIT,
             ],
         ),
+        "post": operation(
+            "createIssue", "A new draft from a bulletin document, with the import report",
+            "editor", _ok(_ref("IssueCreated"), 201, "created"),
+            body={"multipart/form-data": {"schema": {
+                "type": "object", "required": ["document"],
+                "properties": {"document": {
+                    "type": "string", "format": "binary",
+                    "description": "Markdown, plain text, .docx or PDF",
+                }},
+            }}},
+        ),
     },
     "/issues/{issue_id}": {
         "get": operation(
             "getIssue", "One issue with its articles", "read-only", _ok(_ref("Issue")),
             params=[ISSUE_ID], codes=[404],
         ),
+        "patch": operation(
+            "updateIssue", "Change the title, period, subject, preheader or number", "editor",
+            _ok(_ref("Issue")), params=[ISSUE_ID], body=_json(_ref("IssueUpdate")),
+            codes=[404, 409],
+        ),
+    },
+    **{
+        f"/issues/{{issue_id}}/{action}": {
+            "post": operation(
+                f"{action}Issue", summary, "editor", _ok(_ref("Issue")),
+                params=[ISSUE_ID], codes=[404, 409], body=body,
+            ),
+        }
+        for action, summary, body in (
+            ("submit", "Submit for review (送审); reviewers are emailed", None),
+            ("approve", "Approve (审核通过): a reviewer, not the submitter", None),
+            ("return", "Return for changes (退回修改) with a comment",
+             _json({"type": "object", "required": ["comment"],
+                    "properties": {"comment": {"type": "string", "maxLength": 1000}}})),
+            ("publish", "Start sending now; refused (409) unless approved while review is on",
+             None),
+            ("schedule", "Publish automatically at a time",
+             _json({"type": "object", "required": ["at"],
+                    "properties": {"at": {"type": "string", "format": "date-time"}}})),
+            ("unschedule", "Take back a scheduled publication", None),
+            ("pause", "Pause sending", None),
+            ("resume", "Resume a paused send", None),
+            ("cancel", "Cancel for good: readers not yet sent to are skipped", None),
+        )
     },
     "/issues/{issue_id}/progress": {
         "get": operation(

@@ -9,16 +9,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import current_app, jsonify, request
+from flask import abort, current_app, jsonify, request
 from sqlalchemy import select
 
-from .. import delivery_log, directory, publishing
-from ..errors import BulletinError, describe_stored, domain_problem
+from .. import audit, delivery_log, directory, publishing, queue, review, subscriptions
+from ..delivery import start_send
+from ..errors import (
+    HTTP_TITLES,
+    BulletinError,
+    describe_stored,
+    domain_problem,
+    problem,
+    stored_reason,
+)
 from ..extensions import db
-from ..issues import issue_subject, number_label
+from ..i18n import LOCALES
+from ..importing import DocumentError
+from ..issues import IssueDetails, edit_issue_details, import_document, issue_subject, number_label
 from ..models import (
     ApiTokenRole,
     DeliveryStatus,
+    EventSource,
     Issue,
     IssueStatus,
     Subscriber,
@@ -26,8 +37,10 @@ from ..models import (
     Topic,
 )
 from ..security import MAX_ID
+from ..subscriptions import Consent
+from ..transactions import after_commit, transaction
 from . import bp
-from .auth import needs
+from .auth import actor, needs
 
 PAGE_DEFAULT = 50
 PAGE_MAX = 500
@@ -295,3 +308,293 @@ def list_deliveries(issue_id: int):
         ],
         next_after=next_after,
     )
+
+
+# --- changing things ------------------------------------------------------------------------
+
+
+@bp.errorhandler(DocumentError)
+def _document_refused(error: DocumentError):
+    from ..admin.issues import refusal_message
+
+    return problem(422, str(HTTP_TITLES[422]()), refusal_message(error), code=error.code or "")
+
+
+def json_body() -> dict:
+    """The request's JSON object; 415 for another media type, 422 for anything else."""
+    if not request.is_json:
+        abort(415)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise _invalid("body", "must be a JSON object")
+    return body
+
+
+def _text(body: dict, name: str, limit: int, *, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise _invalid(name, "is required")
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise _invalid(name, f"must be a string of at most {limit} characters")
+    return value
+
+
+def _ids(body: dict, name: str, *, required: bool = False) -> list[int] | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise _invalid(name, "is required")
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) > 1000
+        or not all(type(item) is int and 0 < item <= MAX_ID for item in value)
+    ):
+        raise _invalid(name, "must be a list of ids")
+    return value
+
+
+def _number(body: dict, name: str, current: int | None) -> int | None:
+    if name not in body:
+        return current
+    value = body[name]
+    if value is not None and (type(value) is not int or not 0 < value < 100000):
+        raise _invalid(name, "must be a positive integer or null")
+    return value
+
+
+def _locale(body: dict) -> str | None:
+    value = _text(body, "locale", 10)
+    if value is not None and value not in LOCALES:
+        raise _invalid("locale", "must be one of " + ", ".join(LOCALES))
+    return value
+
+
+def _consent_evidence(text: str) -> Consent:
+    return Consent(
+        source=f"{text} ({actor().email})"[:200],
+        ip=request.remote_addr,
+        user_agent=request.user_agent.string,
+    )
+
+
+@bp.post("/subscribers")
+@needs(ApiTokenRole.ADMIN)
+def create_subscriber():
+    """A sign-up: double opt-in (a confirmation email) or, with evidence, consented."""
+    body = json_body()
+    email = _text(body, "email", 320, required=True)
+    name = _text(body, "name", 100) or ""
+    topic_ids = _ids(body, "topics", required=True)
+    locale = _locale(body) or "zh"
+    mode = body.get("consent", "double-opt-in")
+    if mode not in ("double-opt-in", "consented"):
+        raise _invalid("consent", "must be double-opt-in or consented")
+    evidence = _text(body, "evidence", 150)
+    with transaction():
+        if mode == "consented":
+            if not (evidence or "").strip():
+                raise _invalid("evidence", "is required with consent=consented")
+            subscriber = subscriptions.add_consented(
+                email, name, topic_ids, locale=locale,
+                consent=_consent_evidence(evidence), source=EventSource.API,
+            )  # fmt: skip
+            emailed = False
+        else:
+            result = subscriptions.subscribe(
+                email, name, topic_ids, locale=locale,
+                consent=_consent_evidence(evidence or "api"), source=EventSource.API,
+            )  # fmt: skip
+            subscriber, emailed = result.subscriber, result.needs_confirmation
+            if result.needs_confirmation:
+                after_commit(lambda: queue.send_confirmation(result.subscriber.id))
+            elif result.needs_preferences_link:
+                after_commit(lambda: queue.send_preferences_link(result.subscriber.id))
+        if subscriber is not None:
+            audit.record("api-subscriber-create", detail=f"#{subscriber.id} {mode}")
+    return jsonify(
+        subscriber=subscriber_json(subscriber) if subscriber is not None else None,
+        confirmation_queued=emailed,
+    ), 201
+
+
+@bp.patch("/subscribers/<int:subscriber_id>")
+@needs(ApiTokenRole.ADMIN)
+def update_subscriber(subscriber_id: int):
+    body = json_body()
+    topic_ids, locale, name = _ids(body, "topics"), _locale(body), _text(body, "name", 100)
+    with transaction():
+        subscriber = subscriptions.change_by_staff(
+            subscriber_id, topic_ids=topic_ids, locale=locale, name=name, source=EventSource.API
+        )
+        audit.record("api-subscriber-update", detail=f"#{subscriber_id}")
+    return jsonify(subscriber_json(subscriber))
+
+
+@bp.post("/subscribers/<int:subscriber_id>/unsubscribe")
+@needs(ApiTokenRole.ADMIN)
+def unsubscribe_subscriber(subscriber_id: int):
+    _subscriber(subscriber_id)
+    with transaction():
+        subscriber = subscriptions.unsubscribe(subscriber_id, source=EventSource.API)
+        audit.record("api-subscriber-unsubscribe", detail=f"#{subscriber_id}")
+    return jsonify(subscriber_json(subscriber))
+
+
+@bp.delete("/subscribers/<int:subscriber_id>")
+@needs(ApiTokenRole.ADMIN)
+def erase_subscriber(subscriber_id: int):
+    """Erase: the reader and everything naming them go; only the suppression hash stays."""
+    _subscriber(subscriber_id)
+    with transaction():
+        subscriptions.erase(subscriber_id, source=EventSource.API)
+        audit.record("api-subscriber-erase", detail=f"#{subscriber_id}")
+    return "", 204
+
+
+@bp.post("/issues")
+@needs(ApiTokenRole.EDITOR)
+def create_issue():
+    """A new draft from a bulletin document (multipart `document`), with the import report."""
+    upload = request.files.get("document")
+    if upload is None:
+        raise _invalid("document", "is required (a multipart/form-data file)")
+    limit = current_app.config["IMPORT_MAX_BYTES"]
+    data = upload.read(limit + 1)  # never more than the limit in memory
+    with transaction():
+        issue, report = import_document(data, max_bytes=limit)
+        audit.record("create-issue", issue_id=issue.id, detail=issue.title)
+    return jsonify(issue=issue_json(issue, articles=True), report=report_json(report)), 201
+
+
+def report_json(report) -> dict:
+    return {
+        "format": report.format,
+        "title": report.title,
+        "period": report.period,
+        "sections": [section.name for section in report.sections],
+        "articles": len(report.articles),
+        "pages": report.pages,
+        "repaired": report.repaired,
+        "dropped": report.dropped,
+        "warnings": report.warnings,
+        "images": report.images,
+    }
+
+
+@bp.patch("/issues/<int:issue_id>")
+@needs(ApiTokenRole.EDITOR)
+def update_issue(issue_id: int):
+    """Change the masthead and envelope; what the body leaves out stays."""
+    issue = _issue(issue_id)
+    body = json_body()
+    details = IssueDetails(
+        title=_value(_text(body, "title", 1000), issue.title),
+        period=_value(_text(body, "period", 1000), issue.period),
+        subject=_value(_text(body, "subject", 1000), issue.subject),
+        preheader=_value(_text(body, "preheader", 1000), issue.preheader),
+        year=_number(body, "year", issue.year),
+        number=_number(body, "number", issue.number),
+        total_number=_number(body, "total_number", issue.total_number),
+    )
+    with transaction():
+        issue = edit_issue_details(issue_id, details)
+    return jsonify(issue_json(issue, articles=True))
+
+
+def _value(given: str | None, current: str) -> str:
+    return current if given is None else given
+
+
+def _issue_action(issue_id: int, action, name: str, *, dispatch: bool = False):
+    """One change of an issue's life, audited like the staff page's button; the issue back."""
+    _issue(issue_id)
+    with transaction():
+        outcome = action()
+        audit.record(name, issue_id=issue_id, detail=str(outcome) if type(outcome) is int else "")
+        if dispatch:
+            after_commit(lambda: queue.dispatch_issue(issue_id))
+    return jsonify(issue_json(_issue(issue_id)))
+
+
+@bp.post("/issues/<int:issue_id>/submit")
+@needs(ApiTokenRole.EDITOR)
+def submit_issue(issue_id: int):
+    """送审: the reviewers are emailed, as from the staff page."""
+    _issue(issue_id)
+    with transaction():
+        review.submit(issue_id, actor())
+        for address in [user.email for user in review.reviewers(besides=actor().email)]:
+            after_commit(lambda address=address: queue.send_review_request(issue_id, address))
+    return jsonify(issue_json(_issue(issue_id)))
+
+
+@bp.post("/issues/<int:issue_id>/approve")
+@needs(ApiTokenRole.EDITOR)
+def approve_issue(issue_id: int):
+    """审核通过: a reviewer (an admin token) other than the submitter; review.py decides."""
+    _issue(issue_id)
+    with transaction():
+        review.approve(issue_id, actor())
+    return jsonify(issue_json(_issue(issue_id)))
+
+
+@bp.post("/issues/<int:issue_id>/return")
+@needs(ApiTokenRole.EDITOR)
+def return_issue(issue_id: int):
+    """退回修改 with a comment."""
+    _issue(issue_id)
+    comment = _text(json_body(), "comment", 5000, required=True)
+    with transaction():
+        review.return_for_changes(issue_id, actor(), comment)
+    return jsonify(issue_json(_issue(issue_id)))
+
+
+@bp.post("/issues/<int:issue_id>/publish")
+@needs(ApiTokenRole.EDITOR)
+def publish_issue(issue_id: int):
+    """Start sending now (an approved issue, while review is required)."""
+    return _issue_action(issue_id, lambda: start_send(issue_id, queue.dispatch_issue), "publish")
+
+
+@bp.post("/issues/<int:issue_id>/schedule")
+@needs(ApiTokenRole.EDITOR)
+def schedule_issue(issue_id: int):
+    value = _text(json_body(), "at", 64, required=True)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise _invalid("at", "must be an ISO 8601 date and time with its offset") from None
+    if when.tzinfo is None:
+        raise _invalid("at", "must carry its UTC offset, e.g. 2026-12-01T09:00:00+08:00")
+    return _issue_action(issue_id, lambda: publishing.schedule_issue(issue_id, when), "schedule")
+
+
+@bp.post("/issues/<int:issue_id>/unschedule")
+@needs(ApiTokenRole.EDITOR)
+def unschedule_issue(issue_id: int):
+    return _issue_action(issue_id, lambda: publishing.unschedule_issue(issue_id), "unschedule")
+
+
+@bp.post("/issues/<int:issue_id>/pause")
+@needs(ApiTokenRole.EDITOR)
+def pause_issue(issue_id: int):
+    reason = stored_reason("paused-by", actor().email)
+    return _issue_action(issue_id, lambda: publishing.pause_issue(issue_id, reason), "pause")
+
+
+@bp.post("/issues/<int:issue_id>/resume")
+@needs(ApiTokenRole.EDITOR)
+def resume_issue(issue_id: int):
+    return _issue_action(
+        issue_id, lambda: publishing.resume_issue(issue_id), "resume", dispatch=True
+    )
+
+
+@bp.post("/issues/<int:issue_id>/cancel")
+@needs(ApiTokenRole.EDITOR)
+def cancel_issue(issue_id: int):
+    """Cancel for good: readers not yet sent to are skipped."""
+    return _issue_action(issue_id, lambda: publishing.cancel_issue(issue_id), "cancel")
