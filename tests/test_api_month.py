@@ -4,11 +4,14 @@ progress to the end and read the deliveries. And the write side's rules one by o
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.documents import sample_markdown
 from tests.helpers import wait_for
 from tests.test_api import add_readers, bearer, make_token
+from tests.webhook_receiver import receiving, verify
 
 
 @pytest.fixture
@@ -44,9 +47,25 @@ def upload(client, secret: str):
     )
 
 
+def register_webhook(app, url: str, events: list[str]) -> str:
+    from webapp import webhooks
+    from webapp.extensions import db
+
+    with app.app_context():
+        hook = webhooks.register(url, events, created_by="test")
+        db.session.commit()
+        return hook.secret
+
+
 def test_a_month_through_the_api_alone(app, celery_worker, inbox, review_on):
+    with receiving() as receiver:
+        _month(app, inbox, receiver)
+
+
+def _month(app, inbox, receiver):
     editor, reviewer = make_token(app, "editor", "CMS"), make_token(app, "admin", "主编")
     client = app.test_client()
+    secret = register_webhook(app, receiver.url, ["issue.sent", "issue.finished"])
 
     created = upload(client, editor)
     assert created.status_code == 201, created.get_json()
@@ -94,6 +113,18 @@ def test_a_month_through_the_api_alone(app, celery_worker, inbox, review_on):
     rows = page["deliveries"] + rest["deliveries"]
     assert {row["status"] for row in rows} == {"sent"} and len(rows) == 5
     assert rest["next_after"] is None
+
+    # The receiver heard that the issue went out and that it finished, signed.
+    wait_for(lambda: receiver.events("issue.finished"), what="the issue.finished webhook")
+    [(headers, body)] = [
+        (h, b) for h, b in receiver.received if json.loads(b)["event"] == "issue.finished"
+    ]
+    assert verify(secret, headers, body)
+    assert not verify("whsec_wrong", headers, body)
+    finished = json.loads(body)["data"]["issue"]
+    assert finished["id"] == issue["id"] and finished["counts"]["sent"] == 5
+    assert headers["Bulletin-Event"] == "issue.finished"
+    assert [e["data"]["issue"]["recipients"] for e in receiver.events("issue.sent")] == [5]
 
     from webapp.extensions import db
     from webapp.models import AuditEntry
@@ -209,3 +240,93 @@ def test_subscribers_through_the_api(app, celery_worker, inbox):
     assert bad.status_code == 422 and bad.get_json()["code"] == "email-invalid"
     wrong_type = client.post("/api/v1/subscribers", data="x", headers=bearer(secret))
     assert wrong_type.status_code == 415
+
+
+def test_webhooks_are_retried_with_backoff_and_logged(app, celery_worker):
+    """A receiver that fails twice gets the event a third time; the log shows each answer.
+    The request that caused the event did not wait for any of it."""
+    from webapp.extensions import db
+    from webapp.models import WebhookDelivery, WebhookDeliveryStatus
+
+    topic = _topic(app)
+    secret = make_token(app, "admin")
+    client = app.test_client()
+    saved = app.config["WEBHOOK_RETRY_SECONDS"]
+    app.config["WEBHOOK_RETRY_SECONDS"] = 0.2
+    try:
+        with receiving() as receiver:
+            hook_secret = register_webhook(app, receiver.url, ["subscriber.unsubscribed"])
+            receiver.answers = [500, 503]
+            reader = client.post(
+                "/api/v1/subscribers",
+                json={"email": "a@example.org", "topics": [topic], "consent": "consented",
+                      "evidence": "paper form"},
+                headers=bearer(secret),
+            ).get_json()["subscriber"]  # fmt: skip
+            client.post(f"/api/v1/subscribers/{reader['id']}/unsubscribe", headers=bearer(secret))
+
+            def delivered():
+                with app.app_context():
+                    row = db.session.query(WebhookDelivery).one()
+                    return row if row.status == WebhookDeliveryStatus.DELIVERED else None
+
+            row = wait_for(delivered, what="the third attempt")
+            assert row.attempts == 3 and row.response_status == 200
+            assert len(receiver.received) == 3
+            headers, body = receiver.received[-1]
+            assert verify(hook_secret, headers, body)
+            event = json.loads(body)
+            assert event["data"]["subscriber"]["email"] == "a@example.org"
+            assert event["id"] == row.id
+    finally:
+        app.config["WEBHOOK_RETRY_SECONDS"] = saved
+
+
+def test_a_rolled_back_change_tells_no_webhook(app, db_session):
+    from webapp import subscriptions, webhooks
+    from webapp.extensions import db
+    from webapp.models import Subscriber, SubscriberStatus, WebhookDelivery
+    from webapp.transactions import transaction
+
+    webhooks.register("http://127.0.0.1:9/", ["subscriber.unsubscribed"], created_by="t")
+    reader = Subscriber(email="b@example.org", status=SubscriberStatus.ACTIVE)
+    db.session.add(reader)
+    db.session.commit()
+    with pytest.raises(RuntimeError):
+        with transaction():
+            subscriptions.unsubscribe(reader.id)
+            raise RuntimeError("something else failed")
+    assert db.session.query(WebhookDelivery).count() == 0
+
+
+def _topic(app) -> int:
+    from webapp.extensions import db
+    from webapp.issues import ensure_topics
+
+    with app.app_context():
+        [topic] = ensure_topics(["质量要闻"])
+        db.session.commit()
+        return topic.id
+
+
+def test_admins_register_webhooks_on_the_staff_site(app, staff_client, editor_client):
+    from tests.helpers import csrf_token
+
+    page = staff_client.get("/admin/api").get_data(as_text=True)
+    made = staff_client.post(
+        "/admin/api/webhooks",
+        data={
+            "csrf_token": csrf_token(page),
+            "url": "https://crm.example.org/bulletin",
+            "events": ["subscriber.confirmed", "issue.finished"],
+        },
+    ).get_data(as_text=True)
+    assert "whsec_" in made and "Bulletin-Signature" in made
+    again = staff_client.get("/admin/api").get_data(as_text=True)
+    assert "whsec_" not in again and "https://crm.example.org/bulletin" in again
+    refused = staff_client.post(
+        "/admin/api/webhooks",
+        data={"csrf_token": csrf_token(page), "url": "ftp://x", "events": ["issue.sent"]},
+    )
+    assert refused.status_code == 400
+    assert editor_client.post("/admin/api/webhooks", data={}).status_code in (400, 403)

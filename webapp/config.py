@@ -179,6 +179,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         # A confirmation email refused for now (4xx) is tried again after this, then twice
         # as long each time (six tries: about two hours in all).
         "NOTIFICATION_RETRY_SECONDS": 60.0,
+        # Webhook deliveries a receiver refused: retried after 10 s, 20 s, 40 s... this often.
+        "WEBHOOK_RETRY_SECONDS": 10.0,
+        "WEBHOOK_RETRIES": 8,
         "MAX_FORM_MEMORY_SIZE": 8 * 1024 * 1024,
         "BULLETIN_NAME": env.get("BULLETIN_NAME") or "工作简报",
         # Staff type and read times (scheduled publishing) in this zone; stored in UTC.

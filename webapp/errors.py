@@ -114,6 +114,9 @@ MESSAGES = {
     ),
     "api-forbidden": lazy_gettext("这个令牌（%(role)s）没有权限这样操作。"),
     "api-invalid": lazy_gettext("请求内容有误：%(name)s %(problem)s"),
+    "webhook-url": lazy_gettext("请填写以 http:// 或 https:// 开头的完整网址。"),
+    "webhook-events-none": lazy_gettext("请至少选择一种事件。"),
+    "webhook-missing": lazy_gettext("Webhook #%(id)s 不存在。"),
     "subscriber-left": lazy_gettext(
         "这位读者的状态是 %(status)s：只有读者本人能通过邮件中的链接重新订阅。"
     ),

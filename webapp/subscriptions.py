@@ -21,6 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from . import webhooks
 from .errors import BulletinError
 from .extensions import db
 from .i18n import normalize_locale
@@ -371,6 +372,8 @@ def confirm(subscriber_id: int, *, source: str = EventSource.EMAIL_LINK) -> Subs
         subscriber.consent_method = subscriber.consent_method or ConsentMethod.DOUBLE_OPT_IN
         subscriber.consented_at = subscriber.consented_at or subscriber.confirmed_at
         log_event(subscriber.id, EventKind.CONFIRMED, source)
+        db.session.flush()
+        webhooks.emit("subscriber.confirmed", webhooks.subscriber_data(subscriber))
     db.session.flush()
     return subscriber
 
@@ -395,6 +398,8 @@ def unsubscribe(
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
         subscriber.unsubscribed_at = utcnow()
         log_event(subscriber.id, EventKind.UNSUBSCRIBED, source)
+        db.session.flush()
+        webhooks.emit("subscriber.unsubscribed", webhooks.subscriber_data(subscriber))
     db.session.flush()
     return subscriber
 
@@ -469,6 +474,8 @@ def suppress(email: str, reason: SuppressionReason, *, source: str) -> None:
         subscriber.status = status
         subscriber.unsubscribed_at = utcnow()
         log_event(subscriber.id, kind, source, reason=reason.value)
+        db.session.flush()
+        webhooks.emit(f"subscriber.{status.value}", webhooks.subscriber_data(subscriber))
     db.session.flush()
 
 

@@ -6,18 +6,32 @@ from flask import abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import api_tokens
+from .. import api_tokens, webhooks
 from ..confirmation import confirmed
 from ..errors import describe
 from ..extensions import db
-from ..models import ApiToken, ApiTokenRole
+from ..models import ApiToken, ApiTokenRole, Webhook
 from ..transactions import transaction
 from . import bp
 from .auth import admin_only
-from .forms import ActionForm, ApiTokenForm
+from .forms import ActionForm, ApiTokenForm, WebhookForm
 
 
-def _page(form: ApiTokenForm | None = None, *, secret: str = "", status: int = 200):
+def _webhook_form(*, submitted: bool = False) -> WebhookForm:
+    form = WebhookForm() if submitted else WebhookForm(formdata=None)
+    form.events.choices = [(event, str(label)) for event, label in webhooks.EVENTS.items()]
+    return form
+
+
+def _page(
+    form: ApiTokenForm | None = None,
+    *,
+    secret: str = "",
+    hook_form: WebhookForm | None = None,
+    new_hook: Webhook | None = None,
+    status: int = 200,
+):
+    hooks = webhooks.webhooks()
     return (
         render_template(
             "admin/api.html",
@@ -25,6 +39,11 @@ def _page(form: ApiTokenForm | None = None, *, secret: str = "", status: int = 2
             form=form or ApiTokenForm(formdata=None),
             action_form=ActionForm(),
             secret=secret,
+            hooks=hooks,
+            hook_log={hook.id: webhooks.recent_deliveries(hook.id) for hook in hooks},
+            hook_form=hook_form or _webhook_form(),
+            new_hook=new_hook,
+            signature_header=webhooks.SIGNATURE_HEADER,
         ),
         status,
     )
@@ -74,4 +93,44 @@ def revoke_api_token(token_id: int):
     with transaction():
         api_tokens.revoke(token_id)
     flash(_("已撤销令牌“%(name)s”。", name=token.name))
+    return redirect(url_for("admin.api_page"))
+
+
+@bp.post("/api/webhooks")
+@admin_only
+def create_webhook():
+    """The secret is shown on this answer only, like a token's (it stays stored: it signs)."""
+    form = _webhook_form(submitted=True)
+    if not form.validate_on_submit():
+        return _page(hook_form=form, status=400)
+    try:
+        with transaction():
+            hook = webhooks.register(
+                form.url.data, form.events.data or [], created_by=current_user.email
+            )
+    except webhooks.WebhookError as exc:
+        getattr(form, exc.field).errors.append(describe(exc))
+        return _page(hook_form=form, status=400)
+    return _page(new_hook=hook)
+
+
+@bp.post("/api/webhooks/<int:webhook_id>/delete")
+@admin_only
+def delete_webhook(webhook_id: int):
+    hook = db.get_or_404(Webhook, webhook_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if not confirmed():
+        return render_template(
+            "admin/confirm_action.html",
+            title=_("删除 Webhook"),
+            what=_("删除发往 %(url)s 的 Webhook 及其发送记录。", url=hook.url),
+            note=_("删除后不能恢复。"),
+            action=url_for("admin.delete_webhook", webhook_id=webhook_id),
+            button=_("确认删除"),
+            back=url_for("admin.api_page"),
+        )
+    with transaction():
+        webhooks.remove(webhook_id)
+    flash(_("已删除 Webhook。"))
     return redirect(url_for("admin.api_page"))

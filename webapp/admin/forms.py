@@ -26,6 +26,7 @@ from wtforms.validators import (
 )
 
 from .. import issues
+from ..public.forms import MultiCheckboxField
 from ..rendering import safe_url
 
 
@@ -292,3 +293,14 @@ class ApiTokenForm(FlaskForm):
         ],
     )
     submit = SubmitField(lazy_gettext("创建令牌"))
+
+
+class WebhookForm(FlaskForm):
+    """A new webhook: the receiver's address and the events it hears about."""
+
+    url = StringField(
+        lazy_gettext("接收地址（https://…）"),
+        validators=[DataRequired(message=lazy_gettext("请填写接收地址。")), Length(max=2000)],
+    )
+    events = MultiCheckboxField(lazy_gettext("事件"))
+    submit = SubmitField(lazy_gettext("添加 Webhook"))
