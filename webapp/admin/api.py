@@ -5,12 +5,15 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
+from markupsafe import escape
+from sqlalchemy import select
 
 from .. import api_tokens, webhooks
 from ..confirmation import confirmed
 from ..errors import describe
 from ..extensions import db
-from ..models import ApiToken, ApiTokenRole, Webhook
+from ..models import ApiToken, ApiTokenRole, Topic, Webhook
+from ..tokens import external_url
 from ..transactions import transaction
 from . import bp
 from .auth import admin_only
@@ -44,6 +47,7 @@ def _page(
             hook_form=hook_form or _webhook_form(),
             new_hook=new_hook,
             signature_header=webhooks.SIGNATURE_HEADER,
+            snippets=embed_snippets(),
         ),
         status,
     )
@@ -134,3 +138,32 @@ def delete_webhook(webhook_id: int):
         webhooks.remove(webhook_id)
     flash(_("已删除 Webhook。"))
     return redirect(url_for("admin.api_page"))
+
+
+def embed_snippets() -> dict[str, str]:
+    """What staff paste into the institute's site: an iframe of the embeddable form, or the
+    same form as plain HTML posting to us (it then works with the site's own styles)."""
+    action = external_url("public.embed_subscribe")
+    topics = db.session.scalars(
+        select(Topic).where(Topic.active.is_(True)).order_by(Topic.position, Topic.id)
+    ).all()
+    iframe = (
+        f'<iframe src="{action}" title="{escape(_("订阅"))}" '
+        'style="width:100%;max-width:32rem;height:34rem;border:0" loading="lazy"></iframe>'
+    )
+    boxes = "\n".join(
+        f'  <label><input type="checkbox" name="topics" value="{t.id}" checked> '
+        f"{escape(t.name)}</label><br>"
+        for t in topics
+    )
+    form = (
+        f'<form method="post" action="{action}">\n'
+        f'  <label>{escape(_("电子邮箱"))} <input type="email" name="email" required></label><br>\n'
+        f'  <label>{escape(_("称呼（选填）"))} <input type="text" name="name"></label><br>\n'
+        f"{boxes}\n"
+        '  <div style="position:absolute;left:-10000px" aria-hidden="true">'
+        '<input type="text" name="website" tabindex="-1" autocomplete="off"></div>\n'
+        f'  <button type="submit">{escape(_("订阅"))}</button>\n'
+        "</form>"
+    )
+    return {"iframe": iframe, "form": form}
