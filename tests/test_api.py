@@ -201,3 +201,15 @@ def test_each_token_has_its_own_rate_limit(app):
         assert client.get("/api/v1/topics", headers=bearer(second)).status_code == 200
     finally:
         app.config["RATELIMIT_API"] = saved
+
+
+def test_nul_characters_are_refused_not_a_server_error(app):
+    secret = make_token(app, "admin")
+    client = app.test_client()
+    assert client.get("/api/v1/subscribers?q=a%00b", headers=bearer(secret)).status_code == 200
+    answer = client.post(
+        "/api/v1/subscribers",
+        json={"email": "a@example.org", "name": "x\x00y", "topics": [1]},
+        headers=bearer(secret),
+    )
+    assert answer.status_code == 422 and answer.get_json()["code"] == "api-invalid"

@@ -215,7 +215,7 @@ def list_topics():
 @needs(ApiTokenRole.ADMIN)
 def list_subscribers():
     page = directory.list_subscribers(
-        search=request.args.get("q", "")[:320],
+        search=query_search(),
         status=query_choice("status", SubscriberStatus),
         topic_id=query_id("topic"),
         after_id=query_id("after"),
@@ -289,7 +289,7 @@ def list_deliveries(issue_id: int):
     rows, next_after = delivery_log.page(
         issue_id,
         status=query_choice("status", DeliveryStatus),
-        search=request.args.get("q", "")[:320],
+        search=query_search(),
         after_id=query_id("after") or 0,
         limit=query_limit(),
     )
@@ -338,7 +338,14 @@ def _text(body: dict, name: str, limit: int, *, required: bool = False) -> str |
         return None
     if not isinstance(value, str) or len(value) > limit:
         raise _invalid(name, f"must be a string of at most {limit} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold it: refused here, not with a 500
+        raise _invalid(name, "must not contain NUL characters")
     return value
+
+
+def query_search() -> str:
+    """The `q` filter: part of an address (NUL can be in no address, nor in PostgreSQL)."""
+    return request.args.get("q", "")[:320].replace("\x00", "")
 
 
 def _ids(body: dict, name: str, *, required: bool = False) -> list[int] | None:
