@@ -114,6 +114,9 @@ def _month(app, inbox, receiver):
     assert {row["status"] for row in rows} == {"sent"} and len(rows) == 5
     assert rest["next_after"] is None
 
+    figures = client.get(url + "/readership", headers=bearer(editor)).get_json()
+    assert sum(topic["recipients"] for topic in figures["topics"]) >= 5
+
     # The receiver heard that the issue went out and that it finished, signed.
     wait_for(lambda: receiver.events("issue.finished"), what="the issue.finished webhook")
     [(headers, body)] = [

@@ -248,6 +248,37 @@ SCHEMAS: dict = {
             },
         },
     },
+    "Readership": {
+        "type": "object",
+        "description": "Aggregate counts of counted links and page views; nothing about who.",
+        "required": ["issue_id", "counted", "filtered", "topics"],
+        "properties": {
+            "issue_id": {"type": "integer"},
+            "counted": {"type": "integer"},
+            "filtered": {"type": "integer", "description": "left out as scanners"},
+            "issue_page_views": {"type": "integer"},
+            "left_altogether": {"type": "integer"},
+            "window_start": MOMENT,
+            "window_end": MOMENT,
+            "recipients_recorded": {"type": "boolean"},
+            "topics": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["topic_id", "name", "recipients", "clicks"],
+                    "properties": {
+                        "topic_id": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "recipients": {"type": "integer"},
+                        "unsubscribes": {"type": "integer"},
+                        "clicks": {"type": "integer"},
+                        "clicks_per_thousand": _nullable("number"),
+                        "articles": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+            },
+        },
+    },
     "DeliveryPage": {
         "type": "object",
         "required": ["deliveries", "next_after"],
@@ -459,6 +490,12 @@ PATHS: dict = {
         "get": operation(
             "getProgress", "How far sending has got", "read-only", _ok(_ref("Progress")),
             params=[ISSUE_ID], codes=[404],
+        ),
+    },
+    "/issues/{issue_id}/readership": {
+        "get": operation(
+            "getReadership", "Readership figures: clicks and page views per section", "read-only",
+            _ok(_ref("Readership")), params=[ISSUE_ID], codes=[404],
         ),
     },
     "/issues/{issue_id}/deliveries": {

@@ -12,7 +12,16 @@ from datetime import datetime
 from flask import abort, current_app, jsonify, request
 from sqlalchemy import select
 
-from .. import audit, delivery_log, directory, publishing, queue, review, subscriptions
+from .. import (
+    audit,
+    delivery_log,
+    directory,
+    publishing,
+    queue,
+    readership_report,
+    review,
+    subscriptions,
+)
 from ..delivery import start_send
 from ..errors import (
     HTTP_TITLES,
@@ -278,6 +287,43 @@ def issue_progress(issue_id: int):
         percent=figures["percent"],
         rate=round(figures["rate"], 1),
         seconds_left=figures["seconds_left"],
+    )
+
+
+@bp.get("/issues/<int:issue_id>/readership")
+def issue_readership(issue_id: int):
+    """The readership figures of the staff report: counts only, nothing about who."""
+    report = readership_report.issue_report(_issue(issue_id))
+    return jsonify(
+        issue_id=issue_id,
+        counted=report.counted,
+        filtered=report.filtered,
+        issue_page_views=report.issue_page_views,
+        left_altogether=report.left_altogether,
+        window_start=iso(report.window_start),
+        window_end=iso(report.window_end),
+        recipients_recorded=report.recipients_recorded,
+        topics=[
+            {
+                "topic_id": topic.topic_id,
+                "name": topic.name,
+                "recipients": topic.recipients,
+                "unsubscribes": topic.unsubscribes,
+                "clicks": topic.clicks,
+                "clicks_per_thousand": topic.rate,
+                "articles": [
+                    {
+                        "id": article.id,
+                        "title": article.title,
+                        "read_more": article.read_more,
+                        "source": article.source,
+                        "page_views": article.page_views,
+                    }
+                    for article in topic.articles
+                ],
+            }
+            for topic in report.topics
+        ],
     )
 
 
