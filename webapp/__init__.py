@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import errors, identity, labels, security
 from .admin import bp as admin_bp
+from .api import bp as api_bp
 from .cli import register_commands
 from .config import load_config
 from .extensions import babel, celery_init_app, csrf, db, limiter, login_manager, migrate
@@ -52,6 +53,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(public_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(hooks_bp, url_prefix="/hooks")
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
 
     app.jinja_env.filters["safe_url"] = safe_url
 
@@ -115,5 +117,5 @@ def celery_settings(config: dict[str, Any]) -> dict[str, Any]:
             },
         },
         "task_always_eager": config.get("CELERY_ALWAYS_EAGER", False),
-        "include": ["tasks.sending", "tasks.mail", "tasks.readership"],
+        "include": ["tasks.sending", "tasks.mail", "tasks.readership", "tasks.webhooks"],
     }

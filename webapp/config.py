@@ -187,6 +187,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         # A confirmation email refused for now (4xx) is tried again after this, then twice
         # as long each time (six tries: about two hours in all).
         "NOTIFICATION_RETRY_SECONDS": 60.0,
+        # Webhook deliveries a receiver refused: retried after 10 s, 20 s, 40 s... this often.
+        "WEBHOOK_RETRY_SECONDS": 10.0,
+        "WEBHOOK_RETRIES": 8,
         "MAX_FORM_MEMORY_SIZE": 8 * 1024 * 1024,
         "BULLETIN_NAME": env.get("BULLETIN_NAME") or "工作简报",
         # Staff type and read times (scheduled publishing) in this zone; stored in UTC.
@@ -235,6 +238,11 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "RATELIMIT_LINKS": env.get("RATELIMIT_LINKS") or "30 per minute",
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN") or "10 per minute;50 per hour",
         "RATELIMIT_LOGIN_ACCOUNT": env.get("RATELIMIT_LOGIN_ACCOUNT") or "5 per minute;20 per hour",
+        # The JSON API, per token (api/__init__.py).
+        "RATELIMIT_API": env.get("RATELIMIT_API") or "600 per minute",
+        # The embeddable sign-up form: the sites allowed to frame it (CSP frame-ancestors),
+        # space-separated origins; "*" lets any site embed it.
+        "EMBED_FRAME_ANCESTORS": env.get("EMBED_FRAME_ANCESTORS") or "*",
         "RATELIMIT_HEADERS_ENABLED": True,
         # How many reverse proxies set X-Forwarded-For in front of the app (0: none); the rate
         # limits and consent records need the reader's address, not the proxy's.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 
-from flask import Flask, render_template
+from flask import Flask, Response, json, render_template, request
 from flask_babel import force_locale, lazy_gettext
 from flask_babel import gettext as _
 
@@ -174,6 +174,21 @@ MESSAGES = {
     "staff-exists": lazy_gettext("已经有 %(email)s 的管理账号。"),
     "staff-missing": lazy_gettext("没有 %(email)s 的管理账号。"),
     "staff-password-short": lazy_gettext("密码至少要 %(count)s 个字符。"),
+    # the JSON API and its tokens
+    "api-token-name-missing": lazy_gettext("请填写令牌名称。"),
+    "api-token-name-too-long": lazy_gettext("令牌名称最多 %(count)s 个字。"),
+    "api-token-missing": lazy_gettext("令牌 #%(id)s 不存在。"),
+    "api-token-invalid": lazy_gettext(
+        "缺少 API 令牌，或令牌无效、已撤销：请在请求头 Authorization: Bearer 中提供有效令牌。"
+    ),
+    "api-forbidden": lazy_gettext("这个令牌（%(role)s）没有权限这样操作。"),
+    "api-invalid": lazy_gettext("请求内容有误：%(name)s %(problem)s"),
+    "webhook-url": lazy_gettext("请填写以 http:// 或 https:// 开头的完整网址。"),
+    "webhook-events-none": lazy_gettext("请至少选择一种事件。"),
+    "webhook-missing": lazy_gettext("Webhook #%(id)s 不存在。"),
+    "subscriber-left": lazy_gettext(
+        "这位读者的状态是 %(status)s：只有读者本人能通过邮件中的链接重新订阅。"
+    ),
 }
 
 # What the importer tells the editor about a document (importing.ImportReport's notes).
@@ -315,9 +330,50 @@ def init_app(app: Flask) -> None:
     register_error_pages(app)
 
 
+# The JSON API answers errors as RFC 9457 problem details instead of pages.
+API_PREFIX = "/api/"
+PROBLEM_TYPE = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str = "", *, code: str = "", **extra) -> Response:
+    """An RFC 9457 problem details answer: `title` says what kind of problem (the error
+    pages' heading), `detail` this occurrence (a domain error's message), `code` the
+    `MESSAGES` key when there is one, in the request's language."""
+    body = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if code:
+        body["code"] = code
+    body.update(extra)
+    return Response(json.dumps(body, ensure_ascii=False), status, mimetype=PROBLEM_TYPE)
+
+
+def domain_problem(error: BulletinError, status: int) -> Response:
+    """A domain error as a problem: the same words the pages show for it."""
+    title = HTTP_TITLES.get(status, HTTP_TITLES[400])()
+    extra = {"field": error.field} if error.field else {}
+    return problem(status, str(title), describe(error), code=error.code, **extra)
+
+
+HTTP_TITLES = {
+    400: lambda: _("请求有误"),
+    401: lambda: _("需要登录或令牌"),
+    403: lambda: _("没有权限"),
+    404: lambda: _("找不到这个页面"),
+    405: lambda: _("无法这样打开这个页面"),
+    409: lambda: _("与当前状态冲突"),
+    413: lambda: _("提交的内容太大"),
+    415: lambda: _("不支持的内容类型"),
+    422: lambda: _("请求内容有误"),
+    429: lambda: _("操作太频繁"),
+    500: lambda: _("出错了"),
+}
+
+
 def register_error_pages(app: Flask) -> None:
     messages = {
         400: lambda: (_("请求有误"), _("请返回上一页，检查后重试。")),
+        401: lambda: (_("需要登录或令牌"), _("请先登录。")),
         403: lambda: (_("没有权限"), _("这个页面只对管理员开放。")),
         404: lambda: (_("找不到这个页面"), _("链接可能有误，或者该页面尚未公开。")),
         405: lambda: (_("无法这样打开这个页面"), _("请使用页面上的按钮，或邮件中的链接。")),
@@ -331,6 +387,14 @@ def register_error_pages(app: Flask) -> None:
         title, hint = messages[error.code]()
         # Keep what the error itself says to clients, such as a 405's `Allow`.
         headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+        if request.path.startswith(API_PREFIX):
+            # Werkzeug's stock descriptions are English prose for browsers; a description
+            # the raiser wrote (the rate limit hit, say) is worth passing on.
+            said = getattr(error, "description", None)
+            detail = said if said and said != type(error).description else ""
+            answer = problem(error.code, str(title), str(detail))
+            answer.headers.extend(headers)
+            return answer
         return render_template("error.html", title=title, hint=hint), error.code, headers
 
     for code in messages:

@@ -104,6 +104,7 @@ class EventSource(enum.StrEnum):
     STAFF = "staff"
     CLI = "cli"
     BOUNCE = "bounce"
+    API = "api"
 
 
 class SuppressionReason(enum.StrEnum):
@@ -570,3 +571,73 @@ class StaffUser(UserMixin, db.Model):
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"
+
+
+class ApiTokenRole(enum.StrEnum):
+    """What an API token may do: the rights of the staff pages, by role (see api/auth.py)."""
+
+    READ_ONLY = "read-only"  # what an editor may see, and no changes
+    EDITOR = "editor"  # an editor's pages: issues, review submissions, sending
+    ADMIN = "admin"  # everything, readers' addresses included
+
+
+class ApiToken(db.Model):
+    """A named credential for the JSON API. Only the SHA-256 of the secret is kept: the
+    secret is shown once, when the token is made (see api_tokens.py)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[ApiTokenRole] = mapped_column(_status(ApiTokenRole))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the secret, so staff can tell their tokens apart.
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Webhook(db.Model):
+    """A URL told about events (`events`: space-separated names from webhooks.EVENTS)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[str] = mapped_column(String(500))
+    # The HMAC key: kept as it is, since every delivery is signed with it.
+    secret: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class WebhookDeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # written with the event, waiting for (or between) attempts
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # retries ran out
+
+
+class WebhookDelivery(db.Model):
+    """One event for one webhook: the outbox row written with the change, then the log of
+    what the receiver answered."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_webhook_id", "webhook_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)  # the JSON body, exactly as signed and sent
+    status: Mapped[WebhookDeliveryStatus] = mapped_column(
+        _status(WebhookDeliveryStatus), default=WebhookDeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    # The receiver's answer (its start), or why there was none (a timeout, a refused connection).
+    response_body: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, text, update
 
-from . import audit, identity, readership, review
+from . import audit, identity, readership, review, webhooks
 from .errors import BulletinError, stored_reason
 from .extensions import db
 from .issues import issue_topic_ids
@@ -117,6 +117,7 @@ def publish_issue(issue_id: int) -> int:
         raise PublishError("issue-empty", id=issue_id)
     planned = plan_deliveries(issue_id, topic_ids)
     readership.record_recipients(issue_id, topic_ids)
+    webhooks.emit("issue.sent", _issue_data(issue_id, recipients=planned))
     return planned
 
 
@@ -161,7 +162,9 @@ def due_issues() -> list[int]:
 
 def pause_issue(issue_id: int, reason: str = "") -> Issue:
     """Stop sending; workers finish the message on the wire and give their rows back."""
-    return _move(issue_id, (IssueStatus.SENDING,), IssueStatus.PAUSED, pause_reason=reason[:500])
+    issue = _move(issue_id, (IssueStatus.SENDING,), IssueStatus.PAUSED, pause_reason=reason[:500])
+    webhooks.emit("issue.paused", _issue_data(issue_id, reason=reason))
+    return issue
 
 
 def resume_issue(issue_id: int) -> Issue:
@@ -272,13 +275,22 @@ def finish_if_done(issue_id: int) -> bool:
     if open_row is not None:
         return False
     now = utcnow()
-    db.session.execute(
+    finished = db.session.execute(
         update(Issue)
         .where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
         .values(status=IssueStatus.SENT, sent_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
-    )
+    ).rowcount
+    if finished:  # this call, and no other, marked it sent
+        webhooks.emit("issue.finished", _issue_data(issue_id, counts=progress(issue_id)))
     return True
+
+
+def _issue_data(issue_id: int, **more) -> dict:
+    """An issue as webhook events describe it."""
+    issue = db.session.get(Issue, issue_id)
+    db.session.refresh(issue)
+    return {"issue": {"id": issue.id, "title": issue.title, "status": issue.status.value, **more}}
 
 
 def progress(issue_id: int) -> dict[str, int]:

@@ -6,7 +6,7 @@ about, and rolled-back work must send nothing. Tasks take ids, never ORM objects
 
 from __future__ import annotations
 
-from tasks import imports, mail, sending
+from tasks import imports, mail, sending, webhooks
 
 
 def dispatch_issue(issue_id: int) -> None:
@@ -45,3 +45,13 @@ def check_subscriber_import(import_id: int) -> None:
 def run_subscriber_import(import_id: int) -> None:
     """The import of a checked readers CSV."""
     imports.run_subscriber_import.delay(import_id)
+
+
+def send_review_request(issue_id: int, reviewer_email: str) -> None:
+    """Tell a reviewer an issue waits for them (送审), with a test copy."""
+    mail.send_review_request.delay(issue_id, reviewer_email)
+
+
+def deliver_webhook(delivery_id: int) -> None:
+    """POST one webhook delivery (its outbox row), retried with backoff."""
+    webhooks.deliver_webhook.delay(delivery_id)

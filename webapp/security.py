@@ -27,6 +27,17 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+# Pages other sites may frame: the embeddable sign-up form. Their policy differs only in
+# frame-ancestors (EMBED_FRAME_ANCESTORS) and they carry no X-Frame-Options, which cannot
+# name the sites allowed; every other page may be framed by nobody.
+EMBEDDABLE_ENDPOINTS = {"public.embed_subscribe"}
+
+
+def embed_policy() -> str:
+    ancestors = current_app.config["EMBED_FRAME_ANCESTORS"]
+    return CONTENT_SECURITY_POLICY.replace("frame-ancestors 'none'", f"frame-ancestors {ancestors}")
+
+
 PERMISSIONS_POLICY = (
     "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 )
@@ -73,7 +84,7 @@ def _limit_request_size() -> None:
     without a length is cut off at the limit as it is read.
     """
     endpoint = request.endpoint or ""
-    if endpoint == "admin.import_issue":
+    if endpoint in ("admin.import_issue", "api.create_issue"):
         # A bulletin document up to IMPORT_MAX_MB plus the multipart envelope: the view
         # refuses one over the setting itself, in words, rather than with a bare 413.
         limit = current_app.config["IMPORT_MAX_BYTES"] + 1024 * 1024
@@ -89,8 +100,11 @@ def _limit_request_size() -> None:
 def _add_headers(response: Response) -> Response:
     """Headers a view set itself (the preview frame's own policy) are kept."""
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Frame-Options", "DENY")
+    if request.endpoint in EMBEDDABLE_ENDPOINTS:
+        headers.setdefault("Content-Security-Policy", embed_policy())
+    else:
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("X-Content-Type-Options", "nosniff")
     # Same-origin: our forms' CSRF check over https reads the Referer, and a signed link in
     # a page's address must not leak to a site the page links to.

@@ -22,6 +22,7 @@ from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from . import webhooks
 from .errors import BulletinError
 from .extensions import db
 from .i18n import normalize_locale
@@ -328,6 +329,64 @@ def subscribe(
     return SubscribeResult(subscriber, claim_confirmation(subscriber))
 
 
+def add_consented(
+    email: str,
+    name: str,
+    topic_ids: set[int] | list[int],
+    *,
+    locale: str = "zh",
+    consent: Consent,
+    source: str,
+) -> Subscriber | None:
+    """Record a reader whose consent staff vouch for, `consent` being the evidence (the API's
+    "consented" sign-up; a CSV import's one-at-a-time twin): active at once, no email.
+
+    A suppressed address stores nothing (None). A new or pending address becomes active with
+    these topics. An active reader is left as they are; one who left (unsubscribed, bounced,
+    complained) comes back only through their own confirmation: `SubscriptionError`.
+    """
+    address = normalize_email(email)
+    topics = active_topics(topic_ids)
+    if _has_suppression(hash_normalized(address)):
+        return None
+    subscriber, _created = _find_or_create(address)
+    if subscriber.status in LEFT:
+        raise SubscriptionError("subscriber-left", status=subscriber.status.value)
+    if subscriber.status == SubscriberStatus.PENDING:
+        subscriber.name = clean_display_name(name)
+        subscriber.locale = normalize_locale(locale)
+        subscriber.topics = topics
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.confirmed_at = utcnow()
+        record_consent(subscriber, consent, ConsentMethod.IMPORTED_CONSENTED)
+        log_event(subscriber.id, EventKind.IMPORTED, source, topics=[t.id for t in topics])
+    db.session.flush()
+    return subscriber
+
+
+def change_by_staff(
+    subscriber_id: int,
+    *,
+    topic_ids: list[int] | None = None,
+    locale: str | None = None,
+    name: str | None = None,
+    source: str = EventSource.STAFF,
+) -> Subscriber:
+    """Staff change a reader's sections, language or name (what is None stays). Unlike the
+    reader's own preferences link, this never brings back a reader who left: that takes
+    their own confirmation (`SubscriptionError`)."""
+    subscriber = _get(subscriber_id)
+    if subscriber.status in LEFT:
+        raise SubscriptionError("subscriber-left", status=subscriber.status.value)
+    return update_preferences(
+        subscriber_id,
+        [t.id for t in subscriber.topics if t.active] if topic_ids is None else topic_ids,
+        subscriber.name if name is None else name,
+        subscriber.locale if locale is None else locale,
+        source,
+    )
+
+
 def _get(subscriber_id: int) -> Subscriber:
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None:
@@ -345,6 +404,8 @@ def confirm(subscriber_id: int, *, source: str = EventSource.EMAIL_LINK) -> Subs
         subscriber.consent_method = subscriber.consent_method or ConsentMethod.DOUBLE_OPT_IN
         subscriber.consented_at = subscriber.consented_at or subscriber.confirmed_at
         log_event(subscriber.id, EventKind.CONFIRMED, source)
+        db.session.flush()
+        webhooks.emit("subscriber.confirmed", webhooks.subscriber_data(subscriber))
     db.session.flush()
     return subscriber
 
@@ -369,6 +430,8 @@ def unsubscribe(
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
         subscriber.unsubscribed_at = utcnow()
         log_event(subscriber.id, EventKind.UNSUBSCRIBED, source)
+        db.session.flush()
+        webhooks.emit("subscriber.unsubscribed", webhooks.subscriber_data(subscriber))
     db.session.flush()
     return subscriber
 
@@ -443,6 +506,8 @@ def suppress(email: str, reason: SuppressionReason, *, source: str) -> None:
         subscriber.status = status
         subscriber.unsubscribed_at = utcnow()
         log_event(subscriber.id, kind, source, reason=reason.value)
+        db.session.flush()
+        webhooks.emit(f"subscriber.{status.value}", webhooks.subscriber_data(subscriber))
     db.session.flush()
 
 

@@ -26,6 +26,7 @@ def _zone_name() -> dict:
 
 # Routes register themselves on bp when their modules are imported.
 from . import (  # noqa: E402,F401
+    api,
     articles,
     auth,
     dashboard,

@@ -28,6 +28,7 @@ from wtforms.validators import (
 
 from .. import issues
 from ..i18n import topic_name
+from ..public.forms import MultiCheckboxField
 from ..rendering import safe_url
 
 
@@ -329,3 +330,32 @@ class RemoveLogoForm(FlaskForm):
         validators=[DataRequired(lazy_gettext("请先勾选确认。"))],
     )
     submit = SubmitField(lazy_gettext("删除标志"))
+
+
+class ApiTokenForm(FlaskForm):
+    """A new API token: its name and what it may do."""
+
+    name = StringField(
+        lazy_gettext("名称（用在哪里，例如“官网 CMS”）"),
+        validators=[DataRequired(message=lazy_gettext("请填写令牌名称。")), Length(max=100)],
+    )
+    role = SelectField(
+        lazy_gettext("权限"),
+        choices=[
+            SelectChoice("read-only", lazy_gettext("只读（编辑能看到的内容，不能修改）")),
+            SelectChoice("editor", lazy_gettext("编辑（简报：导入、修改、送审、发布）")),
+            SelectChoice("admin", lazy_gettext("管理员（包括读者地址和审核）")),
+        ],
+    )
+    submit = SubmitField(lazy_gettext("创建令牌"))
+
+
+class WebhookForm(FlaskForm):
+    """A new webhook: the receiver's address and the events it hears about."""
+
+    url = StringField(
+        lazy_gettext("接收地址（https://…）"),
+        validators=[DataRequired(message=lazy_gettext("请填写接收地址。")), Length(max=2000)],
+    )
+    events = MultiCheckboxField(lazy_gettext("事件"))
+    submit = SubmitField(lazy_gettext("添加 Webhook"))

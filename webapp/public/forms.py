@@ -14,6 +14,8 @@ from ..i18n import LOCALES
 
 # Stored with each sign-up as consent evidence: which wording the reader agreed to.
 SUBSCRIBE_FORM_VERSION = "web-form v1"
+# The same wording, on another site (the page that embeds it is recorded after it).
+EMBED_FORM_VERSION = "embed-form v1"
 
 
 class MultiCheckboxField(SelectMultipleField):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import urlsplit
 
 from flask import (
     Response,
@@ -36,7 +37,13 @@ from ..subscriptions import Consent, SubscriptionError
 from ..tokens import Purpose, TokenError, external_url, make_token, read_reader_link
 from ..transactions import after_commit, transaction
 from . import bp
-from .forms import SUBSCRIBE_FORM_VERSION, ButtonForm, PreferencesForm, SubscribeForm
+from .forms import (
+    EMBED_FORM_VERSION,
+    SUBSCRIBE_FORM_VERSION,
+    ButtonForm,
+    PreferencesForm,
+    SubscribeForm,
+)
 
 PUBLISHED = (IssueStatus.SENDING, IssueStatus.SENT)
 
@@ -132,36 +139,82 @@ def section_feed(slug: str):
 )
 def subscribe():
     form = SubscribeForm()
+    if _sign_up(form, SUBSCRIBE_FORM_VERSION):
+        return render_template("public/check_inbox.html")
+    status = 400 if request.method == "POST" else 200
+    return render_template("public/subscribe.html", form=form), status
+
+
+def _sign_up(form: SubscribeForm, source: str) -> bool:
+    """The sign-up forms' one path (this site's and the embedded one): True when the form
+    was taken (the reader is told to check their inbox), False to show it again, with
+    its errors on a POST.
+
+    A bot that filled in the honeypot is told the same and nothing happens; the outcome
+    never depends on the address's history, so nobody learns who subscribes."""
     form.topics.choices = _topic_choices()
     if request.method == "GET":
         form.topics.data = [topic_id for topic_id, _ in form.topics.choices]
-    if form.validate_on_submit():
-        if form.website.data:
-            # A bot filled in the honeypot: it gets the same answer, and nothing happens.
-            return render_template("public/check_inbox.html")
-        if not form.topics.data:
-            form.topics.errors.append(_("请至少选择一个栏目。"))
-            return render_template("public/subscribe.html", form=form), 400
-        try:
-            with transaction():
-                result = subscriptions.subscribe(
-                    form.email.data,
-                    form.name.data or "",
-                    form.topics.data,
-                    locale=str(get_locale()),
-                    consent=_consent(SUBSCRIBE_FORM_VERSION),
-                )
-                # One task whatever the address's history (new, pending, active, suppressed,
-                # emailed today): answers must not differ in the work, hence in their time.
-                reader_id = result.subscriber.id if result.subscriber else None
-                after_commit(lambda: queue.answer_sign_up(reader_id, result.email_due))
-        except SubscriptionError as exc:
-            getattr(form, exc.field).errors.append(describe(exc, detail=False))
-        else:
-            # The same page whatever the address's history: nobody learns who subscribes.
-            return render_template("public/check_inbox.html")
+    if not form.validate_on_submit():
+        return False
+    if form.website.data:
+        return True
+    if not form.topics.data:
+        form.topics.errors.append(_("请至少选择一个栏目。"))
+        return False
+    try:
+        with transaction():
+            result = subscriptions.subscribe(
+                form.email.data,
+                form.name.data or "",
+                form.topics.data,
+                locale=str(get_locale()),
+                consent=_consent(source),
+            )
+            # One task whatever the address's history (new, pending, active, suppressed,
+            # emailed today): answers must not differ in the work, hence in their time.
+            reader_id = result.subscriber.id if result.subscriber else None
+            after_commit(lambda: queue.answer_sign_up(reader_id, result.email_due))
+    except SubscriptionError as exc:
+        getattr(form, exc.field).errors.append(describe(exc, detail=False))
+        return False
+    return True
+
+
+def _embedding_page() -> str:
+    """Where the embedded form was shown: the page that framed it (the Referer of the
+    frame, carried in the form), or, for a plain HTML form on that page, the POST's own
+    Origin or Referer. Only an http(s) address is kept; it is evidence, not a credential."""
+    for candidate in (
+        request.form.get("embedded_on"),
+        request.headers.get("Origin"),
+        request.headers.get("Referer"),
+    ):
+        parts = urlsplit(candidate or "")
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return f"{parts.scheme}://{parts.netloc}{parts.path}"[:150]
+    return "unknown"
+
+
+@bp.route("/embed/subscribe", methods=["GET", "POST"])
+@csrf.exempt  # posted from other sites by design; see the docstring
+@limiter.limit(lambda: current_app.config["RATELIMIT_SUBSCRIBE"], methods=["POST"])
+@limiter.limit(
+    lambda: current_app.config["RATELIMIT_SUBSCRIBE_ADDRESS"],
+    key_func=_submitted_address,
+    methods=["POST"],
+)
+def embed_subscribe():
+    """The sign-up form for other sites: framed (an iframe of this page) or posted to by a
+    plain HTML form on their page. No CSRF token, since no cookie of ours reaches a frame
+    on another site; the double opt-in, the honeypot and the rate limits still hold, and
+    the consent record names the embedding page. The frame policy is in security.py."""
+    form = SubscribeForm(meta={"csrf": False})
+    if _sign_up(form, f"{EMBED_FORM_VERSION} on {_embedding_page()}"):
+        return render_template("public/embed_done.html")
+    embedded_on = request.form.get("embedded_on") or request.headers.get("Referer", "")
     status = 400 if request.method == "POST" else 200
-    return render_template("public/subscribe.html", form=form), status
+    return render_template("public/embed.html", form=form, embedded_on=embedded_on), status
 
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
