@@ -11,7 +11,7 @@ from flask import abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import review
+from .. import queue, review
 from ..errors import describe
 from ..extensions import db
 from ..models import Issue
@@ -27,8 +27,6 @@ def _refused(message: str):
 @bp.post("/issues/<int:issue_id>/submit-review")
 def submit_review(issue_id: int):
     """送审: the issue goes to every reviewer but the submitter, each by email."""
-    from tasks.mail import send_review_request
-
     db.get_or_404(Issue, issue_id)
     if not ActionForm().validate_on_submit():
         abort(400)
@@ -37,7 +35,7 @@ def submit_review(issue_id: int):
             review.submit(issue_id, current_user)
             addresses = [user.email for user in review.reviewers(besides=current_user.email)]
             for address in addresses:
-                after_commit(lambda address=address: send_review_request.delay(issue_id, address))
+                after_commit(lambda address=address: queue.send_review_request(issue_id, address))
     except review.ReviewError as exc:
         return _refused(describe(exc))
     if addresses:
