@@ -26,6 +26,8 @@ from ..delivery import start_send
 from ..errors import (
     HTTP_TITLES,
     BulletinError,
+    describe_document_error,
+    describe_note,
     describe_stored,
     domain_problem,
     problem,
@@ -361,9 +363,7 @@ def list_deliveries(issue_id: int):
 
 @bp.errorhandler(DocumentError)
 def _document_refused(error: DocumentError):
-    from ..admin.issues import refusal_message
-
-    return problem(422, str(HTTP_TITLES[422]()), refusal_message(error), code=error.code or "")
+    return problem(422, str(HTTP_TITLES[422]()), describe_document_error(error), code=error.code)
 
 
 def json_body() -> dict:
@@ -530,9 +530,10 @@ def report_json(report) -> dict:
         "sections": [section.name for section in report.sections],
         "articles": len(report.articles),
         "pages": report.pages,
-        "repaired": report.repaired,
-        "dropped": report.dropped,
-        "warnings": report.warnings,
+        # The importer's notes in the caller's language, as the staff import page says them.
+        "repaired": [describe_note(note) for note in report.repaired],
+        "dropped": [describe_note(note) for note in report.dropped],
+        "warnings": [describe_note(note) for note in report.warnings],
         "images": report.images,
     }
 
