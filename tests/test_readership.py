@@ -153,6 +153,12 @@ def test_a_reader_follows_read_more_and_the_source_and_only_the_counters_change(
         f"https://bulletin.example.org/issues/{issue_id}/articles/{article_id}"
     )
     assert "Set-Cookie" not in answer.headers
+    # Never cached, no Referer to the target, and the site's security headers all the same.
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
     answer = click(app, source)
     assert answer.status_code == 302
     assert answer.headers["Location"] == SOURCE
@@ -210,7 +216,7 @@ def test_every_reader_of_a_section_set_gets_the_same_counted_links(app, db_sessi
     assert bodies[0] and bodies[0] == bodies[1] == bodies[2]
 
 
-def test_a_tampered_token_gets_404_and_counts_nothing(app, db_session, reader_and_issue):
+def test_a_tampered_token_gets_404_a_post_405_and_neither_counts(app, db_session, reader_and_issue):
     _, issue_id = reader_and_issue
     publish_issue(issue_id)
     db.session.commit()
@@ -225,6 +231,7 @@ def test_a_tampered_token_gets_404_and_counts_nothing(app, db_session, reader_an
         "not-a-token",
     ):
         assert click(app, f"/r/{bad}").status_code == 404
+    assert click(app, good, method="POST").status_code == 405  # only GET and HEAD follow
     readership.flush()
     assert counts(issue_id) == {}
 

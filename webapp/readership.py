@@ -217,6 +217,15 @@ def count_request(
         count(issue_id, article_id, kind, filtered=is_scanner(method, headers))
 
 
+def follow(token: str, method: str, headers: Mapping[str, str]) -> str:
+    """Where a counted link sends the reader; counts the request (when counting is on).
+
+    Raises TokenError for a token we did not sign, and counts nothing then."""
+    issue_id, article_id, kind, target = resolve(token)
+    count_request(issue_id, article_id, kind, method, headers)
+    return target
+
+
 # -- flushing to the database ----------------------------------------------------------------
 
 
