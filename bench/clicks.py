@@ -14,7 +14,8 @@
 2. The redirect: gunicorn as the Procfile's `web` line starts it serving /r/<token> for
    one article, with Redis private to this run; `wrk` (Debian package `wrk`) with 50
    connections for `--duration` seconds, first alone, then while 2 Celery workers x 2 send
-   the issue to Postfix's smtp-sink. Prints requests/s, p50 and p99, then flushes the
+   the issue to Postfix's smtp-sink (under `nice -n 10`, as the Procfile runs them).
+   Prints requests/s, p50 and p99 and the web workers' CPU per request, then flushes the
    counters and checks that the database holds exactly what gunicorn counted.
 
 The machine is shared: other processes' load shows in every figure.
@@ -76,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # What worker_command() reads (the send bench's defaults).
     parser.add_argument("--workers", type=int, default=2, help="Celery workers during the send")
     parser.add_argument("--concurrency", type=int, default=2, help="prefork children each")
+    parser.add_argument("--worker-nice", type=int, default=10,
+                        help="run the Celery workers under nice -n N (10, as the Procfile "
+                             "does; 0 to see a send take CPU from the clicks)")  # fmt: skip
     parser.set_defaults(profile=None)
     return parser.parse_args(argv)
 
@@ -113,13 +117,17 @@ def add_clicks(issue_id: int, total: int, published_at, seed: int = 2) -> int:
 
 
 def add_unsubscribes(readers: int, topic_ids: list[int], published_at, seed: int = 3) -> int:
-    """Readers stopping a section (1%) or leaving (0.5%) in the week after the issue."""
+    """Readers stopping a section (1%) or leaving (0.5%) in the week after the issue: their
+    events, and the hourly counts of departures that subscriptions.log_event keeps (a
+    reader who leaves counts for each section they have)."""
     import json
+    from collections import Counter
 
-    from sqlalchemy import insert
+    from sqlalchemy import insert, select
 
     from webapp.extensions import db
-    from webapp.models import SubscriberEvent
+    from webapp.models import SectionDepartures, SubscriberEvent, subscriber_topics
+    from webapp.readership import LEFT_ALTOGETHER
 
     rng = Random(seed)
 
@@ -138,6 +146,30 @@ def add_unsubscribes(readers: int, topic_ids: list[int], published_at, seed: int
     ]  # fmt: skip
     for start in range(0, len(rows), 5000):
         db.session.execute(insert(SubscriberEvent), rows[start : start + 5000])
+
+    def hour(row):
+        return row["created_at"].replace(minute=0, second=0, microsecond=0)
+
+    departures: Counter = Counter()
+    left = {}
+    for row in rows:
+        if row["kind"] == "topics_changed":
+            departures[(json.loads(row["detail"])["removed"][0], hour(row))] += 1
+        else:
+            departures[(LEFT_ALTOGETHER, hour(row))] += 1
+            left[row["subscriber_id"]] = hour(row)
+    ids = list(left)
+    for start in range(0, len(ids), 5000):
+        for subscriber_id, topic_id in db.session.execute(
+            select(subscriber_topics.c.subscriber_id, subscriber_topics.c.topic_id).where(
+                subscriber_topics.c.subscriber_id.in_(ids[start : start + 5000])
+            )
+        ):
+            departures[(topic_id, left[subscriber_id])] += 1
+    db.session.execute(
+        insert(SectionDepartures),
+        [{"topic_id": t, "hour": h, "readers": n} for (t, h), n in departures.items()],
+    )
     db.session.commit()
     return len(rows)
 
@@ -322,12 +354,15 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
     if not args.no_send:
         celery_app = app.extensions["celery"]
         for i in range(args.workers):
-            processes.start(f"worker{i}", worker_command(i, args, queue),
-                            dict(os.environ))  # fmt: skip
+            command = worker_command(i, args, queue)
+            if args.worker_nice:
+                command = ["nice", "-n", str(args.worker_nice), *command]
+            processes.start(f"worker{i}", command, dict(os.environ))
         with app.app_context():
             wait_for_workers(celery_app, processes, args.workers)
+            # (Counted from what an earlier run sent, with --reuse.)
+            going = sent_count(issue_id) + min(5000, args.readers // 20)
             celery_app.send_task("bulletin.dispatch_issue", args=[issue_id], queue=queue)
-            going = min(5000, args.readers // 20)
             wait_until(lambda: sent_count(issue_id) > going, 300, "the send to get going")
             sent_before, start = sent_count(issue_id), time.perf_counter()
             busy = run_wrk(local, args.connections, args.duration, web)
