@@ -352,7 +352,11 @@ def count_departures(topic_ids: Collection[int]) -> None:
     caller's transaction, with the event that records the change (subscriptions.log_event)."""
     if topic_ids:
         hour = utcnow().replace(minute=0, second=0, microsecond=0)
-        rows = [{"topic_id": t, "hour": hour, "readers": 1} for t in sorted(set(topic_ids))]
+        # Rows are locked in one order by every transaction, sections by id and "left
+        # altogether" last (as when a reader stops their last section: that section, then
+        # leaving), so two readers leaving at once wait for each other but never deadlock.
+        order = sorted(set(topic_ids), key=lambda t: (t == LEFT_ALTOGETHER, t))
+        rows = [{"topic_id": t, "hour": hour, "readers": 1} for t in order]
         _upsert(SectionDepartures, rows, ["topic_id", "hour"], ["readers"])
 
 
