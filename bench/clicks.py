@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/clicks.py                       # 1,000,000 readers, 10,000,000 clicks
     .venv/bin/python bench/clicks.py --readers 100000 --clicks 1000000 --duration 10
+    .venv/bin/python bench/clicks.py --reuse            # the data the last run left
 
 1. The report: N active readers (random sets of the sample's four sections) in a PostgreSQL
    database of its own (BENCH_CLICKS_DATABASE_URL, default postgresql://postgres@127.0.0.1:
@@ -10,10 +11,11 @@
    `--clicks` counted clicks as the sweeper's flush leaves them in `read_counts` (one row per
    article, link kind and hour over 7 days), and unsubscribe events in the week after. Times
    the staff report page and its CSV, rendered in-process (median and worst of 20).
-2. The redirect: gunicorn as the Procfile starts it (2 sync workers) serving /r/<token> for
+2. The redirect: gunicorn as the Procfile's `web` line starts it serving /r/<token> for
    one article, with Redis private to this run; `wrk` (Debian package `wrk`) with 50
    connections for `--duration` seconds, first alone, then while 2 Celery workers x 2 send
-   the issue to Postfix's smtp-sink. Prints requests/s, p50 and p99, then flushes the
+   the issue to Postfix's smtp-sink (under `nice -n 10`, as the Procfile runs them).
+   Prints requests/s, p50 and p99 and the web workers' CPU per request, then flushes the
    counters and checks that the database holds exactly what gunicorn counted.
 
 The machine is shared: other processes' load shows in every figure.
@@ -34,6 +36,8 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from random import Random
+
+from honcho.environ import parse_procfile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -67,9 +71,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=15, help="seconds of wrk per run (15)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     parser.add_argument("--no-send", action="store_true", help="skip the run during a send")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the data the last run left in the database (it takes "
+                             "minutes to build); the send goes on where it stopped")  # fmt: skip
     # What worker_command() reads (the send bench's defaults).
     parser.add_argument("--workers", type=int, default=2, help="Celery workers during the send")
     parser.add_argument("--concurrency", type=int, default=2, help="prefork children each")
+    parser.add_argument("--worker-nice", type=int, default=10,
+                        help="run the Celery workers under nice -n N (10, as the Procfile "
+                             "does; 0 to see a send take CPU from the clicks)")  # fmt: skip
     parser.set_defaults(profile=None)
     return parser.parse_args(argv)
 
@@ -107,13 +117,17 @@ def add_clicks(issue_id: int, total: int, published_at, seed: int = 2) -> int:
 
 
 def add_unsubscribes(readers: int, topic_ids: list[int], published_at, seed: int = 3) -> int:
-    """Readers stopping a section (1%) or leaving (0.5%) in the week after the issue."""
+    """Readers stopping a section (1%) or leaving (0.5%) in the week after the issue: their
+    events, and the hourly counts of departures that subscriptions.log_event keeps (a
+    reader who leaves counts for each section they have)."""
     import json
+    from collections import Counter
 
-    from sqlalchemy import insert
+    from sqlalchemy import insert, select
 
     from webapp.extensions import db
-    from webapp.models import SubscriberEvent
+    from webapp.models import SectionDepartures, SubscriberEvent, subscriber_topics
+    from webapp.readership import LEFT_ALTOGETHER
 
     rng = Random(seed)
 
@@ -132,8 +146,64 @@ def add_unsubscribes(readers: int, topic_ids: list[int], published_at, seed: int
     ]  # fmt: skip
     for start in range(0, len(rows), 5000):
         db.session.execute(insert(SubscriberEvent), rows[start : start + 5000])
+
+    def hour(row):
+        return row["created_at"].replace(minute=0, second=0, microsecond=0)
+
+    departures: Counter = Counter()
+    left = {}
+    for row in rows:
+        if row["kind"] == "topics_changed":
+            departures[(json.loads(row["detail"])["removed"][0], hour(row))] += 1
+        else:
+            departures[(LEFT_ALTOGETHER, hour(row))] += 1
+            left[row["subscriber_id"]] = hour(row)
+    ids = list(left)
+    for start in range(0, len(ids), 5000):
+        for subscriber_id, topic_id in db.session.execute(
+            select(subscriber_topics.c.subscriber_id, subscriber_topics.c.topic_id).where(
+                subscriber_topics.c.subscriber_id.in_(ids[start : start + 5000])
+            )
+        ):
+            departures[(topic_id, left[subscriber_id])] += 1
+    db.session.execute(
+        insert(SectionDepartures),
+        [{"topic_id": t, "hour": h, "readers": n} for (t, h), n in departures.items()],
+    )
     db.session.commit()
     return len(rows)
+
+
+def build_data(args: argparse.Namespace) -> int:
+    """The readers, the published issue, its clicks and the week's unsubscribes; returns
+    the issue's id."""
+    from webapp import publishing, readership
+    from webapp.extensions import db
+    from webapp.models import Issue
+
+    reset_schema()
+    issue_id, topic_ids = load_issue()
+    start = time.perf_counter()
+    create_readers(args.readers, topic_ids, seed=1)
+    print(f"readers: {args.readers:,} copied in {time.perf_counter() - start:.1f} s")
+    db.session.remove()
+    start = time.perf_counter()
+    planned = publishing.publish_issue(issue_id)
+    db.session.commit()
+    print(f"publishing: {planned:,} deliveries planned in {time.perf_counter() - start:.1f} s"
+          " (publish_issue + commit, recipients per section included)")  # fmt: skip
+    start = time.perf_counter()
+    db.session.execute(readership.recipients_query(issue_id, set(topic_ids))).all()
+    print(f"  of which recipients per section (the same GROUP BY alone): "
+          f"{time.perf_counter() - start:.2f} s")  # fmt: skip
+    published_at = db.session.get(Issue, issue_id).published_at
+    rows = add_clicks(issue_id, args.clicks, published_at)
+    events = add_unsubscribes(args.readers, topic_ids, published_at)
+    db.session.execute(db.text("ANALYZE"))
+    db.session.commit()
+    print(f"bench data: {args.clicks:,} counted clicks in {rows:,} read_counts rows, "
+          f"{events:,} unsubscribe events in the week after")  # fmt: skip
+    return issue_id
 
 
 def time_page(client, url: str, runs: int = 20) -> tuple[float, float]:
@@ -211,12 +281,18 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
         "PYTHONUNBUFFERED": "1",
         "REDIS_URL": start_redis(processes),
     }
+    if args.reuse:
+        # The last run's queued batches died with its Redis: queue its pending rows again.
+        settings["SEND_REQUEUE_SECONDS"] = "1"
     smtp_port = start_smtp_sink(processes)
     settings.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port))
     os.environ.update(settings)
     os.environ.pop("TEST_DATABASE_URL", None)
 
-    from webapp import create_app, publishing, readership, readership_report
+    from flask_migrate import upgrade
+    from sqlalchemy import select
+
+    from webapp import create_app, readership, readership_report
     from webapp.extensions import db
     from webapp.models import Issue, ReadCount, StaffRole
     from webapp.staff import create_staff
@@ -226,31 +302,14 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
         {"WTF_CSRF_ENABLED": False, "SESSION_COOKIE_SECURE": False, "REVIEW_REQUIRED": False}
     )
     with app.app_context():
-        reset_schema()
-        issue_id, topic_ids = load_issue()
-        start = time.perf_counter()
-        create_readers(args.readers, topic_ids, seed=1)
-        print(f"readers: {args.readers:,} copied in {time.perf_counter() - start:.1f} s")
-        db.session.remove()
-        start = time.perf_counter()
-        planned = publishing.publish_issue(issue_id)
-        db.session.commit()
-        print(f"publishing: {planned:,} deliveries planned in {time.perf_counter() - start:.1f} s"
-              " (publish_issue + commit, recipients per section included)")  # fmt: skip
-        start = time.perf_counter()
-        db.session.execute(readership.recipients_query(issue_id, set(topic_ids))).all()
-        print(f"  of which recipients per section (the same GROUP BY alone): "
-              f"{time.perf_counter() - start:.2f} s")  # fmt: skip
-        published_at = db.session.get(Issue, issue_id).published_at
-        rows = add_clicks(issue_id, args.clicks, published_at)
-        events = add_unsubscribes(args.readers, topic_ids, published_at)
-        db.session.execute(db.text("ANALYZE"))
-        db.session.commit()
-        print(f"bench data: {args.clicks:,} counted clicks in {rows:,} read_counts rows, "
-              f"{events:,} unsubscribe events in the week after")  # fmt: skip
-
-        create_staff("bench@example.org", "bench-password-123", StaffRole.EDITOR)
-        db.session.commit()
+        if args.reuse:
+            upgrade()  # the schema as this checkout has it; the data as the last run left it
+            issue_id = db.session.scalar(select(Issue.id).order_by(Issue.id))
+            print(f"bench data: reused from the last run (issue {issue_id})")
+        else:
+            issue_id = build_data(args)
+            create_staff("bench@example.org", "bench-password-123", StaffRole.EDITOR)
+            db.session.commit()
         start = time.perf_counter()
         report = readership_report.issue_report(db.session.get(Issue, issue_id))
         print(f"issue_report(): {(time.perf_counter() - start) * 1000:.0f} ms (first call); "
@@ -276,12 +335,12 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
         db.session.remove()
     port = free_port()
     local = url.replace("https://bulletin.example.org", f"http://127.0.0.1:{port}")
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    master = processes.start(
-        "gunicorn",
-        [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "webapp.wsgi:app"],
-        dict(os.environ),
-    )
+    # The Procfile's own `web` line, run by a shell as a process manager would (exec: the
+    # shell becomes gunicorn's master, whose children are the workers we measure).
+    web_command = parse_procfile((ROOT / "Procfile").read_text()).processes["web"]
+    environment = dict(os.environ, PORT=str(port))
+    environment["PATH"] = f"{Path(sys.executable).parent}:{environment['PATH']}"
+    master = processes.start("gunicorn", ["sh", "-c", f"exec {web_command}"], environment)
     wait_until(lambda: processes.check_alive() or accepts(port), 30, "gunicorn to start")
     subprocess.run(["curl", "-s", "-o", "/dev/null", local], check=False)  # warm both workers
     web = worker_pids(master.pid)
@@ -295,12 +354,15 @@ def run(args: argparse.Namespace, processes: Processes) -> int:
     if not args.no_send:
         celery_app = app.extensions["celery"]
         for i in range(args.workers):
-            processes.start(f"worker{i}", worker_command(i, args, queue),
-                            dict(os.environ))  # fmt: skip
+            command = worker_command(i, args, queue)
+            if args.worker_nice:
+                command = ["nice", "-n", str(args.worker_nice), *command]
+            processes.start(f"worker{i}", command, dict(os.environ))
         with app.app_context():
             wait_for_workers(celery_app, processes, args.workers)
+            # (Counted from what an earlier run sent, with --reuse.)
+            going = sent_count(issue_id) + min(5000, args.readers // 20)
             celery_app.send_task("bulletin.dispatch_issue", args=[issue_id], queue=queue)
-            going = min(5000, args.readers // 20)
             wait_until(lambda: sent_count(issue_id) > going, 300, "the send to get going")
             sent_before, start = sent_count(issue_id), time.perf_counter()
             busy = run_wrk(local, args.connections, args.duration, web)

@@ -13,19 +13,18 @@ from urllib.parse import urlsplit
 
 import lxml.html
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from tests.helpers import csrf_token, wait_for
 from webapp import readership, site_settings
 from webapp.extensions import db, redis_client
 from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import (
-    EventKind,
     Issue,
     IssueStatus,
     ReadCount,
+    SectionDepartures,
     Subscriber,
-    SubscriberEvent,
     SubscriberStatus,
     TopicRecipients,
     utcnow,
@@ -153,6 +152,12 @@ def test_a_reader_follows_read_more_and_the_source_and_only_the_counters_change(
         f"https://bulletin.example.org/issues/{issue_id}/articles/{article_id}"
     )
     assert "Set-Cookie" not in answer.headers
+    # Never cached, no Referer to the target, and the site's security headers all the same.
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
     answer = click(app, source)
     assert answer.status_code == 302
     assert answer.headers["Location"] == SOURCE
@@ -210,7 +215,7 @@ def test_every_reader_of_a_section_set_gets_the_same_counted_links(app, db_sessi
     assert bodies[0] and bodies[0] == bodies[1] == bodies[2]
 
 
-def test_a_tampered_token_gets_404_and_counts_nothing(app, db_session, reader_and_issue):
+def test_a_tampered_token_gets_404_a_post_405_and_neither_counts(app, db_session, reader_and_issue):
     _, issue_id = reader_and_issue
     publish_issue(issue_id)
     db.session.commit()
@@ -225,6 +230,7 @@ def test_a_tampered_token_gets_404_and_counts_nothing(app, db_session, reader_an
         "not-a-token",
     ):
         assert click(app, f"/r/{bad}").status_code == 404
+    assert click(app, good, method="POST").status_code == 405  # only GET and HEAD follow
     readership.flush()
     assert counts(issue_id) == {}
 
@@ -362,18 +368,15 @@ def test_the_report_shows_sections_articles_rates_and_unsubscribes(app, db_sessi
     readership.count(issue_id, news_article.id, readership.LinkKind.WEB, filtered=True)
     readership.flush()
     # One reader stops 质量热点 within the week, another leaves altogether; a third leaves
-    # after the week and is not counted.
+    # after the week and is not counted (their counts moved to the hour 8 days on).
     from webapp.subscriptions import unsubscribe
 
+    unsubscribe(readers[1].id)
+    db.session.commit()
+    late = issue.published_at.replace(minute=0, second=0, microsecond=0) + timedelta(days=8)
+    db.session.execute(update(SectionDepartures).values(hour=late))
     unsubscribe(readers[4].id, hot.id)
     unsubscribe(readers[0].id)
-    late = SubscriberEvent(
-        subscriber_id=readers[1].id,
-        kind=EventKind.UNSUBSCRIBED,
-        source="web",
-        created_at=issue.published_at + timedelta(days=8),
-    )
-    db.session.add(late)
     db.session.commit()
 
     page = editor_client.get(f"/admin/issues/{issue_id}/readership")
@@ -389,6 +392,7 @@ def test_the_report_shows_sections_articles_rates_and_unsubscribes(app, db_sessi
     article_row = tree.cssselect(f'#readership-articles tr[data-article="{news_article.id}"]')[0]
     assert article_row.cssselect("td[data-read-more]")[0].text_content() == "3"
     assert article_row.cssselect("td[data-source]")[0].text_content() == "1"
+    assert tree.cssselect('[data-figure="left"] dd')[0].text_content() == "1"
     note = tree.cssselect("#scanner-note")[0].text_content()
     assert "5 次计入，1 次判为链接扫描未计入" in note
 
@@ -482,3 +486,43 @@ def test_the_privacy_page_says_what_is_counted_and_what_is_not(app):
         db.session.commit()
     html = app.test_client().get("/privacy?lang=en").get_data(as_text=True)
     assert "no tracking pixel" in html and "Link counting is currently off" in html
+
+
+def test_the_departures_migration_counts_the_unsubscribes_already_logged(app, tmp_path):
+    """Issues sent before the counts existed keep their week's unsubscribes in the report."""
+    from flask_migrate import upgrade
+
+    from webapp import create_app
+
+    other = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'old.db'}"})
+    # Building an app makes its Celery app the current one: give this run's back.
+    app.extensions["celery"].set_current()
+    app.extensions["celery"].set_default()
+    with other.app_context():
+        upgrade(revision="0015")
+        now = "'2026-01-01 10:20:00'"
+        rows = ["INSERT INTO topics (id, name, slug, position, active, created_at) "
+                f"VALUES ({t}, 'n{t}', 'n{t}', 0, 1, {now})" for t in (1, 2)]  # fmt: skip
+        for n in (1, 2):
+            rows += [
+                "INSERT INTO subscribers (id, email, name, status, locale, soft_bounces, "
+                f"link_key, created_at, updated_at) VALUES ({n}, 'r{n}@example.com', '', "
+                f"'active', 'zh', 0, 'k{n}', {now}, {now})",
+                f"INSERT INTO subscriber_topics VALUES ({n}, 1)",
+            ]
+        rows += [
+            "INSERT INTO subscriber_events (subscriber_id, kind, source, detail, created_at) "
+            f"""VALUES (1, 'topics_changed', 'web', '{{"added": [], "removed": [2]}}', {now})""",
+            "INSERT INTO subscriber_events (subscriber_id, kind, source, detail, created_at) "
+            f"VALUES (2, 'unsubscribed', 'web', '', {now})",
+        ]
+        with db.engine.begin() as conn:
+            for row in rows:
+                conn.execute(text(row))
+        upgrade()
+        counted = {(d.topic_id, d.hour.isoformat(), d.readers) for d in
+                   db.session.scalars(select(SectionDepartures))}  # fmt: skip
+        hour = "2026-01-01T10:00:00+00:00"
+        assert counted == {(2, hour, 1), (readership.LEFT_ALTOGETHER, hour, 1), (1, hour, 1)}
+        db.session.remove()
+        db.engine.dispose()

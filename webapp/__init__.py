@@ -18,6 +18,7 @@ from .extensions import babel, celery_init_app, csrf, db, limiter, login_manager
 from .hooks import bp as hooks_bp
 from .i18n import DEFAULT_LOCALE, TRANSLATIONS_DIR, init_locale_switch, select_locale
 from .public import bp as public_bp
+from .public.counted_links import CountedLinks
 from .readership import keep_readers_out_of_logs
 from .rendering import safe_url
 
@@ -44,6 +45,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     limiter.init_app(app)
     init_locale_switch(app)
+    # Counted links (/r/<token>) are answered ahead of Flask: the busiest request, and
+    # one that needs none of its machinery (public/counted_links.py says what it saved).
+    app.wsgi_app = CountedLinks(app, app.wsgi_app)
     if app.config["PROXY_COUNT"]:
         n = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)

@@ -514,6 +514,23 @@ class TopicRecipients(db.Model):
     recipients: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class SectionDepartures(db.Model):
+    """How many readers stopped a section in one hour: counted as they leave (see
+    readership.count_departures), so the readership report sums at most 168 rows a section
+    for an issue's week instead of reading the events log and every leaver's sections.
+
+    `topic_id` 0 counts the readers who left altogether (each of whom also counts for each
+    section they had). Counts only, nothing about who.
+    """
+
+    __tablename__ = "section_departures"
+
+    # Not a foreign key: 0 is "left altogether", and a deleted section's history may stay.
+    topic_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    readers: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Setting(db.Model):
     """A site setting staff change on /admin/settings; the value is JSON text.
 

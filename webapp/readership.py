@@ -24,7 +24,7 @@ import logging
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -44,6 +44,7 @@ from .models import (
     IssueStatus,
     ReadCount,
     ReadCountFlush,
+    SectionDepartures,
     TopicRecipients,
     subscriber_topics,
     utcnow,
@@ -217,6 +218,15 @@ def count_request(
         count(issue_id, article_id, kind, filtered=is_scanner(method, headers))
 
 
+def follow(token: str, method: str, headers: Mapping[str, str]) -> str:
+    """Where a counted link sends the reader; counts the request (when counting is on).
+
+    Raises TokenError for a token we did not sign, and counts nothing then."""
+    issue_id, article_id, kind, target = resolve(token)
+    count_request(issue_id, article_id, kind, method, headers)
+    return target
+
+
 # -- flushing to the database ----------------------------------------------------------------
 
 
@@ -281,7 +291,8 @@ def _write_batch(client: redis_lib.Redis, key: str) -> int:
         if issue_id in sent
     ]
     if rows:
-        _upsert(rows)
+        _upsert(ReadCount, rows, ["issue_id", "article_id", "kind", "hour"],
+                ["counted", "filtered"])  # fmt: skip
     db.session.add(ReadCountFlush(batch=batch))
     try:
         commit_step(Step.COUNTS_WRITTEN)
@@ -293,16 +304,14 @@ def _write_batch(client: redis_lib.Redis, key: str) -> int:
     return sum(r["counted"] + r["filtered"] for r in rows)
 
 
-def _upsert(rows: list[dict]) -> None:
+def _upsert(model, rows: list[dict], keys: list[str], sums: list[str]) -> None:
+    """INSERT the rows, adding their `sums` to a row that has the same `keys` already."""
     dialect_insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(ReadCount).values(rows)
+    statement = dialect_insert(model).values(rows)
     db.session.execute(
         statement.on_conflict_do_update(
-            index_elements=["issue_id", "article_id", "kind", "hour"],
-            set_={
-                "counted": ReadCount.counted + statement.excluded.counted,
-                "filtered": ReadCount.filtered + statement.excluded.filtered,
-            },
+            index_elements=keys,
+            set_={c: getattr(model, c) + getattr(statement.excluded, c) for c in sums},
         )
     )
 
@@ -330,6 +339,25 @@ def record_recipients(issue_id: int, topic_ids: set[int]) -> None:
     db.session.execute(
         insert(TopicRecipients).from_select(["topic_id", "recipients", "issue_id"], query)
     )
+
+
+# -- readers leaving a section ------------------------------------------------------------------
+
+LEFT_ALTOGETHER = 0  # the topic id under which readers who left altogether are counted
+
+
+def count_departures(topic_ids: Collection[int]) -> None:
+    """One more reader gone from each of these sections (LEFT_ALTOGETHER: from everything)
+    this hour, for the report's unsubscribes in the week after an issue. Flushed in the
+    caller's transaction, with the event that records the change (subscriptions.log_event)."""
+    if topic_ids:
+        hour = utcnow().replace(minute=0, second=0, microsecond=0)
+        # Rows are locked in one order by every transaction, sections by id and "left
+        # altogether" last (as when a reader stops their last section: that section, then
+        # leaving), so two readers leaving at once wait for each other but never deadlock.
+        order = sorted(set(topic_ids), key=lambda t: (t == LEFT_ALTOGETHER, t))
+        rows = [{"topic_id": t, "hour": hour, "readers": 1} for t in order]
+        _upsert(SectionDepartures, rows, ["topic_id", "hour"], ["readers"])
 
 
 # -- logs ------------------------------------------------------------------------------------

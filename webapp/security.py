@@ -97,19 +97,31 @@ def _limit_request_size() -> None:
         request.max_content_length = PUBLIC_FORM_BYTES
 
 
+def standard_headers(config) -> list[tuple[str, str]]:
+    """The headers every answer of the site carries (the counted-link redirect, answered
+    ahead of Flask, adds them itself: see public/counted_links.py)."""
+    headers = [
+        ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+        ("X-Frame-Options", "DENY"),
+        ("X-Content-Type-Options", "nosniff"),
+        # Same-origin: our forms' CSRF check over https reads the Referer, and a signed link
+        # in a page's address must not leak to a site the page links to.
+        ("Referrer-Policy", "same-origin"),
+        ("Permissions-Policy", PERMISSIONS_POLICY),
+    ]
+    if config["BASE_URL"].startswith("https://"):
+        headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    return headers
+
+
 def _add_headers(response: Response) -> Response:
     """Headers a view set itself (the preview frame's own policy) are kept."""
-    headers = response.headers
-    if request.endpoint in EMBEDDABLE_ENDPOINTS:
-        headers.setdefault("Content-Security-Policy", embed_policy())
-    else:
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    # Same-origin: our forms' CSRF check over https reads the Referer, and a signed link in
-    # a page's address must not leak to a site the page links to.
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
-    if current_app.config["BASE_URL"].startswith("https://"):
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    # The embeddable sign-up form may be framed by other sites; every other page may not.
+    framing = request.endpoint in EMBEDDABLE_ENDPOINTS
+    for name, value in standard_headers(current_app.config):
+        if framing and name == "X-Frame-Options":
+            continue
+        if framing and name == "Content-Security-Policy":
+            value = embed_policy()
+        response.headers.setdefault(name, value)
     return response

@@ -22,7 +22,7 @@ from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import webhooks
+from . import readership, webhooks
 from .errors import BulletinError
 from .extensions import db
 from .i18n import normalize_locale
@@ -39,6 +39,7 @@ from .models import (
     Suppression,
     SuppressionReason,
     Topic,
+    subscriber_topics,
     utcnow,
 )
 from .tokens import ReaderLink, reader_payload
@@ -164,6 +165,17 @@ def log_event(subscriber_id: int | None, kind: EventKind, source: str, **detail:
             subscriber_id=subscriber_id, kind=kind, source=str(source)[:20], detail=text
         )
     )
+    # The readership report's unsubscribes per section, counted as they happen: a reader
+    # who leaves altogether counts for every section they had (their sections are kept).
+    if kind == EventKind.TOPICS_CHANGED:
+        readership.count_departures(detail.get("removed", []))
+    elif kind == EventKind.UNSUBSCRIBED:
+        had = db.session.scalars(
+            select(subscriber_topics.c.topic_id).where(
+                subscriber_topics.c.subscriber_id == subscriber_id
+            )
+        )
+        readership.count_departures([readership.LEFT_ALTOGETHER, *had])
 
 
 def active_topics(topic_ids: set[int] | list[int]) -> list[Topic]:
