@@ -333,3 +333,34 @@ def test_admins_register_webhooks_on_the_staff_site(app, staff_client, editor_cl
     )
     assert refused.status_code == 400
     assert editor_client.post("/admin/api/webhooks", data={}).status_code in (400, 403)
+
+
+def test_production_refuses_webhooks_into_its_own_network(app, db_session):
+    """An admin account must not turn the server into a client of its own network: in
+    production a loopback or private receiver is refused when registered, and a delivery
+    to one (a name that pointed outward when registered) is refused without a connection."""
+    from webapp import webhooks
+    from webapp.errors import describe
+    from webapp.models import Webhook, WebhookDelivery
+
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = False
+    try:
+        for url in ("http://127.0.0.1:9/hook", "http://10.1.2.3/hook", "http://[::1]/hook"):
+            with pytest.raises(webhooks.WebhookError) as refused:
+                webhooks.register(url, ["issue.sent"], created_by="t")
+            assert refused.value.field == "url"
+            with app.test_request_context("/?lang=zh"):
+                assert "内网地址" in describe(refused.value)
+        hook = Webhook(
+            url="http://127.0.0.1:9/hook", events="issue.sent", secret="whsec_x", created_by="t"
+        )
+        db_session.add(hook)
+        db_session.flush()
+        row = WebhookDelivery(webhook_id=hook.id, event="issue.sent", payload="{}")
+        db_session.add(row)
+        db_session.commit()
+        outcome = webhooks.post(row.id)
+        assert not outcome.delivered and outcome.status is None
+        assert "not public" in outcome.answer
+    finally:
+        app.config["WEBHOOK_ALLOW_PRIVATE"] = True

@@ -190,6 +190,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         # Webhook deliveries a receiver refused: retried after 10 s, 20 s, 40 s... this often.
         "WEBHOOK_RETRY_SECONDS": 10.0,
         "WEBHOOK_RETRIES": 8,
+        # Webhook receivers on loopback, private or link-local addresses: refused in
+        # production, so an admin account cannot make the server call its own network.
+        "WEBHOOK_ALLOW_PRIVATE": _bool(env, "WEBHOOK_ALLOW_PRIVATE", not production),
         "MAX_FORM_MEMORY_SIZE": 8 * 1024 * 1024,
         "BULLETIN_NAME": env.get("BULLETIN_NAME") or "工作简报",
         # Staff type and read times (scheduled publishing) in this zone; stored in UTC.

@@ -184,6 +184,10 @@ MESSAGES = {
     "api-forbidden": lazy_gettext("这个令牌（%(role)s）没有权限这样操作。"),
     "api-invalid": lazy_gettext("请求内容有误：%(name)s %(problem)s"),
     "webhook-url": lazy_gettext("请填写以 http:// 或 https:// 开头的完整网址。"),
+    "webhook-private-address": lazy_gettext(
+        "%(host)s 是本机或内网地址：正式环境不向这样的地址发送 Webhook"
+        "（需要时设置 WEBHOOK_ALLOW_PRIVATE=1）。"
+    ),
     "webhook-events-none": lazy_gettext("请至少选择一种事件。"),
     "webhook-missing": lazy_gettext("Webhook #%(id)s 不存在。"),
     "subscriber-left": lazy_gettext(

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+from flask import current_app
 from flask_babel import lazy_gettext
 from sqlalchemy import select
 
@@ -68,6 +71,8 @@ def register(url: str, events: list[str], *, created_by: str) -> Webhook:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
         raise WebhookError("webhook-url", field="url")
+    if _private_host(parts.hostname):
+        raise WebhookError("webhook-private-address", field="url", host=parts.hostname)
     chosen = [event for event in EVENTS if event in set(events)]
     if not chosen:
         raise WebhookError("webhook-events-none", field="events")
@@ -149,6 +154,19 @@ def subscriber_data(subscriber) -> dict:
     }
 
 
+def _private_host(host: str) -> bool:
+    """Whether `host` names (or resolves to) an address that is not public, when such
+    receivers are refused (WEBHOOK_ALLOW_PRIVATE off, as in production). A name that does
+    not resolve is not refused here: the delivery will say so."""
+    if current_app.config["WEBHOOK_ALLOW_PRIVATE"]:
+        return False
+    try:
+        answers = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return any(not ipaddress.ip_address(answer[4][0]).is_global for answer in answers)
+
+
 def post(delivery_id: int) -> Outcome | None:
     """POST one pending delivery, signed; no database writes, so no transaction is held
     while the receiver thinks. None when the row is gone or no longer pending."""
@@ -167,6 +185,9 @@ def post(delivery_id: int) -> Outcome | None:
     }
     url = webhook.url
     rollback()  # end the read before waiting on the network
+    # Checked again at each delivery: a name registered as public may point inward later.
+    if _private_host(urlsplit(url).hostname or ""):
+        return Outcome(False, None, "refused: the receiver's address is not public")
     try:
         answer = requests.post(
             url, data=body, headers=headers, timeout=TIMEOUT_SECONDS,
