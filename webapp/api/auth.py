@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from .. import api_tokens
 from ..api_tokens import ApiActor
-from ..errors import describe, problem
+from ..errors import BulletinError, describe, problem
 from ..models import ApiTokenRole
 from ..transactions import transaction
 from . import PUBLIC_ENDPOINTS, bp
@@ -24,8 +24,6 @@ RANK = {ApiTokenRole.READ_ONLY: 0, ApiTokenRole.EDITOR: 1, ApiTokenRole.ADMIN: 2
 
 
 def _refusal(status: int, title: str, code: str, **params):
-    from ..errors import BulletinError
-
     answer = problem(status, title, describe(BulletinError(code, **params)), code=code)
     if status == 401:
         answer.headers["WWW-Authenticate"] = 'Bearer realm="bulletin-api"'

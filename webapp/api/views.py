@@ -48,7 +48,7 @@ from ..models import (
     Topic,
 )
 from ..security import MAX_ID
-from ..subscriptions import Consent
+from ..subscriptions import Consent, SubscriptionError, export_data
 from ..transactions import after_commit, transaction
 from . import bp
 from .auth import actor, needs
@@ -202,8 +202,6 @@ def _issue(issue_id: int) -> Issue:
 
 
 def _subscriber(subscriber_id: int) -> Subscriber:
-    from ..subscriptions import SubscriptionError
-
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None:
         raise SubscriptionError("subscriber-missing", id=subscriber_id)
@@ -247,8 +245,6 @@ def get_subscriber(subscriber_id: int):
 @bp.get("/subscribers/<int:subscriber_id>/export")
 @needs(ApiTokenRole.ADMIN)
 def export_subscriber(subscriber_id: int):
-    from ..subscriptions import export_data
-
     return jsonify(export_data(subscriber_id))
 
 
