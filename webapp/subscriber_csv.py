@@ -25,7 +25,7 @@ from itertools import islice
 
 from sqlalchemy import bindparam, or_, select, update
 
-from .bulk import insert_rows, is_in
+from .many_rows import insert_rows, is_in
 from .errors import BulletinError
 from .extensions import db
 from .mailer import clean_display_name
