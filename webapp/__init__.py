@@ -113,5 +113,5 @@ def celery_settings(config: dict[str, Any]) -> dict[str, Any]:
             },
         },
         "task_always_eager": config.get("CELERY_ALWAYS_EAGER", False),
-        "include": ["tasks.sending", "tasks.mail", "tasks.readership"],
+        "include": ["tasks.sending", "tasks.mail", "tasks.readership", "tasks.readers"],
     }

@@ -6,7 +6,7 @@ about, and rolled-back work must send nothing. Tasks take ids, never ORM objects
 
 from __future__ import annotations
 
-from tasks import mail, sending
+from tasks import mail, readers, sending
 
 
 def dispatch_issue(issue_id: int) -> None:
@@ -29,3 +29,8 @@ def send_preferences_link(subscriber_id: int) -> None:
 
 def send_test_issue(issue_id: int, topic_ids: list[int], locale: str, to_email: str) -> None:
     mail.send_test_issue.delay(issue_id, topic_ids, locale, to_email)
+
+
+def run_bulk_change(change_id: int) -> None:
+    """Carry out a confirmed bulk change to readers (webapp.bulk), a chunk at a time."""
+    readers.run_bulk_change.delay(change_id)

@@ -387,6 +387,44 @@ def update_preferences(
     return subscriber
 
 
+def change_topics(
+    subscriber_id: int, topic_ids: set[int] | list[int], *, source: str = EventSource.STAFF
+) -> Subscriber:
+    """Give a reader exactly these (offered) sections, as staff chose on the reader's page;
+    archived sections the reader had are kept, as on the reader's own preferences page.
+    Logs the change; the reader's status is left as it is."""
+    subscriber = _get(subscriber_id)
+    topics = active_topics(topic_ids) + [t for t in subscriber.topics if not t.active]
+    _set_topics(subscriber, topics, source)
+    db.session.flush()
+    return subscriber
+
+
+def add_topic(subscriber_id: int, topic_id: int, *, source: str = EventSource.STAFF) -> Subscriber:
+    """Add one offered section to a reader's choice (a no-op if they have it). Logs it."""
+    subscriber = _get(subscriber_id)
+    [topic] = active_topics([topic_id])
+    if topic not in subscriber.topics:
+        _set_topics(subscriber, [*subscriber.topics, topic], source)
+    db.session.flush()
+    return subscriber
+
+
+def request_confirmation(subscriber_id: int, *, source: str = EventSource.STAFF) -> Subscriber:
+    """Staff ask for a pending reader's confirmation email again (they say it never came).
+
+    Unlike a sign-up this does not wait out CONFIRMATION_INTERVAL: staff decide. The stamp
+    is taken and the event logged; the caller queues the email after committing.
+    """
+    subscriber = _get(subscriber_id)
+    if subscriber.status != SubscriberStatus.PENDING:
+        raise SubscriptionError("subscriber-not-pending", status=subscriber.status.value)
+    subscriber.confirmation_sent_at = utcnow()
+    log_event(subscriber.id, EventKind.CONFIRMATION_SENT, source)
+    db.session.flush()
+    return subscriber
+
+
 def suppress(email: str, reason: SuppressionReason, *, source: str) -> None:
     """Never mail or sign up this address again; a reader who has it stops getting mail.
 

@@ -30,6 +30,7 @@ from . import (  # noqa: E402,F401
     auth,
     dashboard,
     issues,
+    readers,
     readership,
     review,
     sending,
