@@ -390,3 +390,44 @@ def test_a_search_on_postgresql_can_be_answered_from_the_trigram_indexes(app, db
         raw.execute(f"EXPLAIN {compiled}", compiled.params)
         plan = "\n".join(row[0] for row in raw.fetchall())
     assert "ix_subscribers_email_trgm" in plan and "ix_subscribers_name_trgm" in plan, plan
+
+
+def test_bulk_changes_follow_the_one_reader_rules_and_write_the_same_events(db_session, topics):
+    from webapp import subscriptions
+
+    news, hot, world = topics
+
+    count = iter(range(100))
+
+    def twins(sections, status=SubscriberStatus.ACTIVE):
+        n = next(count)
+        return [add_reader(f"{who}{n}@example.com", "", sections, status)
+                for who in ("one", "many")]  # fmt: skip
+
+    def same(one, many, action):
+        action(one, many)
+        db.session.commit()
+        assert reader_state(one) == reader_state(many)
+        detail = select(SubscriberEvent.kind, SubscriberEvent.source, SubscriberEvent.detail)
+        by = [list(map(tuple, db.session.execute(detail.where(
+            SubscriberEvent.subscriber_id == i).order_by(SubscriberEvent.id))))
+            for i in (one, many)]  # fmt: skip
+        assert by[0] == by[1] != []
+
+    source = "staff-bulk"
+    for sections in ([news, hot], [news]):
+        one, many = twins(sections)
+        same(one, many, lambda a, b: (
+            subscriptions.unsubscribe(a, news.id, source=source),
+            subscriptions.remove_topic_many([b], news.id, source=source),
+        ))  # fmt: skip
+    one, many = twins([hot])
+    same(one, many, lambda a, b: (
+        subscriptions.add_topic(a, world.id, source=source),
+        subscriptions.add_topic_many([b], world.id, source=source),
+    ))  # fmt: skip
+    one, many = twins([hot], SubscriberStatus.PENDING)
+    same(one, many, lambda a, b: (
+        subscriptions.unsubscribe(a, source=source),
+        subscriptions.unsubscribe_many([b], source=source),
+    ))  # fmt: skip

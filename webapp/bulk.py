@@ -2,9 +2,11 @@
 
 Staff confirm a change that names its count; `plan` records it (with the newest matching
 id, so readers who sign up afterwards are left alone) and `run` carries it out a chunk at a
-time, each chunk its own transaction, through the same functions that change one reader
-(`subscriptions`), so every reader changed gets their own event. Small changes run within
-the request; larger ones in a worker (`queue.run_bulk_change`), which the page follows.
+time, each chunk its own transaction, through the set-based `subscriptions.*_many`
+functions: the rules and events of the one-reader functions, a few statements per chunk
+(one reader at a time made two round trips each: 191 readers/s on the bench). Every reader
+changed gets their own event. Small changes run within the request; larger ones in a
+worker (`queue.run_bulk_change`), which the page follows.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from enum import StrEnum
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy.orm import aliased
 
 from . import audit, directory, subscriptions
 from .errors import BulletinError
@@ -31,9 +33,9 @@ from .models import (
 from .transactions import transaction
 
 # At most this many readers change within the request; more go to a worker.
-INLINE_LIMIT = 200
+INLINE_LIMIT = 1000
 # Readers per transaction: a worker's progress shows a chunk at a time.
-CHUNK = 500
+CHUNK = 2000
 
 
 class BulkAction(StrEnum):
@@ -129,25 +131,18 @@ def fail(change_id: int) -> None:
 
 
 def _apply(change: BulkChange, ids: list[int]) -> int:
-    """Change these readers; returns how many changed (the rest already were so)."""
-    readers = db.session.scalars(
-        select(Subscriber).where(Subscriber.id.in_(ids)).options(selectinload(Subscriber.topics))
-    ).all()
+    """Change these readers with the set-based `subscriptions` functions (the same rules
+    and events as for one reader); returns how many changed (the rest already were so)."""
     source = EventSource.STAFF_BULK
-    changed = 0
-    for reader in readers:
-        before = (reader.status, {t.id for t in reader.topics})
-        if change.action == BulkAction.UNSUBSCRIBE:
-            subscriptions.unsubscribe(reader.id, source=source)
-        elif change.action == BulkAction.REMOVE_TOPIC:
-            if change.topic_id in before[1]:
-                # Leaving the last section is leaving altogether (subscriptions.unsubscribe).
-                subscriptions.unsubscribe(reader.id, change.topic_id, source=source)
-        elif change.action == BulkAction.ADD_TOPIC and change.topic_id is not None:
-            if reader.status not in subscriptions.LEFT:
-                subscriptions.add_topic(reader.id, change.topic_id, source=source)
-        changed += (reader.status, {t.id for t in reader.topics}) != before
-    return changed
+    if change.action == BulkAction.UNSUBSCRIBE:
+        changed = subscriptions.unsubscribe_many(ids, source=source)
+    elif change.topic_id is None:  # the section was deleted since: nothing to do
+        changed = []
+    elif change.action == BulkAction.REMOVE_TOPIC:
+        changed = subscriptions.remove_topic_many(ids, change.topic_id, source=source)
+    else:
+        changed = subscriptions.add_topic_many(ids, change.topic_id, source=source)
+    return len(changed)
 
 
 def only_section_count(filters: directory.Filters, topic_id: int) -> int:
