@@ -431,3 +431,23 @@ def test_bulk_changes_follow_the_one_reader_rules_and_write_the_same_events(db_s
         subscriptions.unsubscribe(a, source=source),
         subscriptions.unsubscribe_many([b], source=source),
     ))  # fmt: skip
+
+
+# --- navigation and empty states ---------------------------------------------------------------
+
+
+def test_the_menu_names_the_dashboard_and_offers_sections_to_admins(
+    staff_client, editor_client, db_session
+):
+    admin = staff_client.get("/admin/").get_data(as_text=True)
+    assert ">概览</a>" in admin and 'href="/admin/sections">栏目</a>' in admin
+    assert "<h1>概览</h1>" in admin
+    # Empty states link to the action that fills them.
+    assert 'href="/admin/issues/import">导入一期 ›</a>' in admin
+    readers = staff_client.get("/admin/subscribers").get_data(as_text=True)
+    assert 'href="/admin/subscribers/import">导入 CSV ›</a>' in readers
+    filtered = staff_client.get("/admin/subscribers?q=nobody").get_data(as_text=True)
+    assert "没有符合条件的读者" in filtered and 'href="/admin/subscribers">清除筛选' in filtered
+
+    editor = editor_client.get("/admin/").get_data(as_text=True)
+    assert ">概览</a>" in editor and 'href="/admin/sections"' not in editor
