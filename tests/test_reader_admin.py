@@ -380,7 +380,9 @@ def test_a_search_on_postgresql_can_be_answered_from_the_trigram_indexes(app, db
     )
     db.session.commit()
     query = directory.filtered_query(select(Subscriber.id), directory.Filters(search="r1234@"))
-    compiled = query.compile(dialect=postgresql.dialect())
+    compiled = query.compile(
+        dialect=postgresql.dialect(), compile_kwargs={"render_postcompile": True}
+    )
     with db.engine.begin() as conn:
         conn.execute(text("ANALYZE subscribers"))
         # A table this small is cheaper to scan; at a million readers the planner picks the

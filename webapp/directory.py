@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, literal, literal_column, or_, select
 from sqlalchemy.orm import selectinload
 
 from .extensions import db
@@ -112,7 +112,11 @@ def subscribers_query(
 ) -> Select:
     """The SELECT behind `list_subscribers`: ordered by id, so the primary key (or the
     (status, id) and (topic_id, subscriber_id) indexes) serves it without sorting."""
-    query = select(Subscriber).order_by(Subscriber.id.desc()).limit(limit)
+    # The limit is written into the SQL too (see the search below): a generic plan that
+    # cannot see it went back to walking the whole list by id.
+    query = select(Subscriber).order_by(Subscriber.id.desc())
+    if limit is not None:
+        query = query.limit(literal_column(str(int(limit))))
     return filtered_query(query, Filters(search, status, topic_id, locale), after_id=after_id)
 
 
@@ -125,10 +129,14 @@ def filtered_query(query: Select, filters: Filters, *, after_id: int | None = No
         # is a part too. PostgreSQL answers from its trigram indexes (ix_*_trgm), which
         # serve LIKE and ILIKE; SQLite scans.
         pattern = "%" + search.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+        # The pattern is written into the SQL (quoted by SQLAlchemy), not sent as a
+        # parameter: psycopg prepares a statement run five times, and PostgreSQL's generic
+        # plan for `LIKE $1` cannot see that a rare pattern wants the trigram index (it
+        # walked all 100,000 readers by id instead: 300 ms instead of 5).
         query = query.where(
             or_(
-                Subscriber.email.like(pattern.lower(), escape="/"),
-                Subscriber.name.ilike(pattern, escape="/"),
+                Subscriber.email.like(literal(pattern.lower(), literal_execute=True), escape="/"),
+                Subscriber.name.ilike(literal(pattern, literal_execute=True), escape="/"),
             )
         )
     status, topic_id = filters.status, filters.topic_id
