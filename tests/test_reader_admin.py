@@ -232,6 +232,7 @@ def test_search_finds_readers_by_any_part_of_the_address_or_the_name(staff_clien
     ]
     assert listed(staff_client, locale="en") == ["li.na@example.org"]
     assert listed(staff_client, q="%") == []  # a wildcard is a character like any other
+    assert listed(staff_client, q="li.na\x00") == ["li.na@example.org"]  # control chars go
 
 
 def test_paging_keeps_the_search(staff_client, topics):

@@ -8,6 +8,7 @@ an audit entry and the reader's own event. Plain forms, so it all works without 
 from __future__ import annotations
 
 import json
+import re
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -33,6 +34,7 @@ from . import bp
 from .auth import admin_only
 
 STAFF = EventSource.STAFF
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ButtonForm(FlaskForm):
@@ -47,7 +49,8 @@ def list_filters(values=None) -> directory.Filters:
     topic_id = int(topic) if topic.isdigit() and int(topic) < 2**31 else None
     locale = values.get("locale") or None
     return directory.Filters(
-        search=(values.get("q") or "").strip()[:200],
+        # Control characters cannot be in an address or a name (and PostgreSQL refuses NUL).
+        search=_CONTROL.sub("", values.get("q") or "").strip()[:200],
         status=SubscriberStatus(status) if status in set(SubscriberStatus) else None,
         topic_id=topic_id if topic_id and db.session.get(Topic, topic_id) else None,
         locale=locale if locale in LOCALES else None,
