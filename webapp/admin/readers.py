@@ -29,6 +29,7 @@ from ..models import (
     SuppressionReason,
     Topic,
 )
+from ..security import MAX_ID
 from ..transactions import after_commit, transaction
 from . import bp
 from .auth import admin_only
@@ -45,8 +46,7 @@ def list_filters(values=None) -> directory.Filters:
     """The readers list's filters from a query string or a form (unknown values ignored)."""
     values = request.args if values is None else values
     status = values.get("status") or None
-    topic = values.get("topic") or ""
-    topic_id = int(topic) if topic.isdigit() and int(topic) < 2**31 else None
+    topic_id = _id_value(values.get("topic"))
     locale = values.get("locale") or None
     return directory.Filters(
         # Control characters cannot be in an address or a name (and PostgreSQL refuses NUL).
@@ -55,6 +55,16 @@ def list_filters(values=None) -> directory.Filters:
         topic_id=topic_id if topic_id and db.session.get(Topic, topic_id) else None,
         locale=locale if locale in LOCALES else None,
     )
+
+
+def _id_value(value: str | None) -> int | None:
+    """An id from a query string or a form: None when empty, 400 when not a possible id
+    (as `security.id_arg`)."""
+    if value in (None, ""):
+        return None
+    if not value.isdigit() or int(value) > MAX_ID:
+        abort(400)
+    return int(value)
 
 
 def filter_args(filters: directory.Filters) -> dict:
@@ -119,7 +129,7 @@ def _refused(subscriber_id: int, exc: BulletinError):
 def _topic_ids() -> list[int]:
     """Ticked sections: checkboxes on the reader page, one comma-joined field when confirmed."""
     values = ",".join(request.form.getlist("topics")).split(",")
-    return sorted({int(v) for v in values if v.isdigit() and int(v) < 2**31})
+    return sorted({int(v) for v in values if v.isdigit() and int(v) <= MAX_ID})
 
 
 @bp.post("/subscribers/<int:subscriber_id>/topics")
@@ -257,8 +267,7 @@ def bulk_change():
     if action not in set(bulk.BulkAction):
         abort(400)
     action = bulk.BulkAction(action)
-    topic = request.form.get("section", "")
-    topic_id = int(topic) if topic.isdigit() and int(topic) < 2**31 else None
+    topic_id = _id_value(request.form.get("section"))
     back = url_for("admin.subscribers", **filter_args(filters))
     if not confirmed():
         _first_step()
