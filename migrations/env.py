@@ -4,6 +4,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from webapp.models import exists_on
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -96,7 +98,16 @@ def run_migrations_online():
         if sqlite:
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             connection.commit()
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+
+        # Autogenerate must not propose the PostgreSQL-only indexes on SQLite.
+        def built_here(obj, *_) -> bool:
+            return exists_on(connection.dialect.name, obj)
+
+        context.configure(
+            connection=connection,
+            target_metadata=get_metadata(),
+            **{"include_object": built_here, **conf_args},
+        )
 
         with context.begin_transaction():
             context.run_migrations()

@@ -48,7 +48,7 @@ def signed_in(browser, live_server: str, email: str) -> Page:
     page.get_by_label("邮箱").fill(email)
     page.get_by_label("密码").fill(STAFF_PASSWORD)
     page.get_by_role("button", name="登录").click()
-    expect(page.get_by_role("heading", name="简报", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="概览", exact=True)).to_be_visible()
     return page
 
 

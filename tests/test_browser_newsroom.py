@@ -77,7 +77,7 @@ def test_import_preview_test_publish_and_watch_in_a_real_browser(
     page.get_by_label("邮箱").fill(EDITOR)
     page.get_by_label("密码").fill(STAFF_PASSWORD)
     page.get_by_role("button", name="登录").click()
-    expect(page.get_by_role("heading", name="简报", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="概览", exact=True)).to_be_visible()
     screenshot(page, "dashboard")
 
     # Import: the report first, then the draft.

@@ -32,7 +32,7 @@ def add_subscribers(count: int, topics, status=SubscriberStatus.ACTIVE) -> None:
 
 
 def listed(html: str) -> list[str]:
-    return re.findall(r"<td>(reader\d+@example\.com)</td>", html)
+    return re.findall(r">(reader\d+@example\.com)</a></td>", html)
 
 
 def test_an_editor_cannot_see_the_readers(editor_client, topics):

@@ -121,5 +121,12 @@ def celery_settings(config: dict[str, Any]) -> dict[str, Any]:
             },
         },
         "task_always_eager": config.get("CELERY_ALWAYS_EAGER", False),
-        "include": ["tasks.sending", "tasks.mail", "tasks.readership", "tasks.webhooks"],
+        "include": [
+            "tasks.sending",
+            "tasks.mail",
+            "tasks.readership",
+            "tasks.webhooks",
+            "tasks.readers",
+            "tasks.imports",
+        ],
     }

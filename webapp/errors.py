@@ -95,6 +95,10 @@ MESSAGES = {
     "topics-none": lazy_gettext("请至少选择一个栏目。"),
     "topics-unknown": lazy_gettext("所选栏目已不存在，请刷新页面后重新选择。"),
     "subscriber-missing": lazy_gettext("这个订阅已不存在。"),
+    "subscriber-not-pending": lazy_gettext(
+        "只有待确认的读者才能重发确认邮件（这位读者的状态是 %(status)s）。"
+    ),
+    "bulk-nothing": lazy_gettext("没有符合条件的读者，没有做任何改动。"),
     # subscriber CSV files
     "csv-empty": lazy_gettext("文件是空的。"),
     "csv-binary": lazy_gettext(

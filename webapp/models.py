@@ -56,6 +56,15 @@ class UtcDateTime(TypeDecorator):
         return value
 
 
+# `info` of an index that exists only on PostgreSQL (the migration skips it on SQLite).
+POSTGRESQL_ONLY = {"postgresql_only": True}
+
+
+def exists_on(dialect: str, obj) -> bool:
+    """Whether the migrations build `obj` (a schema item) on this database dialect."""
+    return dialect == "postgresql" or not getattr(obj, "info", {}).get("postgresql_only")
+
+
 def _status(enum_cls: type[enum.Enum]) -> Enum:
     # Stored as short strings (not a native PostgreSQL enum) so adding a status is a plain
     # migration on both SQLite and PostgreSQL.
@@ -92,6 +101,7 @@ class EventKind(enum.StrEnum):
     BOUNCED = "bounced"
     COMPLAINED = "complained"
     PROFILE_CHANGED = "profile_changed"
+    CONFIRMATION_SENT = "confirmation_sent"  # staff sent the confirmation email again
 
 
 class EventSource(enum.StrEnum):
@@ -105,6 +115,7 @@ class EventSource(enum.StrEnum):
     CLI = "cli"
     BOUNCE = "bounce"
     API = "api"
+    STAFF_BULK = "staff-bulk"  # a bulk change staff made to a filtered list of readers
 
 
 class SuppressionReason(enum.StrEnum):
@@ -199,6 +210,23 @@ class Subscriber(db.Model):
         # The staff list pages by id within a status ("active, newest first"); planning a send
         # looks up the active readers. One index serves both.
         Index("ix_subscribers_status_id", "status", "id"),
+        # Staff search by any part of the address or the name (LIKE '%...%'): trigram
+        # indexes on PostgreSQL. SQLite has no such index and scans, which is quick at its
+        # sizes; POSTGRESQL_ONLY tells the schema check not to look for them there.
+        Index(
+            "ix_subscribers_email_trgm",
+            "email",
+            postgresql_using="gin",
+            postgresql_ops={"email": "gin_trgm_ops"},
+            info=POSTGRESQL_ONLY,
+        ),
+        Index(
+            "ix_subscribers_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+            info=POSTGRESQL_ONLY,
+        ),
         # SQLite would otherwise hand an erased reader's id to the next sign-up (it reuses the
         # highest id), and links naming that id would reach a stranger. PostgreSQL's sequences
         # never reuse a number.
@@ -497,6 +525,40 @@ class ReadCountFlush(db.Model):
 
     batch: Mapped[str] = mapped_column(String(200), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class BulkChangeStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class BulkChange(db.Model):
+    """A change staff made to every reader matching a filter (unsubscribe, add or remove a
+    section), and how far it has got: a worker runs large ones, a chunk at a time."""
+
+    __tablename__ = "bulk_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(20))  # a bulk.BulkAction value
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="SET NULL"))
+    # The filter as JSON ({"search", "status", "topic_id", "locale"}), and the highest reader
+    # id it matched when staff confirmed: readers who sign up later are not included.
+    filters: Mapped[str] = mapped_column(String(1000), default="{}")
+    upto_id: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[BulkChangeStatus] = mapped_column(
+        _status(BulkChangeStatus), default=BulkChangeStatus.QUEUED
+    )
+    total: Mapped[int] = mapped_column(Integer, default=0)  # matching when confirmed
+    done: Mapped[int] = mapped_column(Integer, default=0)  # readers gone through
+    changed: Mapped[int] = mapped_column(Integer, default=0)  # of those, readers it changed
+    # The last reader id gone through (readers are taken by descending id): a retried task
+    # carries on from here.
+    cursor_id: Mapped[int | None] = mapped_column(Integer)
+    staff_email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class TopicRecipients(db.Model):

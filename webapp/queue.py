@@ -6,7 +6,7 @@ about, and rolled-back work must send nothing. Tasks take ids, never ORM objects
 
 from __future__ import annotations
 
-from tasks import imports, mail, sending, webhooks
+from tasks import imports, mail, readers, sending, webhooks
 
 
 def dispatch_issue(issue_id: int) -> None:
@@ -55,3 +55,8 @@ def send_review_request(issue_id: int, reviewer_email: str) -> None:
 def deliver_webhook(delivery_id: int) -> None:
     """POST one webhook delivery (its outbox row), retried with backoff."""
     webhooks.deliver_webhook.delay(delivery_id)
+
+
+def run_bulk_change(change_id: int) -> None:
+    """Carry out a confirmed bulk change to readers (webapp.bulk), a chunk at a time."""
+    readers.run_bulk_change.delay(change_id)

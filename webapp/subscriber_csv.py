@@ -25,10 +25,10 @@ from itertools import islice
 
 from sqlalchemy import bindparam, or_, select, update
 
-from .many_rows import insert_rows, is_in
 from .errors import BulletinError
 from .extensions import db
 from .mailer import clean_display_name
+from .many_rows import insert_rows, is_in
 from .models import (
     ConsentMethod,
     EventKind,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
-from sqlalchemy import Table, delete, or_, select, update
+from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import readership, webhooks
@@ -492,6 +492,148 @@ def update_preferences(
         _set_topics(subscriber, topics, source)
     db.session.flush()
     return subscriber
+
+
+def change_topics(
+    subscriber_id: int, topic_ids: set[int] | list[int], *, source: str = EventSource.STAFF
+) -> Subscriber:
+    """Give a reader exactly these (offered) sections, as staff chose on the reader's page;
+    archived sections the reader had are kept, as on the reader's own preferences page.
+    Logs the change; the reader's status is left as it is."""
+    subscriber = _get(subscriber_id)
+    topics = active_topics(topic_ids) + [t for t in subscriber.topics if not t.active]
+    _set_topics(subscriber, topics, source)
+    db.session.flush()
+    return subscriber
+
+
+def add_topic(subscriber_id: int, topic_id: int, *, source: str = EventSource.STAFF) -> Subscriber:
+    """Add one offered section to a reader's choice (a no-op if they have it). Logs it."""
+    subscriber = _get(subscriber_id)
+    [topic] = active_topics([topic_id])
+    if topic not in subscriber.topics:
+        _set_topics(subscriber, [*subscriber.topics, topic], source)
+    db.session.flush()
+    return subscriber
+
+
+def request_confirmation(subscriber_id: int, *, source: str = EventSource.STAFF) -> Subscriber:
+    """Staff ask for a pending reader's confirmation email again (they say it never came).
+
+    Unlike a sign-up this does not wait out CONFIRMATION_INTERVAL: staff decide. The stamp
+    is taken and the event logged; the caller queues the email after committing.
+    """
+    subscriber = _get(subscriber_id)
+    if subscriber.status != SubscriberStatus.PENDING:
+        raise SubscriptionError("subscriber-not-pending", status=subscriber.status.value)
+    subscriber.confirmation_sent_at = utcnow()
+    log_event(subscriber.id, EventKind.CONFIRMATION_SENT, source)
+    db.session.flush()
+    return subscriber
+
+
+# --- the same changes for many readers at once (staff bulk changes, webapp/bulk.py) -------
+# Set-based: a few statements per chunk of readers instead of two round trips per reader,
+# with the same rules and the same events as the functions above for one reader.
+
+
+def _log_events(subscriber_ids: list[int], kind: EventKind, source: str, **detail: Any) -> None:
+    if not subscriber_ids:
+        return
+    text = json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else ""
+    now = utcnow()
+    db.session.execute(
+        insert(SubscriberEvent.__table__),
+        [
+            {"subscriber_id": i, "kind": kind, "source": str(source)[:20], "detail": text,
+             "created_at": now}
+            for i in subscriber_ids
+        ],
+    )  # fmt: skip
+
+
+def unsubscribe_many(subscriber_ids: list[int], *, source: str) -> list[int]:
+    """`unsubscribe` (everything) for each of these readers; returns those it changed."""
+    if not subscriber_ids:
+        return []
+    now = utcnow()
+    changed = db.session.scalars(
+        update(Subscriber)
+        .where(
+            Subscriber.id.in_(subscriber_ids),
+            Subscriber.status != SubscriberStatus.UNSUBSCRIBED,
+        )
+        .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+        .returning(Subscriber.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    _log_events(sorted(changed), EventKind.UNSUBSCRIBED, source)
+    return list(changed)
+
+
+def remove_topic_many(subscriber_ids: list[int], topic_id: int, *, source: str) -> list[int]:
+    """`unsubscribe(id, topic_id)` for each of these readers: the section goes, and readers
+    left without any section leave altogether. Returns the readers it changed."""
+    if not subscriber_ids:
+        return []
+    had = sorted(
+        db.session.scalars(
+            delete(subscriber_topics)
+            .where(
+                subscriber_topics.c.subscriber_id.in_(subscriber_ids),
+                subscriber_topics.c.topic_id == topic_id,
+            )
+            .returning(subscriber_topics.c.subscriber_id)
+        ).all()
+    )
+    _log_events(had, EventKind.TOPICS_CHANGED, source, added=[], removed=[topic_id])
+    if had:
+        still = set(
+            db.session.scalars(
+                select(subscriber_topics.c.subscriber_id)
+                .where(subscriber_topics.c.subscriber_id.in_(had))
+                .distinct()
+            )
+        )
+        unsubscribe_many([i for i in had if i not in still], source=source)
+    return had
+
+
+def add_topic_many(subscriber_ids: list[int], topic_id: int, *, source: str) -> list[int]:
+    """`add_topic` for each of these readers who still subscribe (pending or active); readers
+    who left keep their choice. Returns the readers it changed."""
+    [topic] = active_topics([topic_id])
+    if not subscriber_ids:
+        return []
+    has_it = (
+        select(subscriber_topics.c.subscriber_id)
+        .where(
+            subscriber_topics.c.subscriber_id == Subscriber.id,
+            subscriber_topics.c.topic_id == topic.id,
+        )
+        .exists()
+    )
+    targets = sorted(
+        db.session.scalars(
+            select(Subscriber.id).where(
+                Subscriber.id.in_(subscriber_ids), Subscriber.status.not_in(LEFT), ~has_it
+            )
+        )
+    )
+    if targets:
+        db.session.execute(
+            insert(subscriber_topics),
+            [{"subscriber_id": i, "topic_id": topic.id} for i in targets],
+        )
+        now = utcnow()
+        db.session.execute(
+            update(Subscriber)
+            .where(Subscriber.id.in_(targets))
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    _log_events(targets, EventKind.TOPICS_CHANGED, source, added=[topic.id], removed=[])
+    return targets
 
 
 def suppress(email: str, reason: SuppressionReason, *, source: str) -> None:
