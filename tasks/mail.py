@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 from flask import current_app
 
-from webapp import notifications, preview
+from webapp import notifications, preview, subscriptions
 from webapp.mailer import MailerError
 from webapp.transactions import transaction
 
@@ -20,7 +20,7 @@ def _retry_later(task, exc: MailerError, subscriber_ids: list[int], **options) -
     if task.request.retries >= task.max_retries:
         with transaction():
             for subscriber_id in subscriber_ids:
-                notifications.release_claim(subscriber_id)
+                subscriptions.release_claim(subscriber_id)
         raise exc
     delay = current_app.config["NOTIFICATION_RETRY_SECONDS"] * 2**task.request.retries
     raise task.retry(exc=exc, countdown=delay, **options) from exc

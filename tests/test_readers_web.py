@@ -61,7 +61,8 @@ def html(response) -> str:
 
 
 def subscribe(client, email: str, topic_ids, *, name: str = "", ip: str = "127.0.0.1", **extra):
-    """Fill in the subscribe form as a browser does: load the page, send it back."""
+    """Fill in the subscribe form as a browser does: load the page, send it back, follow the
+    redirect to the thanks page (`answer.history` holds the POST's own answer)."""
     headers = extra.pop("headers", None)
     environ = {"REMOTE_ADDR": ip}
     page = client.get("/subscribe", headers=headers, environ_base=environ)
@@ -72,7 +73,9 @@ def subscribe(client, email: str, topic_ids, *, name: str = "", ip: str = "127.0
         "topics": [str(t) for t in topic_ids],
         **extra,
     }
-    return client.post("/subscribe", data=form, headers=headers, environ_base=environ)
+    return client.post(
+        "/subscribe", data=form, headers=headers, environ_base=environ, follow_redirects=True
+    )
 
 
 def press_button(client, path: str, action: str | None = None, **fields):
@@ -205,8 +208,12 @@ def test_the_subscribe_form_is_a_plain_form_that_works_without_javascript(
     fields["email"] = "no.script@example.com"
     answer = client.post("/subscribe", data=fields)
 
-    assert answer.status_code == 200
-    assert "请查收邮件" in html(answer)
+    # Redirect after POST: the thanks page is a GET, so refreshing it sends nothing again.
+    assert answer.status_code == 303
+    assert answer.location == "/subscribe/check-inbox"
+    thanks = client.get(answer.location)
+    assert thanks.status_code == 200
+    assert "请查收邮件" in html(thanks)
     assert confirmation_path(inbox, "no.script@example.com")
     assert stored(app, "no.script@example.com").topics == {
         topics[NEWS],
@@ -243,11 +250,12 @@ def test_every_address_gets_the_same_answer_whatever_its_history(app, topics, ce
     addresses = ["erased", "active", "pending", "left", "new"]
     for n, who in enumerate(addresses):
         answer = subscribe(client, f"{who}@example.com", news, ip=f"203.0.113.{n + 1}")
-        answers[who] = (answer.status_code, answer.get_data())
+        [posted] = answer.history
+        answers[who] = (posted.status_code, posted.location, answer.status_code, answer.get_data())
 
     assert len(set(answers.values())) == 1, "the answer tells one address from another"
-    assert answers["new"][0] == 200
-    assert "请查收邮件" in answers["new"][1].decode()
+    assert answers["new"][:3] == (303, "/subscribe/check-inbox", 200)
+    assert "请查收邮件" in answers["new"][3].decode()
 
     confirmation_path(inbox, "new@example.com")
     confirmation_path(inbox, "left@example.com")
@@ -277,10 +285,10 @@ def test_a_hundred_submissions_of_one_address_send_one_confirmation_email(
             "/subscribe",
             data={"csrf_token": token, "email": spellings[n % 3], "topics": [topics[NEWS]]},
         )
-        answers.add((answer.status_code, answer.get_data()))
+        answers.add((answer.status_code, answer.location, answer.get_data()))
 
     assert len(answers) == 1
-    assert answers.pop()[0] == 200
+    assert answers.pop()[0] == 303
     wait_for(lambda: inbox.to("victim@example.com"), what="the confirmation email")
     time.sleep(1.0)  # let any other queued confirmation reach the worker and the server
     assert len(inbox.to("victim@example.com")) == 1
@@ -355,7 +363,7 @@ def test_a_bot_that_fills_in_the_honeypot_sees_success_and_nothing_is_stored(
     confirmation_path(inbox, "person@example.com")
     assert stored(app, "bot@example.com") is None
     assert inbox.to("bot@example.com") == []
-    assert event_log(app) == [("subscribed", "web")]
+    assert event_log(app) == [("subscribed", "web"), ("confirmation_sent", "web")]
 
 
 def test_a_section_retired_while_the_page_was_open_gets_a_clear_message(app, topics):
@@ -422,7 +430,83 @@ def test_the_emailed_link_confirms_only_when_the_reader_presses_the_button(
     assert reader.consent_source == "web-form v1"
     assert reader.consent_method.value == "double-opt-in"
     assert reader.consented_at is not None
-    assert event_log(app) == [("subscribed", "web"), ("confirmed", "email-link")]
+    assert event_log(app) == [
+        ("subscribed", "web"),
+        ("confirmation_sent", "web"),
+        ("confirmed", "email-link"),
+    ]
+
+
+def test_a_used_confirm_link_says_it_is_done_and_leads_to_the_preferences(
+    app, topics, celery_worker, inbox
+):
+    client = app.test_client()
+    subscribe(client, "li.lei@example.com", [topics[NEWS]])
+    path = confirmation_path(inbox, "li.lei@example.com")
+    assert press_button(app.test_client(), path).status_code == 200
+
+    # The reader clicks the link in the email again, days later.
+    again = app.test_client().get(path)
+
+    assert again.status_code == 200
+    page = lxml.html.fromstring(html(again))
+    assert page.xpath("string(//h1)") == "已确认"
+    assert not page.xpath("//main//form"), "nothing left to confirm"
+    [manage] = page.xpath('//a[contains(@href, "/preferences/")]')
+    preferences = app.test_client().get(manage.get("href"))
+    assert preferences.status_code == 200
+    assert ticked_sections(preferences)[topics[NEWS]]
+    assert stored(app, "li.lei@example.com").status == SubscriberStatus.ACTIVE
+
+
+def test_the_thanks_page_says_what_happens_next(app, topics):
+    page = app.test_client().get("/subscribe/check-inbox")
+    text = lxml.html.fromstring(html(page)).text_content()
+    assert page.status_code == 200
+    for words in ("请查收邮件", "垃圾邮件", "7 天内有效", "10 分钟后", "地址填错了？"):
+        assert words in text, words
+    assert 'href="/subscribe"' in html(page)  # wrong address? type it again
+
+    english = app.test_client().get("/subscribe/check-inbox?lang=en")
+    text = lxml.html.fromstring(html(english)).text_content()
+    for words in ("Check your inbox", "spam folder", "valid for 7 days", "Type it again"):
+        assert words in text, words
+
+
+def test_a_reader_whose_email_went_astray_can_ask_for_it_again(app, topics, celery_worker, inbox):
+    client = app.test_client()
+    subscribe(client, "lost@example.com", [topics[NEWS]], ip="192.0.2.1")
+    wait_for(lambda: inbox.to("lost@example.com"), what="the first confirmation")
+
+    # At once: the first may still be on its way, so nothing more goes.
+    subscribe(client, "lost@example.com", [topics[NEWS]], ip="192.0.2.2")
+    with app.app_context():  # ten minutes later (no sleeping: the stamp goes back)
+        reader = db.session.scalar(select(Subscriber).where(Subscriber.email == "lost@example.com"))
+        reader.confirmation_sent_at -= timedelta(minutes=10)
+        db.session.commit()
+    answer = subscribe(client, "lost@example.com", [topics[NEWS]], ip="192.0.2.3")
+
+    assert answer.status_code == 200 and "请查收邮件" in html(answer)
+    wait_for(lambda: len(inbox.to("lost@example.com")) == 2, what="the second confirmation")
+    first, second = inbox.to("lost@example.com")
+    assert first["Subject"] == second["Subject"] == "请确认订阅《工作简报》"
+    time.sleep(0.5)  # let any wrongly queued third email arrive
+    assert len(inbox.to("lost@example.com")) == 2
+
+
+def test_a_fresh_install_says_there_are_no_sections_yet(app):
+    client = app.test_client()
+    for path in ("/subscribe", "/embed/subscribe"):
+        page = client.get(path)
+        assert page.status_code == 200
+        document = lxml.html.fromstring(html(page))
+        assert "还没有可订阅的栏目" in document.text_content(), path
+        assert not document.xpath('//input[@name="email"]'), "no form to fill in"
+    # A form posted anyway (the embedded one needs no token) is not taken.
+    answer = client.post("/embed/subscribe", data={"email": "early@example.com", "topics": [1]})
+    assert answer.status_code == 400
+    assert "还没有可订阅的栏目" in html(answer)
+    assert stored(app, "early@example.com") is None
 
 
 def test_a_confirmation_link_cannot_unsubscribe_or_open_preferences(app, topics):
@@ -863,6 +947,7 @@ def test_every_change_to_a_reader_is_logged_with_where_it_came_from(
 
     assert event_log(app) == [
         ("subscribed", "web"),
+        ("confirmation_sent", "web"),
         ("confirmed", "email-link"),
         ("topics_changed", "email-link"),
         ("unsubscribed", "one-click"),
@@ -871,7 +956,7 @@ def test_every_change_to_a_reader_is_logged_with_where_it_came_from(
     ]
     with app.app_context():
         # The log outlives the reader, without a way back to them.
-        assert db.session.scalars(select(SubscriberEvent.subscriber_id)).all() == [None] * 6
+        assert db.session.scalars(select(SubscriberEvent.subscriber_id)).all() == [None] * 7
 
 
 # --- error pages -----------------------------------------------------------------------------

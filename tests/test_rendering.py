@@ -12,12 +12,16 @@ import lxml.html
 import pytest
 
 from tests.sample_content import sample_content
+from webapp.identity import contrast
 from webapp.rendering import (
     DEFAULT_BUDGET,
+    DEFAULT_COLOR,
     ArticleContent,
+    Identity,
     Personal,
     markdown_to_html,
     personalize,
+    render_confirmation,
     render_digest,
 )
 
@@ -223,3 +227,44 @@ def test_snapshot_of_the_rendered_sample(app, name, chosen, part):
         path.parent.mkdir(exist_ok=True)
         path.write_text(rendered, encoding="utf-8")
     assert rendered == path.read_text(encoding="utf-8"), f"{path} differs"
+
+
+# --- the confirmation email ----------------------------------------------------------------
+
+
+def _inline(style: str) -> dict[str, str]:
+    """An inline style attribute as {property: value}."""
+    pairs = (part.split(":", 1) for part in style.split(";") if ":" in part)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+@pytest.mark.parametrize("color", [DEFAULT_COLOR, "#1d4ed8", "#065f46"])
+@pytest.mark.parametrize("locale", ["zh", "en"])
+def test_the_confirmation_email_has_a_real_button_and_a_plain_link_in_its_text(color, locale):
+    url = "https://bulletin.example.org/confirm/TOKEN"
+    email = render_confirmation(
+        identity=Identity(name="工作简报", color=color),
+        name="",
+        section_names=["质量要闻"],
+        confirm_url=url,
+        locale=locale,
+    )
+    page = lxml.html.fromstring(email.html)
+    # A bulletproof button: a table cell with the colour (attribute and style) and a padded
+    # link filling it, all inline, so clients that drop <style> still draw a button.
+    [cell] = page.find_class("button-cell")
+    assert cell.getparent().getparent().tag in ("table", "tbody")
+    assert cell.get("bgcolor") == color
+    assert _inline(cell.get("style"))["background"] == color
+    [button] = cell.findall("a")
+    assert button.get("href") == url
+    style = _inline(button.get("style"))
+    assert style["display"] == "inline-block" and style["padding"] == "12px 28px"
+    assert button.text_content().strip() == (
+        "Confirm my subscription" if locale == "en" else "确认订阅"
+    )
+    assert contrast(color, (style["color"],)) >= 4.5
+    # The address in full under the button, for clients that show no button.
+    assert any(a.get("href") == url and a.text_content() == url for a in page.iter("a"))
+    # The text twin keeps the plain link on a line of its own.
+    assert any(line.endswith(f": {url}") for line in email.text.splitlines()), email.text

@@ -65,7 +65,7 @@ def setup_every_state(topics) -> dict[str, str]:
     for state in ("pending", "active", "unsubscribed"):
         reader(addresses[state], SubscriberStatus(state), topics[:1])
     pending = db.session.scalar(select(Subscriber).where(Subscriber.email == addresses["pending"]))
-    pending.confirmation_sent_at = utcnow() - timedelta(hours=1)  # mailed an hour ago
+    pending.confirmation_sent_at = utcnow() - timedelta(minutes=5)  # mailed 5 minutes ago
     subscriptions.suppress(addresses["suppressed"], SuppressionReason.STAFF, source="staff")
     db.session.commit()
     return addresses
@@ -84,7 +84,7 @@ def test_a_sign_up_looks_the_same_whatever_the_address_has_been(topics):
     # No error, no difference a caller could show, except whether an email is due now.
     assert {type(r) for r in results.values()} == {subscriptions.SubscribeResult}
     due = {state for state, result in results.items() if result.needs_confirmation}
-    assert due == {"new", "unsubscribed"}  # pending was mailed an hour ago; active needs none
+    assert due == {"new", "unsubscribed"}  # pending was mailed just now; active needs none
     told = {state for state, result in results.items() if result.needs_preferences_link}
     assert told == {"active"}  # the active reader is sent their preferences link instead
 
@@ -112,25 +112,75 @@ def test_the_public_form_answers_every_address_with_the_same_page(app, topics):
             data={"csrf_token": csrf_token(form), "email": address, "topics": ids(topics[:2])},
             environ_base={"REMOTE_ADDR": f"198.51.100.{n + 1}"},
         )
-        pages[state] = (answer.status_code, answer.get_data(as_text=True))
+        pages[state] = (answer.status_code, answer.location, answer.get_data(as_text=True))
     assert len(set(pages.values())) == 1, pages.keys()
-    assert next(iter(pages.values()))[0] == 200
+    assert next(iter(pages.values()))[0] == 303  # to the thanks page, the same for all
 
 
-def test_a_hundred_sign_ups_of_one_address_send_one_confirmation_a_day(topics):
+def _turn_clock(subscriber, delta: timedelta) -> None:
+    """Move this reader's last sign-up email and its logged claims `delta` into the past."""
+    subscriber.confirmation_sent_at -= delta
+    for event in db.session.scalars(
+        select(SubscriberEvent).where(SubscriberEvent.subscriber_id == subscriber.id)
+    ):
+        event.created_at -= delta
+    db.session.commit()
+
+
+def test_a_hundred_sign_ups_of_one_address_send_one_confirmation(topics):
     due = []
     for _ in range(100):
         due.append(subscriptions.subscribe("Li.Lei@Example.com", "", ids(topics)))
         db.session.commit()
     assert sum(r.needs_confirmation for r in due) == 1
     assert due[0].needs_confirmation
-    subscriber = due[0].subscriber
-    assert subscriber.confirmation_sent_at is not None
+    assert due[0].subscriber.confirmation_sent_at is not None
 
-    subscriber.confirmation_sent_at = utcnow() - timedelta(hours=25)
+
+def test_a_reader_may_ask_again_after_ten_minutes_up_to_three_times_a_day(topics):
+    def ask() -> bool:
+        result = subscriptions.subscribe("li.lei@example.com", "", ids(topics))
+        db.session.commit()
+        return result.needs_confirmation
+
+    assert ask()  # the first confirmation
+    subscriber = db.session.scalar(select(Subscriber))
+    _turn_clock(subscriber, timedelta(minutes=9))
+    assert not ask()  # too soon: the first may still be on its way
+    _turn_clock(subscriber, timedelta(minutes=2))
+    assert ask()  # the second, 11 minutes after the first
+    _turn_clock(subscriber, timedelta(minutes=11))
+    assert ask()  # the third
+    _turn_clock(subscriber, timedelta(minutes=11))
+    assert not ask()  # three in a day is the most
+    _turn_clock(subscriber, timedelta(hours=5))
+    assert not ask()  # still within 24 hours of the first
+    _turn_clock(subscriber, timedelta(hours=19))
+    assert ask()  # a day after the first, one more
+    assert [e for e, _ in events(subscriber.id)].count(EventKind.CONFIRMATION_SENT) == 4
+
+
+def test_an_email_that_never_left_does_not_count(topics):
+    result = subscriptions.subscribe("han@example.com", "", ids(topics))
     db.session.commit()
-    assert subscriptions.subscribe("li.lei@example.com", "", ids(topics)).needs_confirmation
-    assert not subscriptions.subscribe("li.lei@example.com", "", ids(topics)).needs_confirmation
+    assert result.needs_confirmation
+    subscriptions.release_claim(result.subscriber.id)  # the SMTP server refused it for good
+    db.session.commit()
+    assert EventKind.CONFIRMATION_SENT not in [e for e, _ in events(result.subscriber.id)]
+    again = subscriptions.subscribe("han@example.com", "", ids(topics))
+    assert again.needs_confirmation  # at once: nothing was sent
+
+
+def test_an_active_readers_preferences_link_goes_as_often_as_a_confirmation(topics):
+    reader("active@example.com", SubscriberStatus.ACTIVE, topics[:1])
+    db.session.commit()
+    told = []
+    for _ in range(5):
+        told.append(subscriptions.subscribe("active@example.com", "", ids(topics)))
+        db.session.commit()
+        _turn_clock(told[-1].subscriber, timedelta(minutes=11))
+    assert [r.needs_preferences_link for r in told] == [True, True, True, False, False]
+    assert not any(r.needs_confirmation for r in told)
 
 
 def test_concurrent_sign_ups_of_one_new_address_send_one_confirmation(app, topics):
@@ -236,6 +286,7 @@ def test_every_change_is_written_to_the_events_log(topics):
     db.session.commit()
     assert events(subscriber.id) == [
         (EventKind.SUBSCRIBED, "web"),
+        (EventKind.CONFIRMATION_SENT, "web"),  # the confirmation email claimed (claim_confirmation)
         (EventKind.CONFIRMED, "email-link"),
         (EventKind.TOPICS_CHANGED, "email-link"),
         (EventKind.TOPICS_CHANGED, "email-link"),
@@ -363,7 +414,7 @@ def test_the_export_holds_everything_stored_about_the_reader(topics):
     assert data["consent"]["method"] == "double-opt-in"
     assert data["consent"]["consented_at"].endswith("+00:00")
     assert data["confirmed_at"] is not None
-    assert [e["kind"] for e in data["events"]] == ["subscribed", "confirmed"]
+    assert [e["kind"] for e in data["events"]] == ["subscribed", "confirmation_sent", "confirmed"]
     assert data["events"][0]["detail"] == {"topics": ids(topics[:2])}
     [delivery] = data["deliveries"]
     assert delivery["issue_title"] == "第一期"

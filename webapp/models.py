@@ -101,7 +101,9 @@ class EventKind(enum.StrEnum):
     BOUNCED = "bounced"
     COMPLAINED = "complained"
     PROFILE_CHANGED = "profile_changed"
-    CONFIRMATION_SENT = "confirmation_sent"  # staff sent the confirmation email again
+    # A sign-up email claimed (the confirmation, or an active reader's preferences link: the
+    # detail's "email"), or staff sent the confirmation again; counted for the daily limit.
+    CONFIRMATION_SENT = "confirmation_sent"
 
 
 class EventSource(enum.StrEnum):

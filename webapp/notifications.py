@@ -21,7 +21,7 @@ from .rendering import (
     render_review_request,
 )
 from .smtp import smtp_session
-from .subscriptions import link_payload
+from .subscriptions import link_payload, release_claim
 from .tokens import Purpose, external_url, make_token
 
 log = logging.getLogger(__name__)
@@ -29,18 +29,6 @@ log = logging.getLogger(__name__)
 
 class TemporaryFailure(MailerError):
     """The server answered 4xx (greylisting, a full queue): the task tries again later."""
-
-
-def release_claim(subscriber_id: int) -> None:
-    """Forget that this reader was emailed today: the email never left (see tasks.mail).
-
-    The once-a-day stamp is taken when a sign-up asks for the email; if the email is
-    finally not sent, the next sign-up must be able to ask again.
-    """
-    subscriber = db.session.get(Subscriber, subscriber_id)
-    if subscriber is not None:
-        subscriber.confirmation_sent_at = None
-        db.session.flush()
 
 
 def send_confirmation(subscriber_id: int) -> bool:

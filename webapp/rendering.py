@@ -464,7 +464,7 @@ def render_confirmation(
         subject=_("请确认订阅《%(name)s》", name=bulletin_name),
         heading=_("请确认您的订阅"),
         body=_(
-            "您申请订阅以下栏目：%(sections)s。请点击下面的链接确认，链接 7 天内有效。",
+            "您申请订阅以下栏目：%(sections)s。请点击下面的按钮确认，链接 7 天内有效。",
             sections=sections,
         ),
         button=_("确认订阅"),

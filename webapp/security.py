@@ -30,7 +30,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
 # Pages other sites may frame: the embeddable sign-up form. Their policy differs only in
 # frame-ancestors (EMBED_FRAME_ANCESTORS) and they carry no X-Frame-Options, which cannot
 # name the sites allowed; every other page may be framed by nobody.
-EMBEDDABLE_ENDPOINTS = {"public.embed_subscribe"}
+EMBEDDABLE_ENDPOINTS = {"public.embed_subscribe", "public.embed_done"}
 
 
 def embed_policy() -> str:

@@ -43,7 +43,7 @@ from .models import (
 )
 from .spreadsheet import formula_safe, unformula
 from .subscriptions import (
-    CONFIRMATION_INTERVAL,
+    DAY,
     LEFT,
     SubscriptionError,
     hash_normalized,
@@ -378,7 +378,7 @@ def _update_existing(
                 changed.append("status")
             else:
                 pending.append(subscriber_id)
-                if dry_run and (emailed_at is None or emailed_at <= now - CONFIRMATION_INTERVAL):
+                if dry_run and (emailed_at is None or emailed_at <= now - DAY):
                     report.confirmations += 1
         if changed:
             report.updated += 1
@@ -411,7 +411,8 @@ def _update_existing(
             )
         )
     if pending:
-        # The same once-a-day rule as the web form: a re-import does not mail them again.
+        # Once a day: a re-import does not mail them again (a reader asking through the form
+        # may, sooner: subscriptions.claim_confirmation).
         claimed = list(
             db.session.scalars(
                 update(table)
@@ -420,7 +421,7 @@ def _update_existing(
                     table.c.status == SubscriberStatus.PENDING,
                     or_(
                         table.c.confirmation_sent_at.is_(None),
-                        table.c.confirmation_sent_at <= now - CONFIRMATION_INTERVAL,
+                        table.c.confirmation_sent_at <= now - DAY,
                     ),
                 )
                 .values(confirmation_sent_at=now, updated_at=now)

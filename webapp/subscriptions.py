@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
-from sqlalchemy import Table, delete, insert, or_, select, update
+from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import readership, webhooks
@@ -46,8 +46,12 @@ from .tokens import ReaderLink, reader_payload
 
 # Line breaks and other control characters (and the Unicode line separators).
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
-# However often an address is submitted, it gets at most one confirmation email in this time.
-CONFIRMATION_INTERVAL = timedelta(hours=24)
+# However often an address is submitted, it gets a sign-up email (its confirmation, or an active
+# reader's preferences link) at most once in RESEND_AFTER and at most EMAILS_PER_DAY times in a
+# day: a reader whose first email went to spam can ask again, nobody can flood an inbox.
+RESEND_AFTER = timedelta(minutes=10)
+EMAILS_PER_DAY = 3
+DAY = timedelta(hours=24)
 # Readers who left (or whose mail bounced) come back only through a new confirmation.
 LEFT = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
@@ -268,16 +272,29 @@ def link_payload(subscriber: Subscriber) -> dict:
 
 
 def claim_confirmation(
-    subscriber: Subscriber, status: SubscriberStatus = SubscriberStatus.PENDING
+    subscriber: Subscriber,
+    status: SubscriberStatus = SubscriberStatus.PENDING,
+    source: str = EventSource.WEB,
 ) -> bool:
-    """Reserve the right to email this reader about their sign-up now.
+    """Reserve the right to email this reader about their sign-up now, and log it (a
+    `CONFIRMATION_SENT` event, which `release_claim` takes back if the email never leaves).
 
-    True at most once per CONFIRMATION_INTERVAL per reader, and only while they are in
-    `status`. A conditional UPDATE, so of many concurrent sign-ups of one address exactly
-    one is told to send.
+    True only while they are in `status`, at least RESEND_AFTER after the last such email and
+    for at most EMAILS_PER_DAY of them in 24 hours. A conditional UPDATE, so of many
+    concurrent sign-ups of one address exactly one is told to send.
     """
     db.session.flush()
     now = utcnow()
+    emailed_today = (
+        select(func.count())
+        .select_from(SubscriberEvent)
+        .where(
+            SubscriberEvent.subscriber_id == subscriber.id,
+            SubscriberEvent.kind == EventKind.CONFIRMATION_SENT,
+            SubscriberEvent.created_at > now - DAY,
+        )
+        .scalar_subquery()
+    )
     claimed = db.session.execute(
         update(Subscriber)
         .where(
@@ -285,14 +302,39 @@ def claim_confirmation(
             Subscriber.status == status,
             or_(
                 Subscriber.confirmation_sent_at.is_(None),
-                Subscriber.confirmation_sent_at <= now - CONFIRMATION_INTERVAL,
+                Subscriber.confirmation_sent_at <= now - RESEND_AFTER,
             ),
+            emailed_today < EMAILS_PER_DAY,
         )
         .values(confirmation_sent_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.refresh(subscriber, ["confirmation_sent_at", "updated_at"])
+    if claimed == 1:
+        email = "confirmation" if status == SubscriberStatus.PENDING else "preferences-link"
+        log_event(subscriber.id, EventKind.CONFIRMATION_SENT, source, email=email)
     return claimed == 1
+
+
+def release_claim(subscriber_id: int) -> None:
+    """Take back a claim whose email never left (see tasks.mail): the stamp is cleared and
+    its CONFIRMATION_SENT event removed, so the reader's next sign-up may ask again."""
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return
+    subscriber.confirmation_sent_at = None
+    last = db.session.scalar(
+        select(SubscriberEvent)
+        .where(
+            SubscriberEvent.subscriber_id == subscriber_id,
+            SubscriberEvent.kind == EventKind.CONFIRMATION_SENT,
+        )
+        .order_by(SubscriberEvent.created_at.desc(), SubscriberEvent.id.desc())
+        .limit(1)
+    )
+    if last is not None:
+        db.session.delete(last)
+    db.session.flush()
 
 
 def subscribe(
@@ -314,8 +356,8 @@ def subscribe(
       (Anyone can send the form, so it does not rename a confirmed reader: names change
       through the signed preferences link, `update_preferences`.)
 
-    `needs_confirmation` is True only when a confirmation email should go now (at most one
-    per address per CONFIRMATION_INTERVAL); the caller sends it after committing.
+    `needs_confirmation` is True only when a confirmation email should go now (see
+    `claim_confirmation` for how often); the caller sends it after committing.
     """
     address = normalize_email(email)
     topics = active_topics(topic_ids)
@@ -325,8 +367,9 @@ def subscribe(
     previous = subscriber.status
     if previous == SubscriberStatus.ACTIVE:
         # Anyone can type an address into the form: an active reader's choices change only
-        # through their signed preferences link, which we email them (at most once a day).
-        notify = claim_confirmation(subscriber, SubscriberStatus.ACTIVE)
+        # through their signed preferences link, which we email them (as often as a
+        # confirmation: claim_confirmation).
+        notify = claim_confirmation(subscriber, SubscriberStatus.ACTIVE, source)
         return SubscribeResult(subscriber, False, needs_preferences_link=notify)
 
     subscriber.name = clean_display_name(name)
@@ -338,7 +381,7 @@ def subscribe(
     if not created:
         detail["was"] = previous.value
     log_event(subscriber.id, EventKind.SUBSCRIBED, source, **detail)
-    return SubscribeResult(subscriber, claim_confirmation(subscriber))
+    return SubscribeResult(subscriber, claim_confirmation(subscriber, source=source))
 
 
 def add_consented(
@@ -520,8 +563,9 @@ def add_topic(subscriber_id: int, topic_id: int, *, source: str = EventSource.ST
 def request_confirmation(subscriber_id: int, *, source: str = EventSource.STAFF) -> Subscriber:
     """Staff ask for a pending reader's confirmation email again (they say it never came).
 
-    Unlike a sign-up this does not wait out CONFIRMATION_INTERVAL: staff decide. The stamp
-    is taken and the event logged; the caller queues the email after committing.
+    Unlike a sign-up this does not wait out RESEND_AFTER or EMAILS_PER_DAY: staff decide. The
+    stamp is taken and the event logged (it counts towards the reader's daily emails); the
+    caller queues the email after committing.
     """
     subscriber = _get(subscriber_id)
     if subscriber.status != SubscriberStatus.PENDING:

@@ -140,9 +140,16 @@ def section_feed(slug: str):
 def subscribe():
     form = SubscribeForm()
     if _sign_up(form, SUBSCRIBE_FORM_VERSION):
-        return render_template("public/check_inbox.html")
+        # Redirect after POST: refreshing the thanks page does not send the form again.
+        return redirect(url_for("public.check_inbox", lang=request.args.get("lang")), 303)
     status = 400 if request.method == "POST" else 200
     return render_template("public/subscribe.html", form=form), status
+
+
+@bp.get("/subscribe/check-inbox")
+def check_inbox():
+    """What happens after a sign-up: the same page whatever the address was."""
+    return render_template("public/check_inbox.html")
 
 
 def _sign_up(form: SubscribeForm, source: str) -> bool:
@@ -151,8 +158,11 @@ def _sign_up(form: SubscribeForm, source: str) -> bool:
     its errors on a POST.
 
     A bot that filled in the honeypot is told the same and nothing happens; the outcome
-    never depends on the address's history, so nobody learns who subscribes."""
+    never depends on the address's history, so nobody learns who subscribes. With no
+    sections yet (a fresh install) the page says so and nothing is taken."""
     form.topics.choices = _topic_choices()
+    if not form.topics.choices:
+        return False
     if request.method == "GET":
         form.topics.data = [topic_id for topic_id, _ in form.topics.choices]
     if not form.validate_on_submit():
@@ -172,7 +182,7 @@ def _sign_up(form: SubscribeForm, source: str) -> bool:
                 consent=_consent(source),
             )
             # One task whatever the address's history (new, pending, active, suppressed,
-            # emailed today): answers must not differ in the work, hence in their time.
+            # emailed lately): answers must not differ in the work, hence in their time.
             reader_id = result.subscriber.id if result.subscriber else None
             after_commit(lambda: queue.answer_sign_up(reader_id, result.email_due))
     except SubscriptionError as exc:
@@ -211,10 +221,17 @@ def embed_subscribe():
     the consent record names the embedding page. The frame policy is in security.py."""
     form = SubscribeForm(meta={"csrf": False})
     if _sign_up(form, f"{EMBED_FORM_VERSION} on {_embedding_page()}"):
-        return render_template("public/embed_done.html")
+        # Redirect after POST, as on this site's form (a 303 keeps the frame's navigation).
+        return redirect(url_for("public.embed_done", lang=request.args.get("lang")), 303)
     embedded_on = request.form.get("embedded_on") or request.headers.get("Referer", "")
     status = 400 if request.method == "POST" else 200
     return render_template("public/embed.html", form=form, embedded_on=embedded_on), status
+
+
+@bp.get("/embed/subscribe/done")
+def embed_done():
+    """The embedded form's thanks page, framed like the form (see security.py)."""
+    return render_template("public/embed_done.html")
 
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
@@ -223,6 +240,11 @@ def confirm(token: str):
     reader, error = _subscriber_or_error_page(Purpose.CONFIRM, token)
     if error:
         return error
+    if reader.status == SubscriberStatus.ACTIVE:
+        # Used already (or confirmed from another copy): say so, and where to change things.
+        return render_template(
+            "public/confirmed.html", subscriber=reader, again=True, **_settings(reader)
+        )
     form = ButtonForm()
     # GET only shows a button: mail scanners follow links, and must not confirm for the reader.
     if form.validate_on_submit():
@@ -231,8 +253,16 @@ def confirm(token: str):
         if subscriber.status != SubscriberStatus.ACTIVE:
             # Left (or bounced) since this link was sent: an old link does not bring them back.
             return render_template("public/bad_link.html", expired=True), 400
-        return render_template("public/confirmed.html", subscriber=subscriber)
+        return render_template(
+            "public/confirmed.html", subscriber=subscriber, **_settings(subscriber)
+        )
     return render_template("public/confirm.html", form=form)
+
+
+def _settings(subscriber) -> dict:
+    """The confirmed page's way on: the reader's own preferences link."""
+    token = make_token(Purpose.PREFERENCES, subscriptions.link_payload(subscriber))
+    return {"preferences_url": url_for("public.preferences", token=token)}
 
 
 def _preferences_subscriber(token: str):
