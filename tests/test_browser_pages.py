@@ -14,6 +14,7 @@ the README.
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,11 @@ def problems_here(page: Page, name: str, width: int) -> list[str]:
     return found
 
 
+def shown_after_reload(page: Page, selector: str) -> bool:
+    page.reload()
+    return page.locator(selector).count() == 1
+
+
 def screenshot(page: Page, name: str) -> None:
     folder = os.environ.get("SCREENSHOTS_DIR")
     if folder:
@@ -130,7 +136,7 @@ def sent_sample_issue(app) -> Issue:
 
 
 def test_every_page_fits_a_phone_and_a_desktop_and_passes_axe(
-    app, db_session, celery_worker, inbox, live_server, browser
+    app, db_session, celery_worker, inbox, live_server, browser, tmp_path
 ):
     sent = sent_sample_issue(app)
     with transaction():
@@ -183,11 +189,21 @@ def test_every_page_fits_a_phone_and_a_desktop_and_passes_axe(
         "/admin/api",
     ]
 
+    readers_csv = tmp_path / "readers.csv"
+    readers_csv.write_text("email,name,sections\nli.lei@example.com,李雷,\nbad-address,,\n")
     problems: list[str] = []
     for width in WIDTHS:
         page = new_page(browser, width)
         for path in public:
             problems += problems_on(page, live_server + path, width)
+        # Pages a form leads to: after subscribing, and after unsubscribing.
+        page.goto(f"{live_server}/subscribe")
+        page.get_by_label("邮箱").fill(f"xin{width}@example.com")
+        page.get_by_role("button", name="订阅").click()
+        problems += problems_here(page, "subscribed", width)
+        page.goto(f"{live_server}/unsubscribe/{unsubscribe}")
+        page.locator("main form button").click()
+        problems += problems_here(page, "unsubscribed", width)
         problems += problems_on(page, f"{live_server}/admin/login", width)
         page.get_by_label("邮箱").fill(ADMIN)
         page.get_by_label("密码").fill(STAFF_PASSWORD)
@@ -203,6 +219,14 @@ def test_every_page_fits_a_phone_and_a_desktop_and_passes_axe(
         page.get_by_role("button", name="检查").click()
         expect(page.get_by_role("heading", name="导入报告")).to_be_visible()
         problems += problems_here(page, "import report", width)
+        # A readers' CSV import: its dry-run report page.
+        page.goto(f"{live_server}/admin/subscribers/import")
+        page.locator('input[type="file"]').set_input_files(str(readers_csv))
+        page.locator('input[type="radio"]').first.check()
+        page.locator("main form button, main form input[type=submit]").first.click()
+        page.wait_for_url("**/admin/subscribers/import/*")
+        wait_for(partial(shown_after_reload, page, "#dry-run"), what="the dry-run report")
+        problems += problems_here(page, "readers import", width)
         page.context.close()
 
     assert not problems, "\n".join(problems)
