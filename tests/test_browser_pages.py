@@ -183,6 +183,7 @@ def test_every_page_fits_a_phone_and_a_desktop_and_passes_axe(
         "/admin/issues/import",
         "/admin/sections",
         "/admin/subscribers",
+        f"/admin/subscribers/{reader.id}",
         "/admin/subscribers/import",
         "/admin/settings",
         "/admin/identity",
