@@ -60,10 +60,10 @@ translations: $(DEV_STAMP)
 	$(BIN)/pybabel update -i $(CATALOG)/messages.pot -d $(CATALOG) -l en --no-fuzzy-matching
 	$(BIN)/pybabel compile -d $(CATALOG)
 
-## The README's screenshots, taken by the newsroom, readership and month browser tests.
+## The README's screenshots, taken by the newsroom, readership, month and page browser tests.
 screenshots: $(DEV_STAMP)
 	SCREENSHOTS_DIR=webapp/static/screenshots $(BIN)/python -m pytest -q tests/test_browser_newsroom.py \
-		tests/test_browser_readership.py tests/test_browser_month.py
+		tests/test_browser_readership.py tests/test_browser_month.py tests/test_browser_pages.py
 
 bench: $(DEV_STAMP)
 	@for script in bench/render.py bench/send.py bench/readers.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

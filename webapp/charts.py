@@ -148,10 +148,12 @@ def svg_chart(
     # Date labels every X_TICK_EVERY days, counted back from the last day so it is labelled.
     for i in range(len(days) - 1, -1, -tick_every):
         tick = labels[i] if labels is not None else days[i].strftime("%m-%d")
+        # The newest day's label ends at its tick, so the drawing's edge never cuts it off.
+        anchor = "end" if i == len(days) - 1 and len(days) > 1 else "middle"
         parts.append(
             f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{TOP + plot_h}" y2="{TOP + plot_h + 4}" '
             f'stroke="#6b7280"/><text x="{x(i):.1f}" y="{TOP + plot_h + 18}" '
-            f'text-anchor="middle">{escape(tick)}</text>'
+            f'text-anchor="{anchor}">{escape(tick)}</text>'
         )
     parts.append(
         f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" '
