@@ -247,7 +247,9 @@ def test_preview_renders_the_markdown_sanitized_and_saves_nothing(editor_client,
     assert answer.status_code == 200
     html = answer.get_data(as_text=True)
     preview = html[
-        html.index('id="preview"') : html.index("</section>", html.index('id="preview"'))
+        html.index('id="article-preview"') : html.index(
+            "</section>", html.index('id="article-preview"')
+        )
     ]
     tags = tags_in(preview)
     assert ("strong", {}) in tags
