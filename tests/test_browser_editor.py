@@ -78,8 +78,8 @@ def test_the_preview_follows_typing_and_unsaved_edits_ask_before_leaving(
         dialog.dismiss()
 
     page.on("dialog", answer)
-    page.get_by_role("link", name="取消").click()
-    page.wait_for_timeout(500)
+    with page.expect_event("dialog"):
+        page.get_by_role("link", name="取消").click()
     assert asked == ["beforeunload"]
     expect(body).to_have_value("**加粗的一句**\n\n<script>window.ran=1</script>第二段")
 
@@ -109,15 +109,19 @@ def test_the_email_preview_switches_between_phone_and_desktop_width(live_server,
     page = signed_in(browser, live_server, 1280)
     page.goto(f"{live_server}/admin/issues/{draft.id}/preview")
     frame = page.locator("iframe.preview")
-    width = "el => getComputedStyle(el).width"
-    assert frame.evaluate(width) == "600px"
+    expect(frame).to_have_css("width", "600px")
     page.get_by_label("手机（375 像素）").check()
-    assert frame.evaluate(width) == "375px"
+    expect(frame).to_have_css("width", "375px")
     page.get_by_label("桌面（600 像素）").check()
-    assert frame.evaluate(width) == "600px"
+    expect(frame).to_have_css("width", "600px")
     # A link can open it in the phone width.
     page.goto(f"{live_server}/admin/issues/{draft.id}/preview?width=phone")
-    assert page.locator("iframe.preview").evaluate(width) == "375px"
+    expect(page.locator("iframe.preview")).to_have_css("width", "375px")
+    # Choosing other sections keeps the width.
+    page.locator('input[name="topics"][type="checkbox"]').first.uncheck()
+    with page.expect_navigation():
+        page.get_by_role("button", name="预览", exact=True).click()
+    expect(page.locator("iframe.preview")).to_have_css("width", "375px")
     # Every box unticked: said so, not a preview of everything.
     for box in page.locator('input[name="topics"][type="checkbox"]').all():
         box.uncheck()

@@ -52,15 +52,16 @@ def test_staff_preview_one_section_shows_subject_size_and_only_that_section(
 
 
 def test_unticking_every_section_is_an_error_not_every_section(staff_client, sample_issue):
-    page = staff_client.get(f"/admin/issues/{sample_issue.id}/preview?locale=zh")
+    page = staff_client.get(f"/admin/issues/{sample_issue.id}/preview?chosen=1&locale=zh")
     assert page.status_code == 400
     html = page.get_data(as_text=True)
     assert "请至少选择一个栏目。" in html and 'id="html-size"' not in html
     assert not [
         m for m in re.finditer(r'<input type="checkbox"[^>]*>', html) if "checked" in m.group(0)
     ]
-    # The first visit, with nothing chosen yet, still shows the whole issue.
-    assert staff_client.get(f"/admin/issues/{sample_issue.id}/preview").status_code == 200
+    # A link with nothing chosen (the first visit) still shows the whole issue.
+    for link in ("", "?locale=en"):
+        assert staff_client.get(f"/admin/issues/{sample_issue.id}/preview{link}").status_code == 200
 
 
 def test_the_size_shown_is_the_one_in_the_sizes_table(staff_client, sample_issue):

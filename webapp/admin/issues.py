@@ -182,9 +182,9 @@ def _preview_request(issue: Issue):
         if subscriber:
             return preview.for_subscriber(issue, subscriber), None
         topic_ids = request.args.getlist("topics", type=int)
-        if "locale" not in request.args:
-            # The first visit (nothing chosen yet) shows every section; the form always
-            # sends a locale, so a submitted form with every box unticked is an error.
+        if "chosen" not in request.args:
+            # A link (the first visit) shows every section; the form says that its boxes
+            # were the choice (a hidden "chosen"), so with every box unticked it is an error.
             topic_ids = topic_ids or issue_topic_ids(issue.id)
         return preview.for_topics(issue, topic_ids, request.args.get("locale", "zh")), None
     except preview.PreviewError as exc:
