@@ -51,6 +51,34 @@ def test_staff_preview_one_section_shows_subject_size_and_only_that_section(
     assert len(body.encode()) == int(size.replace(",", ""))
 
 
+def test_unticking_every_section_is_an_error_not_every_section(staff_client, sample_issue):
+    page = staff_client.get(f"/admin/issues/{sample_issue.id}/preview?chosen=1&locale=zh")
+    assert page.status_code == 400
+    html = page.get_data(as_text=True)
+    assert "请至少选择一个栏目。" in html and 'id="html-size"' not in html
+    assert not [
+        m for m in re.finditer(r'<input type="checkbox"[^>]*>', html) if "checked" in m.group(0)
+    ]
+    # A link with nothing chosen (the first visit) still shows the whole issue.
+    for link in ("", "?locale=en"):
+        assert staff_client.get(f"/admin/issues/{sample_issue.id}/preview{link}").status_code == 200
+
+
+def test_the_size_shown_is_the_one_in_the_sizes_table(staff_client, sample_issue):
+    hot, news = topic_id("质量热点"), topic_id("质量要闻")
+    for chosen in ([hot], [hot, news], None):
+        query = "&".join(f"topics={t}" for t in chosen) if chosen else ""
+        html = staff_client.get(f"/admin/issues/{sample_issue.id}/preview?{query}").get_data(
+            as_text=True
+        )
+        shown = re.search(r'id="html-size">([\d,]+) 字节', html).group(1)
+        every = {int(t) for t in re.findall(r'name="topics" value="(\d+)"', html)}
+        key = ",".join(str(t) for t in sorted(chosen or every))
+        row = re.search(rf'<tr data-topics="{key}"[^>]*><td>[^<]*</td><td>([\d,]+)</td>', html)
+        assert row and row.group(1) == shown, (chosen, shown)
+        assert "HTML 部分的字节数" in html  # the page says what the figure measures
+
+
 def test_the_preview_lists_the_size_of_every_section_set(staff_client, sample_issue):
     html = staff_client.get(f"/admin/issues/{sample_issue.id}/preview").get_data(as_text=True)
     table = html[html.index("各栏目组合的大小") :]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
@@ -12,8 +13,16 @@ from sqlalchemy import select, update
 from tests.helpers import csrf_token
 from webapp.extensions import db
 from webapp.importing import make_lead
-from webapp.issues import add_article, create_issue, ensure_topics
+from webapp.issues import (
+    ArticleDraft,
+    ArticleError,
+    add_article,
+    add_staff_article,
+    create_issue,
+    ensure_topics,
+)
 from webapp.models import Article, AuditEntry, Issue, IssueStatus, Topic
+from webapp.transactions import transaction
 
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 BODY = (
@@ -238,7 +247,9 @@ def test_preview_renders_the_markdown_sanitized_and_saves_nothing(editor_client,
     assert answer.status_code == 200
     html = answer.get_data(as_text=True)
     preview = html[
-        html.index('id="preview"') : html.index("</section>", html.index('id="preview"'))
+        html.index('id="article-preview"') : html.index(
+            "</section>", html.index('id="article-preview"')
+        )
     ]
     tags = tags_in(preview)
     assert ("strong", {}) in tags
@@ -254,6 +265,34 @@ def test_preview_renders_the_markdown_sanitized_and_saves_nothing(editor_client,
     assert audit_log(draft.id) == []
 
 
+def test_the_live_preview_endpoint_renders_like_the_round_trip_and_sanitizes(
+    app, editor_client, draft
+):
+    body = "**加粗的一句。**\n\n<script>alert('x')</script>\n\n[点这里](javascript:alert(1))"
+    data = {"title": "新文章", "source_name": "中国质量报", "body": body, "lead": ""}
+    answer = editor_client.post(
+        "/admin/articles/preview", data={**data, "csrf_token": token(editor_client)}
+    )
+    assert answer.status_code == 200
+    fragment = answer.get_data(as_text=True)
+    tags = tags_in(fragment)
+    assert ("strong", {}) in tags and "加粗的一句。" in fragment
+    assert not [t for t, _ in tags if t == "script"] and "alert('x')" not in fragment
+    assert not any("javascript" in (a.get("href") or "") for t, a in tags if t == "a")
+    assert "来源：中国质量报" in fragment and "（自动生成）" in fragment
+    assert titles_in_order(draft.id) == [("甲", 0), ("乙", 1), ("丙", 2), ("丁", 3)]
+    # The same fragment as "预览" after a round trip.
+    form = article_form(editor_client, body=body, source_name="中国质量报", preview="预览")
+    del form["submit"]
+    page = editor_client.post(f"/admin/issues/{draft.id}/articles/new", data=form)
+    assert fragment.strip() in page.get_data(as_text=True)
+    # No CSRF token: refused. Not signed in: sent to the login page.
+    assert editor_client.post("/admin/articles/preview", data=data).status_code == 400
+    stranger = app.test_client()
+    answer = stranger.post("/admin/articles/preview", data=data)
+    assert answer.status_code in (302, 400) and "加粗" not in answer.get_data(as_text=True)
+
+
 def test_a_javascript_source_url_is_refused_with_a_message(editor_client, draft):
     form = article_form(editor_client, source_name="某网站", source_url="javascript:alert(1)")
     answer = editor_client.post(f"/admin/issues/{draft.id}/articles/new", data=form)
@@ -262,6 +301,28 @@ def test_a_javascript_source_url_is_refused_with_a_message(editor_client, draft)
     field = html[html.index('id="source_url"') :]
     assert field.index("来源链接只接受 http:// 或 https:// 开头的网址。") < field.index("<label")
     assert db.session.scalar(select(Article).where(Article.title == "新文章")) is None
+
+
+def test_a_www_source_gets_https_in_the_form_and_in_the_domain(editor_client, draft):
+    form = article_form(editor_client, source_name="市场监管总局", source_url=" www.samr.gov.cn/")
+    answer = editor_client.post(f"/admin/issues/{draft.id}/articles/new", data=form)
+    assert answer.status_code == 302
+    assert article("新文章").source_url == "https://www.samr.gov.cn/"
+    # Any caller of the domain gets the same: the form is not the only way in.
+    topic = db.session.scalar(select(Topic.id).where(Topic.name == "质量要闻"))
+    draft_of = ArticleDraft(
+        topic_id=topic,
+        title="戊",
+        body="戊的正文。",
+        source_name="某报",
+        source_url="WWW.cqn.com.cn",
+    )
+    with transaction():
+        added = add_staff_article(draft.id, draft_of)
+    assert added.source_url == "https://WWW.cqn.com.cn"
+    # Only "www." is completed: other bare names are still refused.
+    with pytest.raises(ArticleError):
+        add_staff_article(draft.id, replace(draft_of, source_url="cqn.com.cn"))
 
 
 def test_a_source_link_needs_a_name_readers_can_click(editor_client, draft):

@@ -297,6 +297,13 @@ def digest_message(
     )
 
 
+def html_part_size(message: EmailMessage) -> int:
+    """The one size staff see for a digest: the bytes of its HTML part as sent to this reader
+    (personalized, UTF-8, before the transfer encoding), which is what Gmail's ~102 KB
+    clipping and `EMAIL_HTML_BUDGET` are about."""
+    return len(message.get_body(("html",)).get_content().encode("utf-8"))
+
+
 def outgoing_bytes(message: EmailMessage) -> bytes:
     """The bytes to hand to SMTP, DKIM-signed when a key is configured."""
     data = message.as_bytes()

@@ -172,6 +172,7 @@ MESSAGES = {
     ),
     # previews
     "preview-no-articles": lazy_gettext("所选栏目在这一期都没有文章。"),
+    "preview-none-chosen": lazy_gettext("请至少选择一个栏目。"),
     "preview-no-subscriber": lazy_gettext("没有地址为 %(email)s 的读者。"),
     "preview-no-topics": lazy_gettext("%(email)s 选的栏目在这一期都没有文章。"),
     # staff accounts

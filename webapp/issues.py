@@ -451,7 +451,7 @@ def _checked(draft: ArticleDraft, *, current_topic_id: int | None = None) -> tup
         raise ArticleError("article-body-missing", field="body")
     if len(draft.body.encode("utf-8")) > BODY_MAX_BYTES:
         raise ArticleError("article-body-too-long", field="body", size=BODY_MAX_BYTES // 1024)
-    source_url = draft.source_url.strip()
+    source_url = source_url_as_typed(draft.source_url)
     if source_url and (safe_url(source_url) != source_url or len(source_url) > SOURCE_URL_MAX):
         raise ArticleError("article-source-url", field="source_url")
     source_name = draft.source_name.strip()
@@ -470,6 +470,14 @@ def _checked(draft: ArticleDraft, *, current_topic_id: int | None = None) -> tup
         "source_url": source_url,
     }
     return values, topic
+
+
+def source_url_as_typed(url: str) -> str:
+    """A source link as staff type it, completed: "www.example.com" means
+    "https://www.example.com" (a bare "www." address is a web site; nothing else is guessed).
+    """
+    url = (url or "").strip()
+    return f"https://{url}" if url[:4].lower() == "www." else url
 
 
 def _renumber(issue: Issue) -> None:

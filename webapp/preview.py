@@ -19,6 +19,7 @@ from sqlalchemy import select
 from . import identity
 from .digests import (
     digest_message,
+    html_part_size,
     outgoing_bytes,
     render_issue,
     topics_key,
@@ -53,7 +54,7 @@ class Preview:
     html: str
     text: str
     message_size: int  # the whole message as it would cross the wire
-    html_size: int  # the decoded HTML part: what Gmail's ~102 KB clipping counts
+    html_size: int  # digests.html_part_size: the figure the sizes table shows too
     full_articles: int
     articles: int
 
@@ -101,9 +102,8 @@ def _sample_personal(topic_ids: Iterable[int], locale: str, name: str = "") -> P
 
 def _preview(issue: Issue, topic_ids: frozenset[int], locale: str, message: EmailMessage):
     template = _rendered(issue, topic_ids, locale)
-    html_part = message.get_body(("html",))
+    html = message.get_body(("html",)).get_content()
     text_part = message.get_body(("plain",))
-    html = html_part.get_content()
     return Preview(
         topic_ids=topic_ids,
         locale=locale,
@@ -112,7 +112,7 @@ def _preview(issue: Issue, topic_ids: frozenset[int], locale: str, message: Emai
         html=html,
         text=text_part.get_content(),
         message_size=len(outgoing_bytes(message)),
-        html_size=len(html.encode("utf-8")),
+        html_size=html_part_size(message),
         full_articles=len(template.full_article_ids),
         articles=_article_count(issue, topic_ids),
     )
@@ -123,17 +123,28 @@ def _article_count(issue: Issue, topic_ids: frozenset[int]) -> int:
 
 
 def for_topics(issue: Issue, topic_ids: Iterable[int], locale: str = "zh") -> Preview:
-    """The issue as a reader of these sections gets it (sections without articles ignored)."""
-    chosen = frozenset(topic_ids) & issue_topic_ids(issue.id)
+    """The issue as a reader of these sections gets it (sections without articles ignored).
+
+    No section at all is an error, not "every section": a reader always has at least one.
+    """
+    chosen = frozenset(topic_ids)
+    if not chosen:
+        raise PreviewError("preview-none-chosen")
+    chosen &= issue_topic_ids(issue.id)
     if not chosen:
         raise PreviewError("preview-no-articles")
     locale = normalize_locale(locale)
-    template = _rendered(issue, chosen, locale)
-    personal = _sample_personal(chosen, locale)
-    message = digest_message(
+    return _preview(issue, chosen, locale, _sample_message(issue, chosen, locale))
+
+
+def _sample_message(issue: Issue, topic_ids: frozenset[int], locale: str) -> EmailMessage:
+    """The digest of these sections as a sample reader gets it: what previews and the sizes
+    table measure, so that the two show the same figure for the same sections."""
+    template = _rendered(issue, topic_ids, locale)
+    personal = _sample_personal(topic_ids, locale)
+    return digest_message(
         issue.id, template, personal, "reader@example.org", personal.name, locale=locale
     )
-    return _preview(issue, chosen, locale, message)
 
 
 def for_subscriber(issue: Issue, email: str) -> Preview:
@@ -164,7 +175,8 @@ def for_subscriber(issue: Issue, email: str) -> Preview:
 
 
 def set_sizes(issue: Issue, locale: str = "zh") -> list[SetSize]:
-    """HTML size of the digest for each set of sections (every set, when there are few)."""
+    """HTML size (`html_part_size`) of the digest for each set of sections (every set, when
+    there are few), as a sample reader gets it: the preview of a set shows the same figure."""
     topics = db.session.scalars(
         select(Topic).where(Topic.id.in_(issue_topic_ids(issue.id))).order_by(Topic.position)
     ).all()
@@ -180,7 +192,7 @@ def set_sizes(issue: Issue, locale: str = "zh") -> list[SetSize]:
             SetSize(
                 names=[t.name for t in chosen],
                 topic_ids=ids,
-                html_size=template.html_size,
+                html_size=html_part_size(_sample_message(issue, ids, normalize_locale(locale))),
                 full_articles=len(template.full_article_ids),
                 articles=_article_count(issue, ids),
             )

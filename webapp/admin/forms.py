@@ -189,7 +189,7 @@ class ArticleForm(FlaskForm):
     )
     source_url = StringField(
         lazy_gettext("来源链接（可不填，只接受 http:// 或 https://）"),
-        filters=[_strip],
+        filters=[issues.source_url_as_typed],
         validators=[
             Optional(),
             _http_only,

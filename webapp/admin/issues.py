@@ -181,7 +181,11 @@ def _preview_request(issue: Issue):
     try:
         if subscriber:
             return preview.for_subscriber(issue, subscriber), None
-        topic_ids = request.args.getlist("topics", type=int) or issue_topic_ids(issue.id)
+        topic_ids = request.args.getlist("topics", type=int)
+        if "chosen" not in request.args:
+            # A link (the first visit) shows every section; the form says that its boxes
+            # were the choice (a hidden "chosen"), so with every box unticked it is an error.
+            topic_ids = topic_ids or issue_topic_ids(issue.id)
         return preview.for_topics(issue, topic_ids, request.args.get("locale", "zh")), None
     except preview.PreviewError as exc:
         return None, describe(exc)
