@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Enum,
@@ -720,3 +721,30 @@ class WebhookDelivery(db.Model):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class ReaderCount(db.Model):
+    """How many readers are in a status (`topic_id` 0) or in a status and a section: kept by
+    database triggers (migration 0022) in the transaction of every change, so exact whichever
+    path changed the readers. The current count is this row plus the change rows not yet
+    added in (see reader_counts.py). Counts only, nothing about who.
+    """
+
+    __tablename__ = "reader_counts"
+
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    # Not a foreign key: 0 is "all readers", and a deleted section's count simply goes to 0.
+    topic_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    readers: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReaderCountChange(db.Model):
+    """One change's effect on a `ReaderCount`, written by the triggers; writers only insert
+    these, so they never wait on one another for a counter row."""
+
+    __tablename__ = "reader_count_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))
+    topic_id: Mapped[int] = mapped_column(Integer)
+    change: Mapped[int] = mapped_column(BigInteger)
