@@ -5,12 +5,15 @@ path that changes readers, they equal a fresh count of the tables."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.helpers import add_topics
-from webapp import directory, reader_counts, subscriptions
+from webapp import counters, delivery, directory, publishing, subscriptions
 from webapp.extensions import db
+from webapp.issues import add_article, create_issue
 from webapp.models import (
+    Delivery,
+    DeliveryStatus,
     EventSource,
     ReaderCountChange,
     Subscriber,
@@ -40,7 +43,7 @@ def fresh_counts() -> dict[tuple[str, int], int]:
 
 
 def kept_counts() -> dict[tuple[str, int], int]:
-    return {key: n for key, n in reader_counts.current().items() if n}
+    return {key: n for key, n in counters.readers().items() if n}
 
 
 def reader(email: str, status: SubscriberStatus, topics) -> Subscriber:
@@ -114,7 +117,7 @@ def test_every_change_keeps_the_counts_equal_to_a_fresh_count(db_session, path):
     db.session.commit()
     assert kept_counts() == fresh_counts()
 
-    reader_counts.fold()
+    counters.fold()
     db.session.commit()
     assert kept_counts() == fresh_counts()
     assert db.session.scalar(select(func.count()).select_from(ReaderCountChange)) == 0
@@ -131,3 +134,58 @@ def test_the_pages_counts_read_the_counters(db_session):
     assert by_status[SubscriberStatus.BOUNCED] == 0
     first = directory.counts_by_topic()[0]
     assert (first.name, first.readers, first.pending) == ("质量要闻", 1, 1)
+
+
+def fresh_deliveries(issue_id: int) -> dict[str, int]:
+    query = (
+        select(Delivery.status, func.count())
+        .where(Delivery.issue_id == issue_id)
+        .group_by(Delivery.status)
+    )
+    counts = {str(status): n for status, n in db.session.execute(query)}
+    return {status.value: counts.get(status.value, 0) for status in DeliveryStatus}
+
+
+def _fail_some(issue_id: int) -> None:
+    first = db.session.scalar(select(func.min(Delivery.id)).where(Delivery.issue_id == issue_id))
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.id < first + 2)
+        .values(status=DeliveryStatus.FAILED)
+    )
+
+
+DELIVERY_PATHS = {
+    "publish": lambda issue_id, readers: None,
+    "claim a batch": lambda issue_id, readers: delivery.claim(
+        issue_id,
+        list(db.session.scalars(select(Delivery.id).where(Delivery.issue_id == issue_id))),
+    ),
+    "cancel": lambda issue_id, readers: publishing.cancel_issue(issue_id),
+    "resend the failed": lambda issue_id, readers: (
+        _fail_some(issue_id),
+        publishing.resend(issue_id, DeliveryStatus.FAILED),
+    ),
+    "erase a reader": lambda issue_id, readers: subscriptions.erase(readers[0].id),
+}
+
+
+@pytest.mark.parametrize("path", list(DELIVERY_PATHS))
+def test_the_sending_progress_equals_a_fresh_count(db_session, path):
+    sections = add_topics(NAMES)
+    readers = [reader(f"r{n}@example.com", SubscriberStatus.ACTIVE, sections[:1]) for n in range(5)]
+    issue = create_issue("第一期")
+    add_article(issue, sections[0], "文章", "正文。", lead="导语。")
+    db.session.commit()
+    publishing.publish_issue(issue.id)
+    db.session.commit()
+    assert publishing.progress(issue.id)["pending"] == 5
+
+    DELIVERY_PATHS[path](issue.id, readers)
+    db.session.commit()
+    assert publishing.progress(issue.id) == fresh_deliveries(issue.id)
+    assert publishing.progress_many([issue.id]) == {issue.id: fresh_deliveries(issue.id)}
+
+    counters.fold()
+    db.session.commit()
+    assert publishing.progress(issue.id) == fresh_deliveries(issue.id)

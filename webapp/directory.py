@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import Select, func, literal, literal_column, or_, select
 from sqlalchemy.orm import selectinload
 
-from . import reader_counts
+from . import counters
 from .extensions import db
 from .models import (
     Delivery,
@@ -159,10 +159,10 @@ def filtered_query(query: Select, filters: Filters, *, after_id: int | None = No
 
 def counts_by_status() -> dict[SubscriberStatus, int]:
     """How many readers are in each status (every status present, zeros included), from
-    the maintained counters (reader_counts.py), not by counting the table."""
+    the maintained counters (counters.py), not by counting the table."""
     counts = dict.fromkeys(SubscriberStatus, 0)
-    for (status, topic_id), count in reader_counts.current().items():
-        if topic_id == reader_counts.ALL_READERS and status in counts:
+    for (status, topic_id), count in counters.readers().items():
+        if topic_id == counters.ALL_READERS and status in counts:
             counts[SubscriberStatus(status)] = count
     return counts
 
@@ -170,7 +170,7 @@ def counts_by_status() -> dict[SubscriberStatus, int]:
 def counts_by_topic() -> list[TopicCount]:
     """Every section, in the bulletin's order, with its active and pending readers (from
     the maintained counters)."""
-    counts = reader_counts.current()
+    counts = counters.readers()
     topics = db.session.scalars(select(Topic).order_by(Topic.position, Topic.id))
     return [
         TopicCount(

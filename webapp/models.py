@@ -727,7 +727,7 @@ class ReaderCount(db.Model):
     """How many readers are in a status (`topic_id` 0) or in a status and a section: kept by
     database triggers (migration 0022) in the transaction of every change, so exact whichever
     path changed the readers. The current count is this row plus the change rows not yet
-    added in (see reader_counts.py). Counts only, nothing about who.
+    added in (see counters.py). Counts only, nothing about who.
     """
 
     __tablename__ = "reader_counts"
@@ -747,4 +747,29 @@ class ReaderCountChange(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(20))
     topic_id: Mapped[int] = mapped_column(Integer)
+    change: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeliveryCount(db.Model):
+    """How many of an issue's deliveries are in a status: kept like `ReaderCount` by
+    triggers on deliveries (migration 0022), for the sending page's progress and the
+    dashboard, which counted an issue's million rows per view."""
+
+    __tablename__ = "delivery_counts"
+
+    # Not a foreign key: rows are only ever added to, and a deleted issue's counts go to 0.
+    issue_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    deliveries: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeliveryCountChange(db.Model):
+    """One statement's effect on an issue's `DeliveryCount`s, written by the triggers."""
+
+    __tablename__ = "delivery_count_changes"
+    __table_args__ = (Index("ix_delivery_count_changes_issue_id", "issue_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
     change: Mapped[int] = mapped_column(BigInteger)

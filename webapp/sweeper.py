@@ -14,7 +14,7 @@ import redis as redis_lib
 from flask import current_app
 from sqlalchemy import select, update
 
-from . import publishing, reader_counts
+from . import counters, publishing
 from .delivery import (
     Enqueue,
     after_answers,
@@ -108,7 +108,7 @@ def _sweep(enqueue: Enqueue) -> SweepResult:
         result.queued += dispatch_due(issue_id, enqueue)
         finish(issue_id)
     with transaction():
-        reader_counts.fold()
+        counters.fold()
     return result
 
 

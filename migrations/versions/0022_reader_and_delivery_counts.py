@@ -14,6 +14,10 @@ million readers writes a handful of change rows; on SQLite they are per row.
 
 `topic_id` 0 is "all readers" (a status's total); sections start at 1.
 
+The same for deliveries by (issue, status): the sending page's progress (polled every second
+while sending) and the dashboard's figures per issue counted an issue's million rows per
+view; `delivery_counts` with `delivery_count_changes` keep them the same way.
+
 Revision ID: 0022
 Revises: 0021
 Create Date: 2026-12-01 07:00:00.000000
@@ -28,6 +32,62 @@ revision = "0022"
 down_revision = "0021"
 branch_labels = None
 depends_on = None
+
+DELIVERIES_POSTGRESQL = [
+    """
+    CREATE FUNCTION delivery_counts_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO delivery_count_changes (issue_id, status, change)
+        SELECT issue_id, status, count(*) FROM new_rows GROUP BY issue_id, status;
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE FUNCTION delivery_counts_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO delivery_count_changes (issue_id, status, change)
+        SELECT issue_id, status, -count(*) FROM old_rows GROUP BY issue_id, status;
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE FUNCTION delivery_counts_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO delivery_count_changes (issue_id, status, change)
+        SELECT issue_id, status, sum(change) FROM (
+            SELECT issue_id, status, -1 AS change FROM old_rows
+            UNION ALL
+            SELECT issue_id, status, 1 FROM new_rows
+        ) moved GROUP BY issue_id, status HAVING sum(change) <> 0;
+        RETURN NULL;
+    END $$
+    """,
+    """CREATE TRIGGER delivery_counts_added AFTER INSERT ON deliveries
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION delivery_counts_added()""",
+    """CREATE TRIGGER delivery_counts_removed AFTER DELETE ON deliveries
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION delivery_counts_removed()""",
+    """CREATE TRIGGER delivery_counts_changed AFTER UPDATE ON deliveries
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION delivery_counts_changed()""",
+]
+
+DELIVERIES_SQLITE = [
+    """CREATE TRIGGER delivery_counts_added AFTER INSERT ON deliveries BEGIN
+        INSERT INTO delivery_count_changes (issue_id, status, change)
+        VALUES (NEW.issue_id, NEW.status, 1);
+    END""",
+    """CREATE TRIGGER delivery_counts_removed AFTER DELETE ON deliveries BEGIN
+        INSERT INTO delivery_count_changes (issue_id, status, change)
+        VALUES (OLD.issue_id, OLD.status, -1);
+    END""",
+    """CREATE TRIGGER delivery_counts_changed AFTER UPDATE OF issue_id, status ON deliveries
+    WHEN OLD.status <> NEW.status OR OLD.issue_id <> NEW.issue_id BEGIN
+        INSERT INTO delivery_count_changes (issue_id, status, change)
+        VALUES (OLD.issue_id, OLD.status, -1), (NEW.issue_id, NEW.status, 1);
+    END""",
+]
 
 POSTGRESQL = [
     # A reader's sections count under their status: the change rows join subscribers.
@@ -165,6 +225,9 @@ TRIGGERS = [
     ("reader_counts_readers_added", "subscribers"),
     ("reader_counts_readers_changed", "subscribers"),
     ("reader_counts_reader_removed", "subscribers"),
+    ("delivery_counts_added", "deliveries"),
+    ("delivery_counts_removed", "deliveries"),
+    ("delivery_counts_changed", "deliveries"),
 ]
 
 
@@ -184,11 +247,27 @@ def upgrade():
         sa.Column("change", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reader_count_changes")),
     )
+    op.create_table(
+        "delivery_counts",
+        sa.Column("issue_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("deliveries", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("issue_id", "status", name=op.f("pk_delivery_counts")),
+    )
+    op.create_table(
+        "delivery_count_changes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("issue_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("change", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_count_changes")),
+    )
+    op.create_index("ix_delivery_count_changes_issue_id", "delivery_count_changes", ["issue_id"])
     bind = op.get_bind()
     # Counted and triggered in one transaction (Alembic runs each migration in one on both
     # databases), so no change falls between the count and the first trigger.
     if bind.dialect.name == "postgresql":
-        op.execute("LOCK TABLE subscribers, subscriber_topics IN SHARE MODE")
+        op.execute("LOCK TABLE subscribers, subscriber_topics, deliveries IN SHARE MODE")
     op.execute(
         "INSERT INTO reader_counts (status, topic_id, readers) "
         "SELECT status, 0, count(*) FROM subscribers GROUP BY status"
@@ -198,7 +277,15 @@ def upgrade():
         "SELECT s.status, st.topic_id, count(*) FROM subscriber_topics st "
         "JOIN subscribers s ON s.id = st.subscriber_id GROUP BY s.status, st.topic_id"
     )
-    for statement in POSTGRESQL if bind.dialect.name == "postgresql" else SQLITE:
+    op.execute(
+        "INSERT INTO delivery_counts (issue_id, status, deliveries) "
+        "SELECT issue_id, status, count(*) FROM deliveries GROUP BY issue_id, status"
+    )
+    if bind.dialect.name == "postgresql":
+        statements = POSTGRESQL + DELIVERIES_POSTGRESQL
+    else:
+        statements = SQLITE + DELIVERIES_SQLITE
+    for statement in statements:
         op.execute(statement)
 
 
@@ -208,5 +295,7 @@ def downgrade():
         op.execute(f"DROP TRIGGER {name} ON {table}" if postgresql else f"DROP TRIGGER {name}")
         if postgresql:
             op.execute(f"DROP FUNCTION {name}()")
+    op.drop_table("delivery_count_changes")
+    op.drop_table("delivery_counts")
     op.drop_table("reader_count_changes")
     op.drop_table("reader_counts")
