@@ -63,7 +63,6 @@ def dashboard():
         by_topic=directory.counts_by_topic(),
         status_labels=LABELS[SubscriberStatus],
         daily=daily,
-        by_source=charts.signups_by_source(CHART_DAYS),
         # Days with any activity, newest first: the chart's figures as a table.
         active_days=[
             (day, signed_up, left)
