@@ -354,6 +354,12 @@ class Delivery(db.Model):
         Index("ix_deliveries_issue_status_id", "issue_id", "status", "id"),
         # The sweeper's question: which claimed rows' leases have run out?
         Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
+        # The sending page's rate (polled every second): an issue's first and last answer
+        # and the answers of the last 30 s, without reading the issue's million rows.
+        Index("ix_deliveries_issue_sent_at", "issue_id", "sent_at"),
+        # The sending page's log, an issue's rows in id order a page at a time: without it
+        # the newest issue's first page read every older issue's rows (4.6 s at 10 x 1M).
+        Index("ix_deliveries_issue_id", "issue_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

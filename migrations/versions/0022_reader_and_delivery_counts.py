@@ -16,7 +16,10 @@ million readers writes a handful of change rows; on SQLite they are per row.
 
 The same for deliveries by (issue, status): the sending page's progress (polled every second
 while sending) and the dashboard's figures per issue counted an issue's million rows per
-view; `delivery_counts` with `delivery_count_changes` keep them the same way.
+view; `delivery_counts` with `delivery_count_changes` keep them the same way. And an index
+on deliveries (issue_id, sent_at) for the sending page's rate, which read every row of the
+issue for its first and last answer; and on (issue_id, id) for the sending page's log, whose
+first page of the newest issue read every older issue's rows in id order.
 
 Revision ID: 0022
 Revises: 0021
@@ -263,6 +266,8 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_count_changes")),
     )
     op.create_index("ix_delivery_count_changes_issue_id", "delivery_count_changes", ["issue_id"])
+    op.create_index("ix_deliveries_issue_sent_at", "deliveries", ["issue_id", "sent_at"])
+    op.create_index("ix_deliveries_issue_id", "deliveries", ["issue_id", "id"])
     bind = op.get_bind()
     # Counted and triggered in one transaction (Alembic runs each migration in one on both
     # databases), so no change falls between the count and the first trigger.
@@ -295,6 +300,8 @@ def downgrade():
         op.execute(f"DROP TRIGGER {name} ON {table}" if postgresql else f"DROP TRIGGER {name}")
         if postgresql:
             op.execute(f"DROP FUNCTION {name}()")
+    op.drop_index("ix_deliveries_issue_sent_at", table_name="deliveries")
+    op.drop_index("ix_deliveries_issue_id", table_name="deliveries")
     op.drop_table("delivery_count_changes")
     op.drop_table("delivery_counts")
     op.drop_table("reader_count_changes")
