@@ -13,18 +13,21 @@ from sqlalchemy.dialects import postgresql
 
 from tests.helpers import add_topics, csrf_token
 from tests.sample_content import sample_content
-from webapp import charts, notifications
+from webapp import charts, notifications, subscriptions
 from webapp.extensions import db
 from webapp.labels import LABELS
 from webapp.models import (
     AuditEntry,
     EventKind,
+    EventSource,
     Subscriber,
     SubscriberEvent,
     SubscriberStatus,
     Topic,
 )
 from webapp.rendering import render_digest
+from webapp.subscriber_csv import import_subscribers
+from webapp.subscriptions import Consent
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -383,6 +386,24 @@ def test_the_dashboard_shows_readers_and_a_chart_of_the_events(staff_client, top
     texts = [t.text for t in svg.iter(f"{SVG}text")]
     assert "日期（UTC）" in texts and "次数" in texts and "新订阅" in texts and "退订" in texts
     assert f"<tr><td>{yesterday.isoformat()}</td><td>3</td><td>0</td></tr>" in html
+
+
+def test_the_dashboard_counts_new_readers_by_where_they_came_from(staff_client, topics):
+    ids = list(topics)
+    for n in range(3):
+        subscriptions.subscribe(f"form{n}@example.com", "", ids)
+    subscriptions.subscribe("api@example.com", "", ids, source=EventSource.API)
+    subscriptions.add_consented(
+        "staff@example.com", "", ids, consent=Consent(source="phone call"), source="staff"
+    )
+    lines = "".join(f"csv{n}@example.com,,\n" for n in range(5))
+    import_subscribers(("email,name,sections\n" + lines).encode(), consented=True, source="x")
+    db.session.commit()
+
+    html = staff_client.get("/admin/").get_data(as_text=True)
+    cells = dict(re.findall(r'<td data-source="(\w+)">(\d+)</td>', html))
+    assert cells == {"form": "3", "import": "5", "staff": "1", "api": "1"}
+    assert "近 90 天新读者的来源" in html
 
 
 def test_every_reader_status_has_a_label_on_the_dashboard():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from markupsafe import Markup, escape
@@ -17,7 +17,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
 from .extensions import db
-from .models import EventKind, SubscriberEvent
+from .models import EventKind, EventSource, SubscriberEvent
 
 
 class utc_day(FunctionElement):  # noqa: N801 (reads like the SQL function it stands for)
@@ -46,6 +46,9 @@ class DailyCounts:
     days: list[date]  # oldest first; the last is today (UTC)
     signups: list[int]  # "subscribed" events that day (a pending reader's resubmission counts)
     unsubscribes: list[int]  # "unsubscribed" events that day
+    # New readers over the days ("subscribed" and "imported" events) by where they came
+    # from: "form", "import", "staff", "api", "other".
+    by_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_signups(self) -> int:
@@ -58,7 +61,9 @@ class DailyCounts:
 
 def daily_counts(days: int = 90, *, today: date | None = None) -> DailyCounts:
     """Sign-ups and unsubscribes per UTC day over the last `days` days, today included,
-    counted in the database from the readers' events log (days without any are zeros)."""
+    counted in the database from the readers' events log (days without any are zeros); and
+    the new readers of those days by where they came from (`DailyCounts.by_source`). One
+    pass over the window's events (at a million readers it holds ~250,000)."""
     if days < 1:
         raise ValueError("days must be at least 1")
     today = today or datetime.now(UTC).date()
@@ -67,21 +72,41 @@ def daily_counts(days: int = 90, *, today: date | None = None) -> DailyCounts:
     end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
     day = utc_day(SubscriberEvent.created_at)
     rows = db.session.execute(
-        select(day, SubscriberEvent.kind, func.count())
+        select(day, SubscriberEvent.kind, SubscriberEvent.source, func.count())
         .where(
             SubscriberEvent.created_at >= start,
             SubscriberEvent.created_at < end,
-            SubscriberEvent.kind.in_([EventKind.SUBSCRIBED, EventKind.UNSUBSCRIBED]),
+            SubscriberEvent.kind.in_(
+                [EventKind.SUBSCRIBED, EventKind.UNSUBSCRIBED, EventKind.IMPORTED]
+            ),
         )
-        .group_by(day, SubscriberEvent.kind)
+        .group_by(day, SubscriberEvent.kind, SubscriberEvent.source)
     )
-    counts = {(d, kind): n for d, kind, n in rows}
+    counts: dict[tuple[date, EventKind], int] = {}
+    by_source = dict.fromkeys(["form", "import", "staff", "api", "other"], 0)
+    for d, kind, source, n in rows:
+        counts[(d, kind)] = counts.get((d, kind), 0) + n
+        if kind in (EventKind.SUBSCRIBED, EventKind.IMPORTED):
+            by_source[SIGNUP_SOURCES.get(source, "other")] += n
     every_day = [first + timedelta(days=i) for i in range(days)]
     return DailyCounts(
         days=every_day,
         signups=[counts.get((d, EventKind.SUBSCRIBED), 0) for d in every_day],
         unsubscribes=[counts.get((d, EventKind.UNSUBSCRIBED), 0) for d in every_day],
+        by_source=by_source,
     )
+
+
+# Where new readers came from, as the dashboard names it, by the events' source: a sign-up
+# through the form or the API, a reader imported by CSV or added by staff.
+SIGNUP_SOURCES = {
+    EventSource.WEB: "form",
+    EventSource.IMPORT: "import",
+    EventSource.CLI: "import",
+    EventSource.STAFF: "staff",
+    EventSource.STAFF_BULK: "staff",
+    EventSource.API: "api",
+}
 
 
 @dataclass(frozen=True)

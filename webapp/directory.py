@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import Select, func, literal, literal_column, or_, select
 from sqlalchemy.orm import selectinload
 
+from . import counters
 from .extensions import db
 from .models import (
     Delivery,
@@ -157,23 +158,19 @@ def filtered_query(query: Select, filters: Filters, *, after_id: int | None = No
 
 
 def counts_by_status() -> dict[SubscriberStatus, int]:
-    """How many readers are in each status (every status present, zeros included)."""
+    """How many readers are in each status (every status present, zeros included), from
+    the maintained counters (counters.py), not by counting the table."""
     counts = dict.fromkeys(SubscriberStatus, 0)
-    query = select(Subscriber.status, func.count()).group_by(Subscriber.status)
-    for status, count in db.session.execute(query):
-        counts[status] = count
+    for (status, topic_id), count in counters.readers().items():
+        if topic_id == counters.ALL_READERS and status in counts:
+            counts[SubscriberStatus(status)] = count
     return counts
 
 
 def counts_by_topic() -> list[TopicCount]:
-    """Every section, in the bulletin's order, with its active and pending readers."""
-    query = (
-        select(subscriber_topics.c.topic_id, Subscriber.status, func.count())
-        .join(Subscriber, Subscriber.id == subscriber_topics.c.subscriber_id)
-        .where(Subscriber.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]))
-        .group_by(subscriber_topics.c.topic_id, Subscriber.status)
-    )
-    counts = {(topic, status): count for topic, status, count in db.session.execute(query)}
+    """Every section, in the bulletin's order, with its active and pending readers (from
+    the maintained counters)."""
+    counts = counters.readers()
     topics = db.session.scalars(select(Topic).order_by(Topic.position, Topic.id))
     return [
         TopicCount(
@@ -181,8 +178,8 @@ def counts_by_topic() -> list[TopicCount]:
             name=t.name,
             name_en=t.name_en,
             active=t.active,
-            readers=counts.get((t.id, SubscriberStatus.ACTIVE), 0),
-            pending=counts.get((t.id, SubscriberStatus.PENDING), 0),
+            readers=counts.get((SubscriberStatus.ACTIVE, t.id), 0),
+            pending=counts.get((SubscriberStatus.PENDING, t.id), 0),
         )
         for t in topics
     ]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, text, update
 
-from . import audit, identity, readership, review, webhooks
+from . import audit, counters, identity, readership, review, webhooks
 from .errors import BulletinError, stored_reason
 from .extensions import db
 from .issues import issue_topic_ids
@@ -294,15 +294,17 @@ def _issue_data(issue_id: int, **more) -> dict:
 
 
 def progress(issue_id: int) -> dict[str, int]:
-    """Delivery counts by status for one issue."""
-    counts = dict(
-        db.session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.issue_id == issue_id)
-            .group_by(Delivery.status)
-        ).all()
-    )
-    return {status.value: counts.get(status, 0) for status in DeliveryStatus}
+    """Delivery counts by status for one issue, from the maintained counters (counters.py):
+    the sending page polls this every second, and an issue can have a million rows."""
+    return progress_many([issue_id])[issue_id]
+
+
+def progress_many(issue_ids: list[int]) -> dict[int, dict[str, int]]:
+    """`progress` for several issues in one query (the dashboard's list)."""
+    return {
+        issue_id: {status.value: counts.get(status.value, 0) for status in DeliveryStatus}
+        for issue_id, counts in counters.deliveries(issue_ids).items()
+    }
 
 
 def audience(issue_id: int) -> tuple[int, list[tuple[str, int]]]:

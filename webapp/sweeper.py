@@ -14,7 +14,7 @@ import redis as redis_lib
 from flask import current_app
 from sqlalchemy import select, update
 
-from . import publishing
+from . import counters, publishing
 from .delivery import (
     Enqueue,
     after_answers,
@@ -107,6 +107,8 @@ def _sweep(enqueue: Enqueue) -> SweepResult:
     for issue_id in list(sending):
         result.queued += dispatch_due(issue_id, enqueue)
         finish(issue_id)
+    with transaction():
+        counters.fold()
     return result
 
 

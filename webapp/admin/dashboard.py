@@ -52,7 +52,7 @@ def _signup_chart(daily: charts.DailyCounts):
 @bp.get("/")
 def dashboard():
     issues = db.session.scalars(select(Issue).order_by(Issue.created_at.desc()).limit(50)).all()
-    progress = {i.id: publishing.progress(i.id) for i in issues}
+    progress = publishing.progress_many([i.id for i in issues])
     daily = charts.daily_counts(CHART_DAYS)
     rates, rate_chart = readership_rate_chart()
     return render_template(
