@@ -25,7 +25,8 @@ from pathlib import Path
 import playwright
 from playwright.sync_api import sync_playwright
 
-SYSTEM_NAMES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
+# The names a system Chromium goes by on the PATH; CHROMIUM=/path/to/browser picks any other.
+SYSTEM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 HOW_TO_GET_ONE = (
     "Debian/Ubuntu: apt-get install chromium; anywhere: .venv/bin/playwright install chromium"
 )
@@ -70,6 +71,11 @@ def give_playwright_a_node() -> None:
 
 
 def system_chromium() -> str | None:
+    """The browser CHROMIUM names (a path, or a name on the PATH) when it is set, else the
+    first of SYSTEM_NAMES on the PATH."""
+    chosen = os.environ.get("CHROMIUM")
+    if chosen:
+        return shutil.which(chosen)
     for name in SYSTEM_NAMES:
         found = shutil.which(name)
         if found:
