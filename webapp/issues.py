@@ -543,6 +543,10 @@ def edit_article(article: Article, draft: ArticleDraft) -> Article:
     return article
 
 
+# What a deleted article keeps, and gets back when it is restored where it was.
+KEPT_FIELDS = ("topic_id", "position", "title", "source_name", "source_url", "body", "lead")
+
+
 def delete_article(article: Article, *, deleted_by: str = "") -> DeletedArticle:
     """Remove an article; the others close up (flushed, audited). Raises `IssueNotEditable`.
 
@@ -555,14 +559,8 @@ def delete_article(article: Article, *, deleted_by: str = "") -> DeletedArticle:
         raise IssueNotEditable("issue-last-article")
     kept = DeletedArticle(
         issue_id=issue.id,
-        topic_id=article.topic_id,
-        position=article.position,
-        title=article.title,
-        source_name=article.source_name,
-        source_url=article.source_url,
-        body=article.body,
-        lead=article.lead,
         deleted_by=deleted_by,
+        **{name: getattr(article, name) for name in KEPT_FIELDS},
     )
     db.session.add(kept)
     issue.articles.remove(article)  # delete-orphan: the row goes at the flush
@@ -592,16 +590,7 @@ def restore_article(deleted: DeletedArticle) -> Article:
     for other in issue.articles:
         if other.position >= deleted.position:
             other.position += 1  # make room at its old place
-    article = Article(
-        issue=issue,
-        topic_id=deleted.topic_id,
-        position=deleted.position,
-        title=deleted.title,
-        source_name=deleted.source_name,
-        source_url=deleted.source_url,
-        body=deleted.body,
-        lead=deleted.lead,
-    )
+    article = Article(issue=issue, **{name: getattr(deleted, name) for name in KEPT_FIELDS})
     db.session.add(article)
     db.session.delete(deleted)
     _renumber(issue)
