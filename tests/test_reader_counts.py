@@ -1,11 +1,13 @@
 """The counts staff see (dashboard, readers list, sections) come from counters the database
-keeps in the same transaction as every change to a reader's status or sections: after each
-path that changes readers, they equal a fresh count of the tables."""
+keeps in the same transaction as every change to a reader's status or sections, and every
+event: after each path that changes readers, they equal a fresh count of the tables."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from tests.helpers import add_topics
 from webapp import counters, delivery, directory, publishing, subscriptions
@@ -14,9 +16,12 @@ from webapp.issues import add_article, create_issue
 from webapp.models import (
     Delivery,
     DeliveryStatus,
+    EventDayCountChange,
+    EventKind,
     EventSource,
     ReaderCountChange,
     Subscriber,
+    SubscriberEvent,
     SubscriberStatus,
     SuppressionReason,
     subscriber_topics,
@@ -44,6 +49,19 @@ def fresh_counts() -> dict[tuple[str, int], int]:
 
 def kept_counts() -> dict[tuple[str, int], int]:
     return {key: n for key, n in counters.readers().items() if n}
+
+
+def fresh_event_days() -> dict[tuple[date, str, str], int]:
+    counts: dict[tuple[date, str, str], int] = {}
+    for event in db.session.scalars(select(SubscriberEvent)):
+        key = (event.created_at.astimezone(UTC).date(), str(event.kind), event.source)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def kept_event_days() -> dict[tuple[date, str, str], int]:
+    days = counters.events_per_day(date(2000, 1, 1), date(2100, 1, 1))
+    return {key: n for key, n in days.items() if n}
 
 
 def reader(email: str, status: SubscriberStatus, topics) -> Subscriber:
@@ -116,11 +134,28 @@ def test_every_change_keeps_the_counts_equal_to_a_fresh_count(db_session, path):
     PATHS[path](readers, sections)
     db.session.commit()
     assert kept_counts() == fresh_counts()
+    assert kept_event_days() == fresh_event_days() != {}
 
     counters.fold()
     db.session.commit()
     assert kept_counts() == fresh_counts()
+    assert kept_event_days() == fresh_event_days()
     assert db.session.scalar(select(func.count()).select_from(ReaderCountChange)) == 0
+    assert db.session.scalar(select(func.count()).select_from(EventDayCountChange)) == 0
+
+
+def test_events_count_on_their_utc_day_whatever_the_sessions_time_zone(db_session):
+    """The dashboard's days are UTC days: an event at 23:30 UTC counts on that day even when
+    the connection that wrote it works in Beijing time (already the next day there)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SET TIME ZONE 'Asia/Shanghai'"))
+    late = datetime(2024, 3, 9, 23, 30, tzinfo=UTC)
+    db.session.add(SubscriberEvent(kind=EventKind.SUBSCRIBED, source="web", created_at=late))
+    db.session.flush()
+    assert counters.events_per_day(date(2024, 3, 9), date(2024, 3, 10)) == {
+        (date(2024, 3, 9), "subscribed", "web"): 1
+    }
+    db.session.rollback()
 
 
 def test_the_pages_counts_read_the_counters(db_session):

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql
 
 from tests.helpers import add_topics, csrf_token
 from tests.sample_content import sample_content
@@ -431,12 +430,6 @@ def test_daily_counts_group_events_by_utc_day(db_session):
     assert daily.days == [date(2024, 3, 8), date(2024, 3, 9), date(2024, 3, 10)]
     assert daily.signups == [0, 1, 2]
     assert daily.unsubscribes == [1, 0, 0]
-
-
-def test_the_utc_day_is_computed_in_utc_on_postgresql():
-    query = select(charts.utc_day(SubscriberEvent.created_at))
-    sql = str(query.compile(dialect=postgresql.dialect()))
-    assert "CAST(timezone('UTC', subscriber_events.created_at) AS DATE)" in sql
 
 
 def test_the_chart_escapes_every_text():

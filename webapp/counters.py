@@ -1,5 +1,6 @@
 """Counts staff see on every page, without counting the tables: readers per status and per
-(status, section), and an issue's deliveries per status.
+(status, section), an issue's deliveries per status, and readers' events per day (the
+dashboard's chart; migration 0023).
 
 Database triggers (migration 0022) record every change to a reader's status or sections,
 and to a delivery's status, as change rows (`reader_count_changes`, `delivery_count_changes`)
@@ -19,8 +20,9 @@ could deadlock on them; inserting change rows takes no lock another writer waits
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import BigInteger, Date, bindparam, column, text
 
 from .extensions import db
 
@@ -39,6 +41,18 @@ _DELIVERIES = text(
     " WHERE issue_id IN :ids"
     ") AS counted GROUP BY issue_id, status"
 ).bindparams(bindparam("ids", expanding=True))
+
+_EVENT_DAYS = text(
+    "SELECT day, kind, source, SUM(events) FROM ("
+    " SELECT day, kind, source, events FROM event_day_counts WHERE day BETWEEN :first AND :last"
+    " UNION ALL SELECT day, kind, source, change FROM event_day_count_changes"
+    " WHERE day BETWEEN :first AND :last"
+    ") AS counted GROUP BY day, kind, source"
+).bindparams(bindparam("first", type_=Date), bindparam("last", type_=Date))
+# Typed so that SQLite's days (stored as text) read and compare as dates too.
+_EVENT_DAYS = _EVENT_DAYS.columns(
+    column("day", Date), column("kind"), column("source"), column("events", BigInteger)
+)
 
 # One statement on PostgreSQL: the rows it deletes are exactly the rows it adds in, even
 # while writers insert more. Counter rows are updated in key order, so two folds running at
@@ -59,6 +73,14 @@ _FOLD_POSTGRESQL = [
         "GROUP BY issue_id, status ORDER BY issue_id, status "
         "ON CONFLICT (issue_id, status) DO UPDATE SET deliveries = delivery_counts.deliveries "
         "+ excluded.deliveries"
+    ),
+    text(
+        "WITH moved AS (DELETE FROM event_day_count_changes RETURNING day, kind, source, change) "
+        "INSERT INTO event_day_counts (day, kind, source, events) "
+        "SELECT day, kind, source, SUM(change) FROM moved "
+        "GROUP BY day, kind, source ORDER BY day, kind, source "
+        "ON CONFLICT (day, kind, source) DO UPDATE SET events = event_day_counts.events "
+        "+ excluded.events"
     ),
 ]
 # SQLite writes one transaction at a time, so each pair of statements sees the same rows.
@@ -82,6 +104,15 @@ _FOLD_SQLITE = [
             "excluded.deliveries"
         ),
     ),
+    (
+        "event_day_count_changes",
+        text(
+            "INSERT INTO event_day_counts (day, kind, source, events) "
+            "SELECT day, kind, source, SUM(change) FROM event_day_count_changes "
+            "WHERE id <= :upto GROUP BY day, kind, source "
+            "ON CONFLICT (day, kind, source) DO UPDATE SET events = events + excluded.events"
+        ),
+    ),
 ]
 
 
@@ -98,6 +129,13 @@ def deliveries(issue_ids: Iterable[int]) -> dict[int, dict[str, int]]:
         for issue_id, status, n in db.session.execute(_DELIVERIES, {"ids": ids}):
             counts[issue_id][status] = int(n)
     return counts
+
+
+def events_per_day(first: date, last: date) -> dict[tuple[date, str, str], int]:
+    """{(UTC day, event kind, source): events} for the days from `first` to `last`, both
+    included (days and pairs without any left out)."""
+    rows = db.session.execute(_EVENT_DAYS, {"first": first, "last": last})
+    return {(day, kind, source): int(n) for day, kind, source, n in rows}
 
 
 def fold() -> None:
