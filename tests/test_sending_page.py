@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import lxml.html
@@ -143,3 +144,19 @@ def test_staff_pages_show_times_in_the_staff_zone_and_name_it(app, issue, staff_
     page = staff_client.get(f"/admin/issues/{issue.id}/sending").get_data(as_text=True)
     assert "2026-01-01 08:00:00" in page  # Asia/Shanghai is UTC+8
     assert "时间（Asia/Shanghai）" in page and "（UTC）" not in page
+
+
+def test_the_log_finds_readers_by_any_part_of_their_address(app, issue, staff_client):
+    publishing.publish_issue(issue.id)
+    db.session.commit()
+
+    def found(query: str) -> set[str]:
+        page = staff_client.get(f"/admin/issues/{issue.id}/sending?{query}")
+        assert page.status_code == 200
+        return set(re.findall(r"r\d+@example\.com", page.get_data(as_text=True)))
+
+    expected = {"r12@example.com"} | {f"r12{n}@example.com" for n in range(10)}
+    assert found("q=R12") == expected  # any part, case aside
+    assert found("q=2%40example") == {f"r{n}@example.com" for n in range(400) if n % 10 == 2}
+    assert found("q=r1_") == set()  # _ and % are letters here, not wildcards
+    assert found("q=r12&status=sent") == set()  # filters combine: nothing sent yet

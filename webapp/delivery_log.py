@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from .directory import address_contains
 from .extensions import db
 from .models import Delivery, DeliveryStatus, Subscriber
 from .spreadsheet import formula_safe
@@ -49,7 +50,7 @@ def _query(issue_id: int, status: DeliveryStatus | None, search: str):
     if status is not None:
         query = query.where(Delivery.status == status)
     if search.strip():
-        query = query.where(Subscriber.email.contains(search.strip().lower(), autoescape=True))
+        query = query.where(address_contains(search))
     return query
 
 
