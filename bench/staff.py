@@ -3,6 +3,7 @@
     .venv/bin/python bench/staff.py                      # 1,000,000 readers, 10 issues sent
     .venv/bin/python bench/staff.py --reuse              # the data the last run left
     .venv/bin/python bench/staff.py --readers 100000     # a smaller list
+    .venv/bin/python bench/staff.py --reuse --only dashboard   # the rows whose label has it
 
 Builds, in a PostgreSQL database of its own (BENCH_STAFF_DATABASE_URL, default
 postgresql://postgres@127.0.0.1:5432/bulletin_bench_staff; created if missing, its schema
@@ -214,6 +215,9 @@ def main() -> int:
     parser.add_argument("--readers", type=int, default=1_000_000)
     parser.add_argument("--reuse", action="store_true", help="keep the data the last run left")
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--only", default="", help="measure only the rows whose label contains this text"
+    )
     args = parser.parse_args()
 
     database_url = os.environ.get("BENCH_STAFF_DATABASE_URL") or DEFAULT_DATABASE
@@ -290,6 +294,8 @@ def main() -> int:
             "readership report": f"/admin/issues/{sent}/readership",
         }
         for label, url in pages.items():
+            if args.only not in label:
+                continue
 
             def get(url=url):
                 answer = client.get(url)
@@ -307,18 +313,23 @@ def main() -> int:
             answer = client.get(f"/admin/issues/{draft}/preview")
             assert answer.status_code == 200, answer.status_code
 
-        p50, p95 = timed(preview, args.runs, before=forget_previews)
-        print(f"| preview, first time (render cache emptied) | {p50:.0f} | {p95:.0f} | 1000 |")
+        label = "preview, first time (render cache emptied)"
+        if args.only in label:
+            p50, p95 = timed(preview, args.runs, before=forget_previews)
+            print(f"| {label} | {p50:.0f} | {p95:.0f} | 1000 |")
         print(f"\n{load()} (after the pages)\n")
 
-        print(
-            "| export | rows | rows/s | memory growth (peak RSS) after 100,000 rows / at the end |"
-        )
-        print("|---|---|---|---|")
         exports = {
             "deliveries.csv (one issue)": f"/admin/issues/{sent}/deliveries.csv",
             "export.csv (every reader)": "/admin/subscribers/export.csv",
         }
+        exports = {label: url for label, url in exports.items() if args.only in label}
+        if not exports:
+            return 0
+        print(
+            "| export | rows | rows/s | memory growth (peak RSS) after 100,000 rows / at the end |"
+        )
+        print("|---|---|---|---|")
         for label, url in exports.items():
             rows, seconds, early, peak = export(client, url)
             db.session.rollback()
