@@ -16,6 +16,7 @@ from sqlalchemy import DateTime, Integer, String, func, insert, literal, select,
 from . import audit, counters, identity, readership, review, webhooks
 from .errors import BulletinError, stored_reason
 from .extensions import db
+from .i18n import topic_name
 from .issues import issue_topic_ids
 from .models import (
     Delivery,
@@ -308,15 +309,16 @@ def progress_many(issue_ids: list[int]) -> dict[int, dict[str, int]]:
 
 
 def audience(issue_id: int) -> tuple[int, list[tuple[str, int]]]:
-    """Who would get the issue if it were published now: (readers, [(section, readers)])."""
+    """Who would get the issue if it were published now: (readers, [(section, readers)]),
+    each section by its name in the page's language."""
     topic_ids = issue_topic_ids(issue_id)
     active = Subscriber.status == SubscriberStatus.ACTIVE
     per_section = db.session.execute(
-        select(Topic.name, func.count(subscriber_topics.c.subscriber_id))
+        select(Topic.name, Topic.name_en, func.count(subscriber_topics.c.subscriber_id))
         .join(subscriber_topics, subscriber_topics.c.topic_id == Topic.id)
         .join(Subscriber, Subscriber.id == subscriber_topics.c.subscriber_id)
         .where(Topic.id.in_(topic_ids), active)
-        .group_by(Topic.id, Topic.name, Topic.position)
+        .group_by(Topic.id, Topic.name, Topic.name_en, Topic.position)
         .order_by(Topic.position)
     ).all()
     total = db.session.scalar(
@@ -324,7 +326,7 @@ def audience(issue_id: int) -> tuple[int, list[tuple[str, int]]]:
         .join(Subscriber, Subscriber.id == subscriber_topics.c.subscriber_id)
         .where(subscriber_topics.c.topic_id.in_(topic_ids), active)
     )
-    return total or 0, [(name, count) for name, count in per_section]
+    return total or 0, [(topic_name(row), row[2]) for row in per_section]
 
 
 RATE_WINDOW_SECONDS = 30

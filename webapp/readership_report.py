@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from .extensions import db
+from .i18n import topic_name
 from .models import (
     Article,
     Issue,
@@ -59,6 +60,7 @@ class ArticleFigures:
 class TopicFigures:
     topic_id: int
     name: str
+    name_en: str | None = None  # for English pages (i18n.topic_name)
     recipients: int = 0
     unsubscribes: int = 0  # readers who stopped this section in the window
     articles: list[ArticleFigures] = field(default_factory=list)
@@ -94,11 +96,11 @@ def issue_report(issue: Issue) -> IssueReport:
     ).all()
     topic_ids = {a.topic_id for a in articles}
     names = db.session.execute(
-        select(Topic.id, Topic.name)
+        select(Topic.id, Topic.name, Topic.name_en)
         .where(Topic.id.in_(topic_ids))
         .order_by(Topic.position, Topic.id)
     ).all()
-    topics = {t.id: TopicFigures(t.id, t.name) for t in names}
+    topics = {t.id: TopicFigures(t.id, t.name, t.name_en) for t in names}
     by_id: dict[int, ArticleFigures] = {}
     for a in articles:
         by_id[a.id] = ArticleFigures(a.id, a.title, a.topic_id)
@@ -192,7 +194,7 @@ def _unsubscribes(topics: dict[int, TopicFigures], start: datetime, end: datetim
 @dataclass(frozen=True)
 class RateHistory:
     issues: list[Issue]  # oldest first
-    topics: list[tuple[int, str]]  # (topic id, name), in section order
+    topics: list[tuple[int, str]]  # (topic id, name in the page's language), in section order
     rates: dict[int, list[float]]  # topic id -> clicks per 1,000 recipients, one per issue
 
 
@@ -228,9 +230,9 @@ def rate_history(limit: int = CHART_ISSUES) -> RateHistory:
     }
     topic_ids = {topic_id for _, topic_id in recipients}
     topics = [
-        (t.id, t.name)
+        (t.id, topic_name(t))
         for t in db.session.execute(
-            select(Topic.id, Topic.name)
+            select(Topic.id, Topic.name, Topic.name_en)
             .where(Topic.id.in_(topic_ids))
             .order_by(Topic.position, Topic.id)
         )
