@@ -364,3 +364,76 @@ def test_production_refuses_webhooks_into_its_own_network(app, db_session):
         assert "not public" in outcome.answer
     finally:
         app.config["WEBHOOK_ALLOW_PRIVATE"] = True
+
+
+def webhook_schema(document: dict, event: str) -> dict:
+    """The body schema the API document gives for `event`, its references filled in."""
+    schemas = document["components"]["schemas"]
+
+    def fill(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return fill(schemas[node["$ref"].rsplit("/", 1)[1]])
+            return {key: fill(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [fill(value) for value in node]
+        return node
+
+    post = document["webhooks"][event]["post"]
+    return fill(post["requestBody"]["content"]["application/json"]["schema"])
+
+
+def test_every_webhook_body_is_the_one_the_api_document_describes(app, db_session):
+    import jsonschema_rs
+    from sqlalchemy import update
+
+    from webapp import publishing, subscriptions, webhooks
+    from webapp.extensions import db
+    from webapp.issues import add_article, create_issue, ensure_topics
+    from webapp.models import (
+        Delivery,
+        DeliveryStatus,
+        EventSource,
+        Subscriber,
+        SubscriberStatus,
+        SuppressionReason,
+        WebhookDelivery,
+    )
+
+    document = app.test_client().get("/api/v1/openapi.json").get_json()
+    assert set(document["webhooks"]) == set(webhooks.EVENTS)
+    webhooks.register("http://127.0.0.1:9/", list(webhooks.EVENTS), created_by="t")
+    [topic] = ensure_topics(["质量要闻"])
+    readers = [
+        Subscriber(email=f"{name}@example.org", status=SubscriberStatus.PENDING, topics=[topic])
+        for name in ("reader", "bounces", "complains")
+    ]
+    db.session.add_all(readers)
+    issue = create_issue("第八期")
+    add_article(issue, topic, "文章", "正文。")
+    db.session.commit()
+    for reader in readers:
+        subscriptions.confirm(reader.id)
+    subscriptions.unsubscribe(readers[0].id)
+    subscriptions.suppress(
+        readers[1].email, SuppressionReason.HARD_BOUNCE, source=EventSource.BOUNCE
+    )
+    subscriptions.suppress(readers[2].email, SuppressionReason.COMPLAINT, source=EventSource.BOUNCE)
+    db.session.commit()
+    readers.append(
+        Subscriber(email="gets@example.org", status=SubscriberStatus.ACTIVE, topics=[topic])
+    )
+    db.session.add(readers[-1])
+    db.session.commit()
+    publishing.publish_issue(issue.id)
+    publishing.pause_issue(issue.id, "查看退信")
+    publishing.resume_issue(issue.id)
+    db.session.execute(update(Delivery).values(status=DeliveryStatus.SENT))
+    assert publishing.finish_if_done(issue.id)
+    db.session.commit()
+
+    bodies = [(row.event, json.loads(row.payload)) for row in db.session.query(WebhookDelivery)]
+    assert {event for event, _ in bodies} == set(webhooks.EVENTS)
+    for event, body in bodies:
+        validator = jsonschema_rs.validator_for(webhook_schema(document, event))
+        assert validator.is_valid(body), (event, body, list(validator.iter_errors(body)))

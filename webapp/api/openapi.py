@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, render_template
 
+from .. import webhooks
 from . import bp
 
 PROBLEM = "application/problem+json"
@@ -516,6 +517,101 @@ PATHS: dict = {
 }  # fmt: skip
 
 
+# What the receivers of webhooks (webhooks.py) get: one POST per event, the same envelope
+# around each event's `data`. In the document as OpenAPI 3.1 `webhooks`, so a receiver's
+# code can be generated and checked like a caller's.
+WEBHOOK_SCHEMAS: dict = {
+    "WebhookSubscriberData": {
+        "type": "object",
+        "required": ["subscriber"],
+        "properties": {
+            "subscriber": {
+                "type": "object",
+                "required": ["id", "email", "status", "topics"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "email": {"type": "string"},
+                    "status": {"type": "string"},
+                    "topics": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "description": "the ids of the sections they get",
+                    },
+                },
+            }
+        },
+    },
+    "WebhookIssueData": {
+        "type": "object",
+        "required": ["issue"],
+        "properties": {
+            "issue": {
+                "type": "object",
+                "required": ["id", "title", "status"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "title": {"type": "string"},
+                    "status": {"type": "string"},
+                    "recipients": {
+                        "type": "integer",
+                        "description": "issue.sent: the readers it goes to",
+                    },
+                    "reason": {"type": "string", "description": "issue.paused: why"},
+                    "counts": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer"},
+                        "description": "issue.finished: deliveries by status",
+                    },
+                },
+            }
+        },
+    },
+}
+
+
+def _webhook_body(event: str, data: str) -> dict:
+    return {
+        "type": "object",
+        "required": ["id", "event", "created_at", "data"],
+        "properties": {
+            "id": {"type": "integer", "description": "the delivery's id, the same on retries"},
+            "event": {"const": event},
+            "created_at": {"type": "string", "format": "date-time"},
+            "data": _ref(data),
+        },
+    }
+
+
+def _webhook(event: str) -> dict:
+    data = "WebhookIssueData" if event.startswith("issue.") else "WebhookSubscriberData"
+    return {
+        "post": {
+            "operationId": "webhook-" + event.replace(".", "-"),
+            "summary": str(webhooks.EVENTS[event]),
+            "description": (
+                "Posted to every webhook an admin registered for this event, after the change "
+                "commits. `Bulletin-Signature: t=<unix seconds>,v1=<hex>`: the hex is "
+                "HMAC-SHA256 with the webhook's secret over `<t>.<raw body>`; compare in "
+                "constant time and refuse an old `t`. Any answer but 2xx is retried with a "
+                "growing delay."
+            ),
+            "parameters": [
+                {"name": "Bulletin-Signature", "in": "header", "required": True,
+                 "schema": {"type": "string"}},
+                {"name": "Bulletin-Event", "in": "header", "required": True,
+                 "schema": {"const": event}},
+                {"name": "Bulletin-Delivery", "in": "header", "required": True,
+                 "schema": {"type": "string"}, "description": "the body's `id`"},
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _webhook_body(event, data)}},
+            },
+            "responses": {"2XX": {"description": "received"}},
+        }
+    }  # fmt: skip
+
+
 def document() -> dict:
     """The OpenAPI document, with this deployment's address as its server."""
     return {
@@ -532,8 +628,9 @@ def document() -> dict:
         "servers": [{"url": current_app.config["BASE_URL"].rstrip("/") + "/api/v1"}],
         "security": [{"bearer": []}],
         "paths": PATHS,
+        "webhooks": {event: _webhook(event) for event in webhooks.EVENTS},
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": SCHEMAS | WEBHOOK_SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
