@@ -341,8 +341,9 @@ def _article_view(article: ArticleContent, full: bool) -> dict:
 
 # An article is in half the sets of sections of its issue (8 of the sample's 15), and one
 # over the budget is rendered twice per set: its body's HTML and text are worked out once,
-# by its text, so an edited body is a new key.
-ARTICLE_BODY_CACHE_SIZE = 256
+# by its text, so an edited body is a new key. 64 bodies hold a few issues' articles; at
+# the 500 KB a body may have (issues.BODY_MAX_BYTES) they stay within ~100 MB.
+ARTICLE_BODY_CACHE_SIZE = 64
 
 
 @lru_cache(maxsize=ARTICLE_BODY_CACHE_SIZE)
