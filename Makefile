@@ -66,7 +66,7 @@ screenshots: $(DEV_STAMP)
 		tests/test_browser_readership.py tests/test_browser_month.py tests/test_browser_pages.py
 
 bench: $(DEV_STAMP)
-	@for script in bench/render.py bench/send.py bench/readers.py "bench/staff.py --reuse"; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/render.py bench/preview.py bench/send.py bench/readers.py "bench/staff.py --reuse"; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 ## Exactly once under SIGKILL and stalls: 10 fault runs (about 30 minutes on 2 cores).
 bench-faults: $(DEV_STAMP)

@@ -15,10 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webapp.config import ConfigError, load_config
-from webapp.digests import Recipient, compose
+from webapp.digests import Recipient, compose, html_part_size
 from webapp.extensions import db
 from webapp.issues import add_article, create_issue, ensure_topics
-from webapp.mailer import Base64Template, MessageSkeleton, build_message, clean_display_name
+from webapp.mailer import (
+    Base64Template,
+    MessageSkeleton,
+    build_message,
+    clean_display_name,
+    html_part,
+)
 from webapp.models import Subscriber, SubscriberStatus
 
 TITLE = "上海交通大学中国质量发展研究院 工作简报（2022年第8期）"
@@ -71,6 +77,22 @@ def test_the_message_has_the_parts_and_headers_a_mail_provider_expects(app, db_s
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["Auto-Submitted"] == "auto-generated"
     assert message["Feedback-ID"].endswith(":bulletin:example.org")
+
+
+def test_the_html_part_alone_is_the_one_in_the_message():
+    """The sizes table measures `html_part`; previews, the part of a whole message."""
+    html = "<html><body><p>要闻一则</p>\n<p>@@GREETING@@</p></body></html>\n" * 200
+    message = build_message(
+        sender="工作简报 <bulletin@example.org>",
+        to_email="han@example.com",
+        to_name="韩梅梅",
+        subject="标题",
+        text="正文",
+        html=html,
+    )
+    alone = html_part(html)
+    assert alone.as_bytes() == message.get_body(("html",)).as_bytes()
+    assert html_part_size(alone) == html_part_size(message)
 
 
 def test_every_header_line_is_ascii_and_short_enough_for_any_hop(app, db_session):

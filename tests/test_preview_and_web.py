@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from itertools import combinations
 
 import pytest
+from premailer import Premailer
 from sqlalchemy import select, update
 
 from tests.helpers import csrf_token, wait_for
 from tests.sample_content import SAMPLE_DOCUMENT
+from webapp import identity
+from webapp.digests import digest_content, render_content
 from webapp.extensions import db
-from webapp.issues import import_document
+from webapp.issues import ArticleDraft, edit_article, import_document, issue_topic_ids
 from webapp.models import (
     Article,
     AuditEntry,
@@ -85,6 +89,67 @@ def test_the_preview_lists_the_size_of_every_section_set(staff_client, sample_is
     assert table.count("<tr") == 1 + 15  # header + every non-empty set of 4 sections
     assert "质量要闻、质量热点、权威观点、国际动态" in table
     assert 'class="over"' not in table  # auto mode keeps every set under the budget
+
+
+def sizes_table(html: str) -> dict[str, str]:
+    """The sizes table of a preview page: {topic ids "1,2": HTML size}."""
+    rows = re.findall(r'<tr data-topics="([\d,]+)"[^>]*><td>[^<]*</td><td>([\d,]+)</td>', html)
+    return dict(rows)
+
+
+def test_the_first_preview_inlines_each_set_once_and_the_next_preview_nothing(
+    app, staff_client, sample_issue, monkeypatch
+):
+    runs = []
+    transform = Premailer.transform
+
+    def counted(self, *args, **kwargs):  # calls the real premailer; only counts
+        runs.append(1)
+        return transform(self, *args, **kwargs)
+
+    monkeypatch.setattr(Premailer, "transform", counted)
+    with app.test_request_context():
+        content = digest_content(sample_issue, identity.current())
+        for chosen in (
+            c for n in range(1, 5) for c in combinations(issue_topic_ids(sample_issue.id), n)
+        ):
+            render_content(content, frozenset(chosen), "zh", identity.current())
+    alone = len(runs)  # the 15 sets rendered one by one: 15, and more for those over budget
+    runs.clear()
+    first = staff_client.get(f"/admin/issues/{sample_issue.id}/preview").get_data(as_text=True)
+    assert len(sizes_table(first)) == 15
+    # The chosen set (every section) is one of the table's: nothing is inlined twice.
+    assert len(runs) == alone
+    runs.clear()
+    again = staff_client.get(f"/admin/issues/{sample_issue.id}/preview").get_data(as_text=True)
+    assert len(runs) == 0
+    assert sizes_table(again) == sizes_table(first)
+    assert again.count('id="html-size"') == 1
+
+
+def test_an_edited_article_shows_in_the_next_preview_and_its_sizes(staff_client, sample_issue):
+    hot = topic_id("质量热点")
+    url = f"/admin/issues/{sample_issue.id}/preview"
+    before = sizes_table(staff_client.get(url).get_data(as_text=True))
+    assert "补记：新增的一段" not in staff_client.get(f"{url}.html?topics={hot}").get_data(
+        as_text=True
+    )
+    article = next(a for a in sample_issue.articles if a.topic_id == hot)
+    draft = ArticleDraft(
+        topic_id=hot,
+        title=article.title,
+        body=article.body + "\n\n补记：新增的一段。",
+        lead=article.lead,
+        source_name=article.source_name,
+        source_url=article.source_url,
+    )
+    edit_article(article, draft)
+    db.session.commit()
+
+    after = sizes_table(staff_client.get(url).get_data(as_text=True))
+    assert "补记：新增的一段" in staff_client.get(f"{url}.html?topics={hot}").get_data(as_text=True)
+    grown = {key for key in before if after[key] != before[key]}
+    assert grown and all(str(hot) in key.split(",") for key in grown)
 
 
 def test_staff_preview_as_a_named_subscriber_uses_their_sections_and_language(

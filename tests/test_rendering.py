@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lxml.html
 import pytest
+from markupsafe import Markup
 
 from tests.sample_content import sample_content
 from webapp.identity import contrast
@@ -140,6 +141,55 @@ def test_rendering_depends_only_on_its_inputs():
     first = render_digest(sample_content("auto"), {1, 3})
     render_digest(sample_content("full"), ALL)
     assert render_digest(sample_content("auto"), {1, 3}) == first
+
+
+def test_inlining_gives_exactly_what_premailer_gives():
+    """inline_css keeps a stylesheet's rules between documents (rendering._Inliner): an
+    upgrade of premailer that changed how it reads them must not change a byte."""
+    from premailer import Premailer
+
+    from webapp.rendering import _PREMAILER_OPTIONS, _css, _env, _render_pair, inline_css
+
+    content = sample_content("full")
+    documents = []
+    for identity in (Identity(), Identity(color="#1d4ed8")):
+        for chosen in ({2}, ALL):
+            sections = [s for s in content.sections if s.topic_id in chosen]
+            full = frozenset(a.id for s in sections for a in s.articles)
+            html, _ = _render_pair(content, sections, full, locale="zh", identity=identity)
+            documents.append(html)
+        # The notices carry two <style> blocks.
+        documents.append(
+            _env.get_template("notice.html").render(
+                _=str,
+                subject="s",
+                heading="h",
+                body="b",
+                button="去",
+                footnote="f",
+                bulletin_name="n",
+                greeting="g",
+                url="https://x.org",
+                identity=identity,
+                css=Markup(_css(identity.color)),
+            )
+        )
+    for document in documents + documents:  # the second round from what the first kept
+        assert inline_css(document) == Premailer(document, **_PREMAILER_OPTIONS).transform()
+
+
+def test_an_edited_article_body_is_rendered_afresh():
+    content = sample_content("full")
+    section = content.sections[0]
+    first = section.articles[0]
+    before = render_digest(content, {1})
+    edited = replace(first, body=first.body + "\n\n补记：新增的一段。")
+    content = replace(
+        content, sections=(replace(section, articles=(edited,)),) + content.sections[1:]
+    )
+    after = render_digest(content, {1})
+    assert "补记：新增的一段。" in after.html and "补记：新增的一段。" in after.text
+    assert "补记" not in before.html
 
 
 # --- sanitizing ----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from .models import (
 from .rendering import (
     DigestTemplate,
     Identity,
+    IssueContent,
     Personal,
     html_values,
     personal_values,
@@ -65,15 +66,28 @@ def render_issue(
     issue: Issue, topic_ids: frozenset[int], locale: str, publisher: Identity | None = None
 ) -> DigestTemplate:
     """Render an issue as it stands now, for one set of sections (previews, and sending),
-    with the publication's identity (`publisher`, else the one stored now).
+    with the publication's identity (`publisher`, else the one stored now)."""
+    publisher = publisher or identity.current()
+    return render_content(digest_content(issue, publisher), topic_ids, locale, publisher)
+
+
+def digest_content(issue: Issue, publisher: Identity) -> IssueContent:
+    """An issue as it stands now, as its digests show it (`render_content` renders it).
 
     Whether article and source links are counted (go through /r/) is decided here, when the
     digest is rendered: the stored digest of an issue already sending keeps its links, and
     the identity it started with."""
-    publisher = publisher or identity.current()
     content = issue_content(issue, publisher.name)
     if site_settings.get_value("counted_links"):
         content = readership.with_counted_links(content)
+    return content
+
+
+def render_content(
+    content: IssueContent, topic_ids: frozenset[int], locale: str, publisher: Identity
+) -> DigestTemplate:
+    """One set of sections of `digest_content`, within the configured HTML budget: for a
+    caller that renders many sets of one issue and reads it once."""
     return render_digest(
         content,
         topic_ids,

@@ -133,8 +133,19 @@ def build_message(
         msg[name] = value
     msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
     if html is not None:
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+        msg.add_alternative(html, **_HTML_PART)
     return msg
+
+
+_HTML_PART = {"subtype": "html", "charset": "utf-8", "cte": "base64"}
+
+
+def html_part(html: str) -> EmailMessage:
+    """The text/html part `build_message` gives a message with this HTML, alone: what a
+    figure about the HTML part needs, without the headers and text part around it."""
+    part = EmailMessage(policy=POLICY)
+    part.set_content(html, **_HTML_PART)
+    return part
 
 
 class MessageSkeleton:

@@ -260,19 +260,59 @@ def _css(color: str = DEFAULT_COLOR) -> str:
     return _env.get_template("_styles.css").render(color=color)
 
 
+# Fixed for every document, so that what premailer works out from a stylesheet alone can be
+# kept (`_stylesheet_rules`).
+_PREMAILER_OPTIONS = dict(
+    allow_network=False,
+    allow_loading_external_files=False,
+    disable_validation=True,
+    disable_link_rewrites=True,
+    keep_style_tags=False,
+    strip_important=False,
+    remove_classes=False,
+    cssutils_logging_level=logging.CRITICAL,
+)
+
+
+class _Leftover(list):
+    """A stylesheet's rules that cannot be inlined, with their text for the <style> block."""
+
+    css: str = ""
+
+
+class _Inliner(Premailer):
+    """premailer, but a stylesheet's rules are read once, not once per document.
+
+    premailer caches the parsed stylesheet, yet turns it back into text on every run (rule
+    by rule through cssutils's serializer): about two thirds of inlining a digest, and the
+    same text every time, as the stylesheet is one of a handful (`_css`, per colour). The
+    rules come from premailer's own code, so the output is byte for byte premailer's
+    (tests/test_rendering.py compares them).
+    """
+
+    def _parse_style_rules(self, css_body, ruleset_index):
+        rules, leftover = _stylesheet_rules(css_body, ruleset_index)
+        return list(rules), leftover
+
+    def _css_rules_to_string(self, rules):
+        if isinstance(rules, _Leftover):
+            return rules.css
+        return super()._css_rules_to_string(rules)
+
+
+@lru_cache(maxsize=32)
+def _stylesheet_rules(css_body: str, ruleset_index: int) -> tuple[tuple, _Leftover]:
+    reader = Premailer(**_PREMAILER_OPTIONS)
+    rules, leftover = Premailer._parse_style_rules(reader, css_body, ruleset_index)
+    kept = _Leftover(leftover)
+    # Serialized once: premailer marks these rules !important in the parsed sheet itself.
+    kept.css = Premailer._css_rules_to_string(reader, leftover)
+    return tuple(rules), kept
+
+
 def inline_css(document: str) -> str:
     """Run premailer on one document, with the network off."""
-    return Premailer(
-        document,
-        allow_network=False,
-        allow_loading_external_files=False,
-        disable_validation=True,
-        disable_link_rewrites=True,
-        keep_style_tags=False,
-        strip_important=False,
-        remove_classes=False,
-        cssutils_logging_level=logging.CRITICAL,
-    ).transform()
+    return _Inliner(document, **_PREMAILER_OPTIONS).transform()
 
 
 def _topics_for(content: IssueContent, topic_ids: frozenset[int]) -> list[TopicContent]:
@@ -293,10 +333,24 @@ def _article_view(article: ArticleContent, full: bool) -> dict:
         "full": full,
     }
     if full:
-        body_html = markdown_to_html(article.body)
+        body_html, body_text = _article_body(article.body)
         view["body_html"] = Markup(body_html)
-        view["body_text"] = html_to_text(body_html)
+        view["body_text"] = body_text
     return view
+
+
+# An article is in half the sets of sections of its issue (8 of the sample's 15), and one
+# over the budget is rendered twice per set: its body's HTML and text are worked out once,
+# by its text, so an edited body is a new key. 64 bodies hold a few issues' articles; at
+# the 500 KB a body may have (issues.BODY_MAX_BYTES) they stay within ~100 MB.
+ARTICLE_BODY_CACHE_SIZE = 64
+
+
+@lru_cache(maxsize=ARTICLE_BODY_CACHE_SIZE)
+def _article_body(body: str) -> tuple[str, str]:
+    """An article's Markdown body as sanitized HTML and as text."""
+    body_html = markdown_to_html(body)
+    return body_html, html_to_text(body_html)
 
 
 def _render_pair(
