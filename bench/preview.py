@@ -72,7 +72,7 @@ def main() -> int:
     from premailer import Premailer
     from sqlalchemy import func, select
 
-    from webapp import create_app
+    from webapp import create_app, rendering
     from webapp.extensions import db
     from webapp.models import Issue, IssueStatus, StaffRole, StaffUser
     from webapp.staff import create_staff
@@ -116,6 +116,9 @@ def main() -> int:
         def forget_previews():
             cache, _lock = app.extensions.get("bulletin.previews", ({}, None))
             cache.clear()
+            # And every article body, as for an issue just imported (an edit re-renders
+            # only the edited one).
+            rendering._article_body.cache_clear()
 
         def preview():
             answer = client.get(f"/admin/issues/{draft}/preview")

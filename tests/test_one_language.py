@@ -242,3 +242,22 @@ def test_in_english_no_page_shows_an_untranslated_string(app, sent_sample):
             if CJK.search(rest):
                 untranslated.setdefault(path, set()).add(piece)
     assert not untranslated, report(untranslated)
+
+
+def test_in_english_sections_with_an_english_name_go_by_it(app, sent_sample):
+    """Staff who give a section an English name see it on every English page, except where
+    both names are edited (the sections page) and where the document is quoted (the import
+    report)."""
+    topics = db.session.scalars(select(Topic)).all()
+    for topic in topics:
+        topic.name_en = f"Section {topic.id}"
+    db.session.commit()
+    chinese = {topic.name for topic in topics}
+    shown = {}
+    for path, page in every_page(app, sent_sample, "en"):
+        if path in ("/admin/sections", "import report"):
+            continue
+        for piece in visible_text(page):
+            if piece in chinese or any(name in piece for name in chinese):
+                shown.setdefault(path, set()).add(piece)
+    assert not shown, report(shown)

@@ -28,7 +28,7 @@ from .digests import (
 )
 from .errors import BulletinError
 from .extensions import db
-from .i18n import Translator, normalize_locale
+from .i18n import Translator, normalize_locale, topic_name
 from .issues import issue_topic_ids
 from .mailer import SendResult, html_part
 from .models import Issue, Subscriber, Topic
@@ -220,7 +220,7 @@ def set_sizes(issue: Issue, locale: str = "zh") -> list[SetSize]:
         template = _rendered(source, ids, locale)
         sizes.append(
             SetSize(
-                names=[t.name for t in chosen],
+                names=[topic_name(t) for t in chosen],  # in the page's language
                 topic_ids=ids,
                 html_size=html_part_size(_sample_html_part(source, ids, locale)),
                 full_articles=len(template.full_article_ids),
