@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from tests.helpers import csrf_token, wait_for
 from tests.sample_content import SAMPLE_DOCUMENT
-from webapp import identity
+from webapp import identity, site_settings
 from webapp.digests import digest_content, render_content
 from webapp.extensions import db
 from webapp.issues import ArticleDraft, edit_article, import_document, issue_topic_ids
@@ -292,3 +292,11 @@ def test_the_content_mode_is_an_audited_edit_refused_once_sending_starts(
     assert sample_issue.content_mode == "full"
     page = staff_client.get(f"/admin/issues/{sample_issue.id}").get_data(as_text=True)
     assert "发送开始后，内容以发出的为准，不能再修改。" in page
+
+
+def test_switching_counted_links_shows_in_the_next_preview(staff_client, sample_issue):
+    url = f"/admin/issues/{sample_issue.id}/preview.html?topics={topic_id('质量热点')}"
+    for counted in (False, True, False):
+        site_settings.set_value("counted_links", counted)
+        db.session.commit()
+        assert ("/r/" in staff_client.get(url).get_data(as_text=True)) is counted

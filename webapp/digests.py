@@ -71,14 +71,14 @@ def render_issue(
     return render_content(digest_content(issue, publisher), topic_ids, locale, publisher)
 
 
-def digest_content(issue: Issue, publisher: Identity) -> IssueContent:
+def digest_content(issue: Issue, publisher: Identity, counted: bool | None = None) -> IssueContent:
     """An issue as it stands now, as its digests show it (`render_content` renders it).
 
-    Whether article and source links are counted (go through /r/) is decided here, when the
-    digest is rendered: the stored digest of an issue already sending keeps its links, and
-    the identity it started with."""
+    Whether article and source links are counted (go through /r/; `counted`, else the
+    setting) is decided here, when the digest is rendered: the stored digest of an issue
+    already sending keeps its links, and the identity it started with."""
     content = issue_content(issue, publisher.name)
-    if site_settings.get_value("counted_links"):
+    if site_settings.get_value("counted_links") if counted is None else counted:
         content = readership.with_counted_links(content)
     return content
 

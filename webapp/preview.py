@@ -17,7 +17,7 @@ from cachetools import LRUCache
 from flask import current_app
 from sqlalchemy import select
 
-from . import identity
+from . import identity, site_settings
 from .digests import (
     digest_content,
     digest_message,
@@ -70,25 +70,27 @@ class SetSize:
     articles: int
 
 
-# Rendered digests by (issue, edit time, sections, language, identity): a new edit, or a
-# change to the publication's name, address, colour or logo (read from the database on
-# every preview, so a change made on another web machine counts too), renders afresh. One
+# Rendered digests by (issue, edit time, sections, language, identity, counted links): a new
+# edit, a change to the publication's name, address, colour or logo, or counting links
+# switched on or off (read from the database on every preview, so a change made on another
+# web machine counts too), renders afresh. One
 # cache per app, so tests (each run builds its own app) never see another run's renders.
 PREVIEW_CACHE_SIZE = 128
 
 
 @dataclass
 class _Source:
-    """What one request renders an issue's digests from: the publication's identity, read
-    once (not once per set of the sizes table), and the issue's content, read at the first
-    set not in the cache."""
+    """What one request renders an issue's digests from: the publication's identity and
+    whether links are counted, read once (not once per set of the sizes table), and the
+    issue's content, read at the first set not in the cache."""
 
     issue: Issue
     publisher: Identity = field(default_factory=identity.current)
+    counted: bool = field(default_factory=lambda: bool(site_settings.get_value("counted_links")))
 
     @cached_property
     def content(self) -> IssueContent:
-        return digest_content(self.issue, self.publisher)
+        return digest_content(self.issue, self.publisher, self.counted)
 
 
 def _rendered(source: _Source, topic_ids: frozenset[int], locale: str) -> DigestTemplate:
@@ -96,7 +98,10 @@ def _rendered(source: _Source, topic_ids: frozenset[int], locale: str) -> Digest
         "bulletin.previews", (LRUCache(maxsize=PREVIEW_CACHE_SIZE), threading.Lock())
     )
     issue = source.issue
-    key = (issue.id, issue.updated_at, topics_key(topic_ids), locale, source.publisher)
+    key = (
+        issue.id, issue.updated_at, topics_key(topic_ids), locale, source.publisher,
+        source.counted,
+    )  # fmt: skip
     with lock:
         template = cache.get(key)
         if template is None:
