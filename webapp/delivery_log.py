@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 
 from .extensions import db
 from .models import Delivery, DeliveryStatus, Subscriber
-from .spreadsheet import formula_safe
+from .spreadsheet import formula_safe, sql_csv_line, sql_formula_safe, sql_isoformat
 
 PAGE = 100
 
@@ -29,6 +29,7 @@ class LogRow:
 
 
 CSV_CHUNK = 5000  # rows read and written per piece of the streamed CSV
+CSV_COLUMNS = ["email", "status", "attempts", "smtp_reply", "updated_at", "sent_at"]
 
 
 def _query(issue_id: int, status: DeliveryStatus | None, search: str):
@@ -73,16 +74,35 @@ def csv_lines(issue_id: int, *, status: DeliveryStatus | None = None) -> Iterato
     """The whole log as CSV, streamed a chunk of rows at a time (one piece per row made a
     million pieces for a million-reader issue); cells made safe for spreadsheets."""
     buffer = io.StringIO()
+    csv.writer(buffer, quoting=csv.QUOTE_ALL).writerow(CSV_COLUMNS)
+    yield "\ufeff" + buffer.getvalue()
+    # Two ways to the same bytes, as for the readers' export (directory.csv_lines):
+    # PostgreSQL writes the lines itself, several times as fast as Python's csv module;
+    # SQLite keeps the Python path, the reference the SQL path is tested against.
+    if db.session.get_bind().dialect.name == "postgresql":
+        yield from _csv_chunks_in_sql(issue_id, status)
+    else:
+        yield from _csv_chunks_in_python(issue_id, status)
+
+
+def _csv_chunks_in_sql(issue_id: int, status: DeliveryStatus | None) -> Iterator[str]:
+    line = sql_csv_line(
+        sql_formula_safe(Subscriber.email),
+        cast(Delivery.status, Text),
+        cast(Delivery.attempts, Text),
+        sql_formula_safe(Delivery.smtp_reply),
+        sql_isoformat(Delivery.updated_at),
+        sql_isoformat(Delivery.sent_at),
+    )
+    query = _query(issue_id, status, "").with_only_columns(line, maintain_column_froms=True)
+    result = db.session.execute(query.execution_options(yield_per=CSV_CHUNK))
+    for lines in result.scalars().partitions():
+        yield "".join(lines)
+
+
+def _csv_chunks_in_python(issue_id: int, status: DeliveryStatus | None) -> Iterator[str]:
+    buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
-
-    def take() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(["email", "status", "attempts", "smtp_reply", "updated_at", "sent_at"])
-    yield "\ufeff" + take()
     query = _query(issue_id, status, "").execution_options(yield_per=CSV_CHUNK)
     for rows in db.session.execute(query).partitions():
         writer.writerows(
@@ -91,4 +111,6 @@ def csv_lines(issue_id: int, *, status: DeliveryStatus | None = None) -> Iterato
              row.sent_at.isoformat() if row.sent_at else ""]
             for row in rows
         )  # fmt: skip
-        yield take()
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()

@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Select, func, literal, literal_column, or_, select
+from sqlalchemy import Select, Text, cast, func, literal, literal_column, or_, select
 from sqlalchemy.orm import selectinload
 
 from . import counters
@@ -26,7 +26,7 @@ from .models import (
     Topic,
     subscriber_topics,
 )
-from .spreadsheet import formula_safe
+from .spreadsheet import formula_safe, sql_csv_line, sql_formula_safe, sql_isoformat
 
 MAX_LIMIT = 500
 # Readers per query when the whole filtered list is read (CSV export, bulk changes).
@@ -219,16 +219,43 @@ def csv_lines(filters: Filters) -> Iterator[str]:
     every cell quoted and made safe for spreadsheets; the first line starts with a BOM so
     that Excel reads the Chinese names as UTF-8."""
     buffer = io.StringIO()
+    csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerow(CSV_COLUMNS)
+    yield "\ufeff" + buffer.getvalue()
+    # Two ways to the same bytes: PostgreSQL writes the lines itself, eight times as fast as
+    # Python's csv module (see spreadsheet.py); SQLite, the embedded default with small
+    # lists, keeps the Python path, which is also the reference the SQL path is tested on.
+    if db.session.get_bind().dialect.name == "postgresql":
+        yield from _csv_chunks_in_sql(filters)
+    else:
+        yield from _csv_chunks_in_python(filters)
+
+
+def _csv_chunks_in_sql(filters: Filters) -> Iterator[str]:
+    chosen = subscriber_topics.alias("chosen")
+    sections = (
+        select(func.string_agg(Topic.name, literal_column("';'")).aggregate_order_by(
+            Topic.position, Topic.id))
+        .join(chosen, chosen.c.topic_id == Topic.id)
+        .where(chosen.c.subscriber_id == Subscriber.id)
+        .scalar_subquery()
+    )  # fmt: skip
+    line = sql_csv_line(
+        sql_formula_safe(Subscriber.email),
+        sql_formula_safe(Subscriber.name),
+        cast(Subscriber.status, Text),
+        sql_formula_safe(func.coalesce(sections, literal_column("''"))),
+        sql_isoformat(Subscriber.created_at),
+    )
+    query = filtered_query(select(line).select_from(Subscriber), filters).order_by(Subscriber.id)
+    # A server-side cursor: one scan of the list, CHUNK lines in memory at a time.
+    result = db.session.execute(query.execution_options(yield_per=CHUNK))
+    for lines in result.scalars().partitions():
+        yield "".join(lines)
+
+
+def _csv_chunks_in_python(filters: Filters) -> Iterator[str]:
+    buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-
-    def take() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(CSV_COLUMNS)
-    yield "\ufeff" + take()
     topics = db.session.execute(select(Topic.id, Topic.name).order_by(Topic.position, Topic.id))
     names = {topic_id: (rank, name) for rank, (topic_id, name) in enumerate(topics)}
     columns = select(
@@ -255,7 +282,9 @@ def csv_lines(filters: Filters) -> Iterator[str]:
             sections = ";".join(name for _rank, name in sorted(chosen.get(row.id, ())))
             cells = [row.email, row.name, row.status.value, sections, row.created_at.isoformat()]
             writer.writerow([formula_safe(cell) for cell in cells])
-        yield take()
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
         after = rows[-1].id
 
 
