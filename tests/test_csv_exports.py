@@ -26,6 +26,7 @@ NAMES = [
     "two\nlines",
     "张三",
     "",
+    "C:\\new\\table 100% \b\f\v\x01",  # backslashes, a percent, control characters
 ]
 ZONES = ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kolkata"]
 
@@ -40,7 +41,7 @@ def on_postgresql(app, db_session):
 def readers(on_postgresql):
     """Readers with tricky cells, their sections chosen out of id order, and the sections'
     positions the reverse of their ids (the export lists them by position)."""
-    topics = add_topics(["质量要闻", "=公式栏目", 'Quoted "news", too'])
+    topics = add_topics(["质量要闻", "=公式栏目", 'Quoted "news", 100% too'])
     for position, topic in zip((3, 2, 1), topics, strict=True):
         topic.position = position
     moments = [
@@ -81,7 +82,7 @@ def test_the_readers_export_from_postgresql_is_the_python_export_byte_for_byte(r
     assert sql == python
     assert python.count(b"\r\n") == len(NAMES)
     assert "'=公式栏目;质量要闻".encode() in python  # the sections by position, guarded
-    assert b'"Quoted ""news"", too;' in python
+    assert b'"Quoted ""news"", 100% too;' in python
     assert b'"two\nlines"' in python and b'"\'\rReturned"' in python
     if zone == "UTC":
         assert b'"2026-03-04T05:06:07+00:00"' in python
@@ -94,11 +95,12 @@ def test_the_readers_export_from_postgresql_is_the_python_export_byte_for_byte(r
         lambda topics: directory.Filters(status=SubscriberStatus.ACTIVE),
         lambda topics: directory.Filters(topic_id=topics[1].id),
         lambda topics: directory.Filters(search="Say", locale="en"),
+        lambda topics: directory.Filters(search="\\table 100%"),
         lambda topics: directory.Filters(
             search="example", status=SubscriberStatus.UNSUBSCRIBED, topic_id=topics[0].id
         ),
     ],
-    ids=["status", "section", "search-and-language", "all-together"],
+    ids=["status", "section", "search-and-language", "search-percent", "all-together"],
 )
 def test_the_filtered_readers_export_from_postgresql_is_the_python_export(readers, choose):
     filters = choose(readers)
@@ -152,3 +154,19 @@ def test_the_delivery_log_export_from_postgresql_is_the_python_export(deliveries
         assert b'"\'-ERR mailbox full"' in python and b'"550\nUser unknown"' in python
         assert b',""\r\n' in python  # never sent: an empty sent_at
     db.session.rollback()
+
+
+def test_more_sections_than_one_mask_holds_are_listed_in_order(on_postgresql):
+    """Past 63 sections the SQL path keeps a second bit mask per reader."""
+    topics = add_topics([f"栏目{n:02d}" for n in range(69)] + ["-末尾"])
+    picks = [[0, 64, 69], [65], [63, 62], [69, 1], [], [68, 66], [69]]
+    for n, ranks in enumerate(picks):
+        db.session.add(Subscriber(email=f"r{n}@example.com", topics=[topics[r] for r in ranks]))
+    db.session.commit()
+    everyone = directory.Filters()
+    python, sql = python_and_sql(
+        directory._csv_chunks_in_python(everyone), directory._csv_chunks_in_sql(everyone)
+    )
+    assert sql == python
+    assert '"栏目00;栏目64;-末尾"'.encode() in python and '"\'-末尾"'.encode() in python
+    assert '"栏目01;-末尾"'.encode() in python and '"栏目66;栏目68"'.encode() in python
