@@ -170,3 +170,13 @@ def test_more_sections_than_one_mask_holds_are_listed_in_order(on_postgresql):
     assert sql == python
     assert '"栏目00;栏目64;-末尾"'.encode() in python and '"\'-末尾"'.encode() in python
     assert '"栏目01;-末尾"'.encode() in python and '"栏目66;栏目68"'.encode() in python
+
+
+def test_readers_without_any_sections_offered_export_alike(on_postgresql):
+    db.session.add(Subscriber(email="only@example.com", name="=1+1"))
+    db.session.commit()
+    everyone = directory.Filters()
+    python, sql = python_and_sql(
+        directory._csv_chunks_in_python(everyone), directory._csv_chunks_in_sql(everyone)
+    )
+    assert sql == python and python.startswith(b'"only@example.com","\'=1+1","pending",""')

@@ -266,14 +266,15 @@ MASK_BITS = 63  # the bits of a bigint that keep it positive
 
 
 def _sections_cell(topics: list[tuple[int, str]]) -> tuple[Subquery | None, ColumnElement]:
-    """The sections cell of the SQL-built export, and the LATERAL subquery it reads.
+    """The sections cell of the SQL-built export (see pg_csv.line), and the LATERAL
+    subquery it reads.
 
     string_agg(name ORDER BY position) sorted each reader's two or three names and took
     half the export's time. Instead each reader's sections are a bit mask (a bit per
     section, in the bulletin's order; a bigint per 63 sections), and the cell is the
     sections' names, known when the query is built, picked by their bits in that order."""
     if not topics:
-        return None, literal_column("'\"\"'")
+        return None, literal_column("''")
     chosen = subscriber_topics.alias("chosen")
     blocks = []
     for start in range(0, len(topics), MASK_BITS):
@@ -290,7 +291,7 @@ def _sections_cell(topics: list[tuple[int, str]]) -> tuple[Subquery | None, Colu
         .lateral("masks")
     )
     mask = [masks.c[f"m{n}"] for n in range(len(blocks))]
-    cell = literal_column("'\"'")
+    cell = None
     for rank, (_topic_id, name) in enumerate(topics):
         block, bit = divmod(rank, MASK_BITS)
         # The first chosen section opens the cell, so it alone is made formula-safe; the
@@ -304,8 +305,8 @@ def _sections_cell(topics: list[tuple[int, str]]) -> tuple[Subquery | None, Colu
             (and_(true(), *earlier), literal(first, literal_execute=True)),
             else_=literal(later, literal_execute=True),
         )
-        cell = cell.concat(piece)
-    return masks, cell.concat(literal_column("'\"'"))
+        cell = piece if cell is None else cell.concat(piece)
+    return masks, cell
 
 
 def _csv_chunks_in_python(filters: Filters) -> Iterator[str]:

@@ -32,32 +32,35 @@ _COPY_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
 
 
 def text_cell(text: ColumnElement[str]) -> ColumnElement[str]:
-    """A text cell as the Python path writes it (`formula_safe`, then quoted), for an
-    expression that is never NULL. `text` should be a column: it is written out thrice."""
+    """A text cell as the Python path writes it between its quotes (`formula_safe`, quotes
+    doubled), for an expression that is never NULL. `text` should be a column: it is
+    written out thrice."""
     safe = case((func.ascii(text).in_(_STARTS), literal_column("''''").concat(text)), else_=text)
-    return _QUOTE.concat(func.replace(safe, _QUOTE, literal_column("'\"\"'"))).concat(_QUOTE)
+    return func.replace(safe, _QUOTE, literal_column("'\"\"'"))
 
 
 def plain_cell(value: ColumnElement) -> ColumnElement[str]:
     """A cell that holds no quote and starts with no formula character (a status, a
-    number), quoted."""
-    return _QUOTE.concat(cast(value, Text)).concat(_QUOTE)
+    number)."""
+    return cast(value, Text)
 
 
 def time_cell(moment: ColumnElement) -> ColumnElement[str]:
-    """A timestamptz as the Python path writes it: `isoformat()` quoted, "" for NULL."""
+    """A timestamptz as the Python path writes it: `isoformat()`, '' for NULL."""
     # isoformat() leaves out microseconds when there are none; ".000000" can be nothing else
     # (cheaper than asking date_trunc, which converts to the session's zone again).
     written = func.replace(func.to_char(moment, _ISOFORMAT), literal_column("'.000000'"), "")
-    return _QUOTE.concat(func.coalesce(written, literal_column("''"))).concat(_QUOTE)
+    return func.coalesce(written, literal_column("''"))
 
 
 def line(*cells: ColumnElement[str]) -> ColumnElement[str]:
-    """Quoted cells joined by commas: a line without its end (COPY adds it)."""
-    joined = cells[0]
+    """Cells (as the functions above give them) quoted and joined by commas: a line
+    without its end (COPY adds it). The quotes between two cells are one constant: each
+    || copies the line so far."""
+    joined = _QUOTE.concat(cells[0])
     for cell in cells[1:]:
-        joined = joined.concat(literal_column("','")).concat(cell)
-    return joined
+        joined = joined.concat(literal_column("'\",\"'")).concat(cell)
+    return joined.concat(_QUOTE)
 
 
 def copy_lines(query: Select, *, rows: int) -> Iterator[str]:
