@@ -78,17 +78,20 @@ def copy_lines(query: Select, *, rows: int) -> Iterator[str]:
     statement = f"COPY ({compiled.string.replace('%%', '%')}) TO STDOUT"
     with connection.connection.driver_connection.cursor() as cursor:
         with cursor.copy(statement) as copy:
-            piece: list[bytes] = []
+            # Each row comes as a view of libpq's buffer: copied out at once, so the buffer
+            # goes back straight away (holding a piece's views took twice as long in all).
+            piece, held = bytearray(), 0
             for row in copy:
-                piece.append(row)
-                if len(piece) == rows:
-                    yield _csv_text(b"".join(piece))
-                    piece.clear()
-            if piece:
-                yield _csv_text(b"".join(piece))
+                piece += row
+                held += 1
+                if held == rows:
+                    yield _csv_text(piece)
+                    piece, held = bytearray(), 0
+            if held:
+                yield _csv_text(piece)
 
 
-def _csv_text(data: bytes) -> str:
+def _csv_text(data: bytes | bytearray) -> str:
     # Every "\n" left is a row's end (a value's own are escaped); csv.writer ends lines
     # with "\r\n".
     data = data.replace(b"\n", b"\r\n")
