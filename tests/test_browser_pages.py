@@ -1,6 +1,7 @@
 """Every public and staff page, with data, in real Chromium at a phone's width (375 px) and
-a desktop's (1280 px): no page is wider than the window, and axe-core (npm, in
-tests/email_clients) finds nothing serious or critical and no two landmarks alike.
+a desktop's (1280 px), in Chinese and in English (the browser's language): no page is wider
+than the window, and axe-core (npm, in tests/email_clients) finds nothing serious or
+critical and no two landmarks alike.
 
 The data is the sample bulletin sent to a few readers, plus a second import left as a draft,
 so the pages show what staff and readers really see. axe is injected into the page by
@@ -34,6 +35,25 @@ from webapp.transactions import transaction
 AXE = Path(__file__).resolve().parent / "email_clients" / "node_modules" / "axe-core" / "axe.min.js"
 ADMIN = "zhubian@example.org"
 WIDTHS = (375, 1280)
+# The browser's language, which picks the site's, and the words the test clicks in it.
+WORDS = {
+    "zh-CN": {
+        "email": "邮箱",
+        "subscribe": "订阅",
+        "password": "密码",
+        "sign in": "登录",
+        "check": "检查",
+        "import report": "导入报告",
+    },
+    "en-US": {
+        "email": "Email",
+        "subscribe": "Subscribe",
+        "password": "Password",
+        "sign in": "Sign in",
+        "check": "Check",
+        "import report": "Import report",
+    },
+}
 # Fails the page: what axe rates serious or critical, and landmark-unique whatever its rating.
 BLOCKING_IMPACTS = {"serious", "critical"}
 ALWAYS_BLOCKING = {"landmark-unique"}
@@ -43,6 +63,16 @@ SKIP_LINK_WORKS = """() => {
   const first = document.querySelector("a[href]");
   return !!first && first.getAttribute("href") === "#main"
     && document.querySelector("main#main") !== null;
+}"""
+# What sticks out past the window's right edge, innermost first, as CSS-like paths.
+WIDER_THAN_WINDOW = """() => {
+  const path = e => [e.parentElement?.tagName, e.tagName].filter(Boolean).join(" > ").toLowerCase()
+    + (e.id ? "#" + e.id : "") + (e.className && typeof e.className === "string"
+       ? "." + e.className.trim().split(/\\s+/).join(".") : "");
+  return [...document.body.querySelectorAll("*")]
+    .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5
+      && ![...e.children].some(c => c.getBoundingClientRect().right > window.innerWidth + 0.5))
+    .slice(0, 3).map(e => `${path(e)} to ${Math.round(e.getBoundingClientRect().right)} px`);
 }"""
 RUN_AXE = """async () => {
   const result = await axe.run(document, {resultTypes: ["violations"]});
@@ -64,28 +94,31 @@ def browser(live_server, chromium):
         browser.close()
 
 
-def new_page(browser, width: int) -> Page:
+def new_page(browser, width: int, locale: str) -> Page:
     context = browser.new_context(
-        locale="zh-CN", viewport={"width": width, "height": 900}, bypass_csp=True
+        locale=locale, viewport={"width": width, "height": 900}, bypass_csp=True
     )
     return context.new_page()
 
 
-def problems_on(page: Page, url: str, width: int) -> list[str]:
+def problems_on(page: Page, url: str, width: int | str) -> list[str]:
     """What is wrong with the page at `url`, as lines naming the page and the width."""
     response = page.goto(url)
     assert response is not None and response.status < 500, f"{url}: {response and response.status}"
     return problems_here(page, url, width)
 
 
-def problems_here(page: Page, name: str, width: int) -> list[str]:
+def problems_here(page: Page, name: str, width: int | str) -> list[str]:
     """The same for the page the browser shows now (one a POST led to has no URL to revisit)."""
     found = []
     scroll_width, inner_width = page.evaluate(
         "() => [document.documentElement.scrollWidth, window.innerWidth]"
     )
     if scroll_width > inner_width:
-        found.append(f"{name} @{width}: {scroll_width} px wide in a {inner_width} px window")
+        found.append(
+            f"{name} @{width}: {scroll_width} px wide in a {inner_width} px window, "
+            f"past its edge: {page.evaluate(WIDER_THAN_WINDOW)}"
+        )
     if "/embed/" not in page.url and not page.evaluate(SKIP_LINK_WORKS):
         found.append(f"{name} @{width}: no skip link to the main content first on the page")
     page.add_script_tag(path=str(AXE))
@@ -193,33 +226,36 @@ def test_every_page_fits_a_phone_and_a_desktop_and_passes_axe(
     readers_csv = tmp_path / "readers.csv"
     readers_csv.write_text("email,name,sections\nli.lei@example.com,李雷,\nbad-address,,\n")
     problems: list[str] = []
-    for width in WIDTHS:
-        page = new_page(browser, width)
+    for locale, width in ((locale, width) for locale in WORDS for width in WIDTHS):
+        words = WORDS[locale]
+        page = new_page(browser, width, locale)
+        # Problems name the width, and the language when it is not the first.
+        at = width if locale == "zh-CN" else f"{width} {locale}"
         for path in public:
-            problems += problems_on(page, live_server + path, width)
+            problems += problems_on(page, live_server + path, at)
         # Pages a form leads to: after subscribing, and after unsubscribing.
         page.goto(f"{live_server}/subscribe")
-        page.get_by_label("邮箱").fill(f"xin{width}@example.com")
-        page.get_by_role("button", name="订阅").click()
-        problems += problems_here(page, "subscribed", width)
+        page.get_by_label(words["email"]).fill(f"xin{width}.{locale}@example.com")
+        page.get_by_role("button", name=words["subscribe"]).click()
+        problems += problems_here(page, "subscribed", at)
         page.goto(f"{live_server}/unsubscribe/{unsubscribe}")
         page.locator("main form button").click()
-        problems += problems_here(page, "unsubscribed", width)
-        problems += problems_on(page, f"{live_server}/admin/login", width)
-        page.get_by_label("邮箱").fill(ADMIN)
-        page.get_by_label("密码").fill(STAFF_PASSWORD)
-        page.get_by_role("button", name="登录").click()
+        problems += problems_here(page, "unsubscribed", at)
+        problems += problems_on(page, f"{live_server}/admin/login", at)
+        page.get_by_label(words["email"]).fill(ADMIN)
+        page.get_by_label(words["password"]).fill(STAFF_PASSWORD)
+        page.get_by_role("button", name=words["sign in"]).click()
         page.wait_for_url(f"{live_server}/admin/")
         for path in staff:
-            problems += problems_on(page, live_server + path, width)
-            if width == 375 and path == f"/admin/issues/{sent.id}":
+            problems += problems_on(page, live_server + path, at)
+            if at == 375 and path == f"/admin/issues/{sent.id}":
                 screenshot(page, "phone-issue")
         # The import report, after a real upload (a page only a POST shows).
         page.goto(f"{live_server}/admin/issues/import")
         page.locator('input[type="file"]').set_input_files(str(SAMPLE_DOCUMENT))
-        page.get_by_role("button", name="检查").click()
-        expect(page.get_by_role("heading", name="导入报告")).to_be_visible()
-        problems += problems_here(page, "import report", width)
+        page.get_by_role("button", name=words["check"]).click()
+        expect(page.get_by_role("heading", name=words["import report"])).to_be_visible()
+        problems += problems_here(page, "import report", at)
         # A readers' CSV import: its dry-run report page.
         page.goto(f"{live_server}/admin/subscribers/import")
         page.locator('input[type="file"]').set_input_files(str(readers_csv))
@@ -227,7 +263,7 @@ def test_every_page_fits_a_phone_and_a_desktop_and_passes_axe(
         page.locator("main form button, main form input[type=submit]").first.click()
         page.wait_for_url("**/admin/subscribers/import/*")
         wait_for(partial(shown_after_reload, page, "#dry-run"), what="the dry-run report")
-        problems += problems_here(page, "readers import", width)
+        problems += problems_here(page, "readers import", at)
         page.context.close()
 
     assert not problems, "\n".join(problems)

@@ -78,7 +78,7 @@ def test_an_admin_finds_a_reader_changes_them_and_removes_a_section_in_bulk(
     expect(page.locator("#subscribers tr")).to_have_count(2)  # the header and 王芳
     page.get_by_role("link", name=READER).click()
     expect(page.get_by_role("heading", name=READER)).to_be_visible()
-    expect(page.locator("#reader-status")).to_have_text("pending")
+    expect(page.locator("#reader-status")).to_have_text("待确认")
 
     # A section changed, after its confirmation.
     page.get_by_label("质量热点").uncheck()
@@ -102,8 +102,9 @@ def test_an_admin_finds_a_reader_changes_them_and_removes_a_section_in_bulk(
     expect(page.get_by_text(f"{READER} 将被退订")).to_be_visible()
     assert state(READER)[0] == SubscriberStatus.PENDING
     page.get_by_role("button", name="确认退订").click()
-    expect(page.locator("#reader-status")).to_have_text("unsubscribed")
-    expect(page.locator("#events")).to_contain_text("unsubscribed")
+    expect(page.locator("#reader-status")).to_have_text("已退订")
+    expect(page.locator("#events tr").nth(1)).to_contain_text("退订")
+    expect(page.locator("#events tr").nth(1)).to_contain_text("工作人员")
     assert [kind for kind, _ in events(READER)] == [
         EventKind.TOPICS_CHANGED,
         EventKind.CONFIRMATION_SENT,

@@ -31,6 +31,8 @@ from webapp.models import (
     Article,
     Delivery,
     DeliveryStatus,
+    EventKind,
+    EventSource,
     Issue,
     StaffRole,
     Subscriber,
@@ -38,15 +40,23 @@ from webapp.models import (
     Topic,
 )
 from webapp.rendering import html_to_text, markdown_to_html
+from webapp.subscriptions import log_event
 from webapp.tokens import Purpose, make_token, reader_payload
 
 SAMPLE = Path(__file__).parents[1] / "webapp" / "demo" / "bulletin-2022-08.md"
 ENUM_WORDS = {
     "draft", "sending", "sent", "paused", "pending", "active", "unsubscribed",
     "failed", "unknown", "skipped",
+    # A reader's events (kinds, sources, and the keys and words of their details).
+    "subscribed", "confirmed", "topics", "changed", "imported", "bounced", "complained",
+    "web", "link", "staff", "cli", "bounce", "api", "bulk", "added", "removed", "was",
+    "fields", "reason", "soft", "confirmation", "preferences", "locale", "hard", "opt",
 }  # fmt: skip
 CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 HIDDEN = {"script", "style", "template"}
+# Code is in no language: the embed snippets (read-only text areas), a plain-text part's
+# link placeholders.
+CODE = {"code", "pre", "kbd", "samp", "textarea"}
 
 
 @pytest.fixture
@@ -69,6 +79,20 @@ def sent_sample(app, db_session, inbox):
         ]
     )
     create_blank_issue("下一期", "2022年第9期")
+    db.session.commit()
+    # The first reader's history: one event of each kind a reader's page shows, with details.
+    first, (news, hot) = readers[0].id, topics[:2]
+    for kind, source, detail in [
+        (EventKind.SUBSCRIBED, EventSource.WEB, {"topics": [news.id], "was": "unsubscribed"}),
+        (EventKind.CONFIRMATION_SENT, EventSource.WEB, {"email": "confirmation"}),
+        (EventKind.CONFIRMED, EventSource.EMAIL_LINK, {}),
+        (EventKind.TOPICS_CHANGED, EventSource.STAFF_BULK, {"added": [hot.id], "removed": []}),
+        (EventKind.PROFILE_CHANGED, EventSource.EMAIL_LINK, {"fields": ["name", "locale"]}),
+        (EventKind.IMPORTED, EventSource.IMPORT, {"by": "cli", "updated": ["status"]}),
+        (EventKind.BOUNCED, EventSource.BOUNCE, {"delivery": 1, "status": "4.2.2"}),
+        (EventKind.UNSUBSCRIBED, EventSource.ONE_CLICK, {"reason": "hard-bounce"}),
+    ]:
+        log_event(first, kind, source, **detail)
     db.session.commit()
     inbox.replies["reader2@example.com"] = (550, "5.1.1 No such user")
     publishing.publish_issue(issue.id)
@@ -114,6 +138,9 @@ def pages(issue: Issue, locale: str) -> tuple[list[str], list[str]]:
         "/admin/subscribers",
         "/admin/subscribers/import",
         "/admin/settings",
+        "/admin/identity",
+        "/admin/api",
+        f"/admin/subscribers/{reader.id}",
     ]
     public = [
         "/",
@@ -129,16 +156,21 @@ def pages(issue: Issue, locale: str) -> tuple[list[str], list[str]]:
 
 
 def visible_text(page: str) -> list[str]:
-    """The lines of text a reader sees, each with its spaces tidied."""
-    root = lxml.html.fromstring(page)
+    """The lines of text a reader sees, each with its spaces tidied (code left out)."""
+
+    def read(element) -> bool:
+        return not any(e.tag in HIDDEN | CODE for e in (element, *element.iterancestors()))
+
     pieces = []
-    for element in root.iter():
-        if not isinstance(element.tag, str) or element.tag in HIDDEN:
+    for element in lxml.html.fromstring(page).iter():
+        if not isinstance(element.tag, str):
             continue
-        for text in (element.text, element.tail if element.getparent() is not None else None):
+        parent = element.getparent()
+        texts = [element.text if read(element) else None]
+        # An element's tail is its parent's text: shown when the parent's text is.
+        texts.append(element.tail if parent is not None and read(parent) else None)
+        for text in texts:
             if text and text.strip():
-                if text is element.tail and element.getparent().tag in HIDDEN:
-                    continue
                 pieces += [" ".join(line.split()) for line in text.splitlines() if line.strip()]
     return pieces
 
@@ -155,7 +187,8 @@ def written_by_people(app) -> tuple[list[str], set[str]]:
     for topic in db.session.scalars(select(Topic)):
         short.add(topic.name)
     for reader in db.session.scalars(select(Subscriber)):
-        short.add(reader.name)
+        # The consent evidence is shown as it was recorded ("web-form v1").
+        short |= {reader.name, reader.consent_source, reader.consent_user_agent}
     texts: set[str] = set()
     for article in db.session.scalars(select(Article)):
         short |= {article.title, article.source_name, article.lead}

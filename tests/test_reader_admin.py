@@ -90,18 +90,27 @@ def test_the_reader_page_shows_status_sections_consent_history_and_deliveries(st
     db.session.add(
         SubscriberEvent(subscriber_id=reader_id, kind=EventKind.CONFIRMED, source="email-link")
     )
+    changed = f'{{"added": [{topics[1].id}], "removed": [{topics[2].id}]}}'
+    db.session.add(
+        SubscriberEvent(
+            subscriber_id=reader_id, kind=EventKind.TOPICS_CHANGED, source="staff", detail=changed
+        )
+    )
     db.session.commit()
 
     list_page = staff_client.get("/admin/subscribers").get_data(as_text=True)
     assert f'href="/admin/subscribers/{reader_id}"' in list_page  # the row links to the page
 
     html = staff_client.get(f"/admin/subscribers/{reader_id}").get_data(as_text=True)
-    for shown in ("wang.fang@example.com", "王芳", "active", "质量要闻、质量热点", "简体中文"):
+    for shown in ("wang.fang@example.com", "王芳", "正在接收", "质量要闻、质量热点", "简体中文"):
         assert shown in html
-    for consent in ("double-opt-in", "web-form v1", "203.0.113.7"):
+    for consent in ("读者点击了确认邮件中的链接", "web-form v1", "203.0.113.7"):
         assert consent in html
-    assert "第十二期" in html and "550 5.1.1 mailbox unknown" in html
-    assert "confirmed" in html and "email-link" in html
+    assert "第十二期" in html and "失败" in html and "550 5.1.1 mailbox unknown" in html
+    assert "已确认订阅" in html and "邮件中的链接" in html
+    # A change's details name the sections, not their ids.
+    added, removed = topics[1].name, topics[2].name
+    assert f"添加的栏目：{added}；移除的栏目：{removed}" in html
 
 
 def test_an_editor_is_refused_the_reader_page_and_its_actions(editor_client, topics):

@@ -33,6 +33,7 @@ from . import counters, pg_csv
 from .extensions import db
 from .models import (
     Delivery,
+    DeliveryStatus,
     Issue,
     Subscriber,
     SubscriberEvent,
@@ -356,7 +357,7 @@ def _csv_chunks_in_python(filters: Filters) -> Iterator[str]:
 class DeliveryLine:
     issue_id: int
     issue_title: str
-    status: str  # a DeliveryStatus value
+    status: DeliveryStatus
     attempts: int
     smtp_reply: str
     sent_at: object  # datetime | None
@@ -393,6 +394,6 @@ def recent_deliveries(subscriber_id: int, *, issues: int = 10) -> list[DeliveryL
         .limit(issues)
     )
     return [
-        DeliveryLine(i, title, status.value, attempts, reply, sent, updated)
+        DeliveryLine(i, title, status, attempts, reply, sent, updated)
         for i, title, status, attempts, reply, sent, updated in db.session.execute(query)
     ]

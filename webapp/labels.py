@@ -12,14 +12,26 @@ status is visible (and `tests/test_labels.py` fails) rather than hidden.
 from __future__ import annotations
 
 import enum
+import json
 import re
+from collections.abc import Mapping
 
 from flask import Flask
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 
 from .i18n import topic_name
-from .models import DeliveryStatus, IssueStatus, ReviewStage, SubscriberStatus
+from .models import (
+    ConsentMethod,
+    DeliveryStatus,
+    EventKind,
+    EventSource,
+    IssueStatus,
+    ReviewStage,
+    SubscriberEvent,
+    SubscriberStatus,
+    SuppressionReason,
+)
 
 LABELS: dict[type[enum.Enum], dict] = {
     IssueStatus: {
@@ -51,6 +63,65 @@ LABELS: dict[type[enum.Enum], dict] = {
         SubscriberStatus.BOUNCED: lazy_gettext("退信"),
         SubscriberStatus.COMPLAINED: lazy_gettext("投诉"),
     },
+    ConsentMethod: {
+        ConsentMethod.DOUBLE_OPT_IN: lazy_gettext("读者点击了确认邮件中的链接"),
+        ConsentMethod.IMPORTED_CONSENTED: lazy_gettext("工作人员导入，并确认读者已同意"),
+    },
+    EventKind: {
+        EventKind.SUBSCRIBED: lazy_gettext("提交订阅"),
+        EventKind.CONFIRMED: lazy_gettext("已确认订阅"),
+        EventKind.TOPICS_CHANGED: lazy_gettext("更改栏目"),
+        EventKind.UNSUBSCRIBED: lazy_gettext("已退订"),
+        EventKind.RESUBSCRIBED: lazy_gettext("重新订阅"),
+        EventKind.ERASED: lazy_gettext("数据已删除"),
+        EventKind.IMPORTED: lazy_gettext("经导入"),
+        EventKind.BOUNCED: lazy_gettext("退信"),
+        EventKind.COMPLAINED: lazy_gettext("投诉"),
+        EventKind.PROFILE_CHANGED: lazy_gettext("修改资料"),
+        EventKind.CONFIRMATION_SENT: lazy_gettext("发出确认邮件"),
+    },
+    EventSource: {
+        EventSource.WEB: lazy_gettext("网站"),
+        EventSource.EMAIL_LINK: lazy_gettext("邮件中的链接"),
+        EventSource.ONE_CLICK: lazy_gettext("邮箱的一键退订"),
+        EventSource.IMPORT: lazy_gettext("导入"),
+        EventSource.STAFF: lazy_gettext("工作人员"),
+        EventSource.CLI: lazy_gettext("命令行"),
+        EventSource.BOUNCE: lazy_gettext("退信处理"),
+        EventSource.API: lazy_gettext("API 接口"),
+        EventSource.STAFF_BULK: lazy_gettext("工作人员批量操作"),
+    },
+    SuppressionReason: {
+        SuppressionReason.ERASED: lazy_gettext("读者删除了自己的数据"),
+        SuppressionReason.HARD_BOUNCE: lazy_gettext("地址不存在（硬退信）"),
+        SuppressionReason.COMPLAINT: lazy_gettext("标为垃圾邮件"),
+        SuppressionReason.STAFF: lazy_gettext("工作人员停止投递"),
+    },
+}
+
+# A reader event's details (the JSON in `SubscriberEvent.detail`): what each key is called.
+EVENT_DETAILS = {
+    "topics": lazy_gettext("订阅的栏目"),
+    "added": lazy_gettext("添加的栏目"),
+    "removed": lazy_gettext("移除的栏目"),
+    "was": lazy_gettext("原状态"),
+    "email": lazy_gettext("邮件"),
+    "fields": lazy_gettext("修改的资料"),
+    "updated": lazy_gettext("修改的资料"),
+    "reason": lazy_gettext("原因"),
+    "status": lazy_gettext("状态码"),
+    "soft_bounces": lazy_gettext("软退信次数"),
+    "delivery": lazy_gettext("投递"),
+    "by": lazy_gettext("经由"),
+    "import": lazy_gettext("导入任务"),
+}
+# The values of `email`, `fields` and `updated` that are words.
+DETAIL_WORDS = {
+    "confirmation": lazy_gettext("确认订阅的邮件"),
+    "preferences-link": lazy_gettext("订阅设置链接"),
+    "name": lazy_gettext("称呼"),
+    "locale": lazy_gettext("语言"),
+    "status": lazy_gettext("状态"),
 }
 
 # The audit log's actions (audit.record's first argument), as the sending page lists them.
@@ -120,6 +191,56 @@ def label(value: enum.Enum | str | None) -> str:
     return str(table[value]) if value in table else str(getattr(value, "value", value))
 
 
+def source_label(source: str) -> str:
+    """Where a reader's change came from (an `EventSource` value, stored as a string)."""
+    try:
+        return label(EventSource(source))
+    except ValueError:
+        return source
+
+
+def event_detail(event: SubscriberEvent, topics: Mapping[int, object]) -> str:
+    """An event's details as a line of text ("栏目：质量要闻、国际动态；之前：已退订"), with
+    sections by name (`topics`: id to anything `topic_name` takes) and stored words in the
+    page's language. A key with no label shows as itself, as `label` does."""
+    try:
+        detail = json.loads(event.detail) if event.detail else {}
+    except ValueError:
+        return event.detail
+    if not isinstance(detail, dict):
+        return event.detail
+    separator = _("、")
+
+    def shown(key: str, value) -> str:
+        if key in ("topics", "added", "removed") and isinstance(value, list):
+            names = [topic_name(topics[i]) if i in topics else f"#{i}" for i in value]
+            return separator.join(names) or "—"
+        if key in ("email", "fields", "updated"):
+            words = value if isinstance(value, list) else [value]
+            return separator.join(str(DETAIL_WORDS.get(w, w)) for w in words)
+        if key == "was":
+            return _status_label(SubscriberStatus, value)
+        if key == "reason":
+            return _status_label(SuppressionReason, value)
+        if key == "by":
+            return source_label(str(value))
+        if key in ("delivery", "import"):
+            return f"#{value}"
+        return str(value)
+
+    return _("；").join(
+        _("%(name)s：%(value)s", name=EVENT_DETAILS.get(key, key), value=shown(key, value))
+        for key, value in detail.items()
+    )
+
+
+def _status_label(kind: type[enum.Enum], value) -> str:
+    try:
+        return label(kind(value))
+    except ValueError:
+        return str(value)
+
+
 def action_label(action: str) -> str:
     """An audit log action in the current language; the stored name if it has none."""
     return str(ACTIONS[action]) if action in ACTIONS else action
@@ -144,6 +265,8 @@ def init_app(app: Flask) -> None:
     value (``DeliveryStatus.SENT|label``)."""
     app.jinja_env.filters["label"] = label
     app.jinja_env.filters["action_label"] = action_label
+    app.jinja_env.filters["source_label"] = source_label
+    app.jinja_env.filters["event_detail"] = event_detail
     app.jinja_env.filters["topic_name"] = topic_name
     app.jinja_env.filters["origin"] = origin_label
     app.jinja_env.globals["DeliveryStatus"] = DeliveryStatus

@@ -90,6 +90,7 @@ def _reader_page(subscriber: Subscriber, *, error: str = "", status: int = 200):
         topics=[t for t in topics if t.active or t.id in chosen],
         chosen=chosen,
         events=directory.history(subscriber.id),
+        topic_by_id={t.id: t for t in topics},
         deliveries=directory.recent_deliveries(subscriber.id),
         locales=LOCALES,
         form=ButtonForm(),
