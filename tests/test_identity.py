@@ -8,6 +8,7 @@ import io
 import re
 from datetime import timedelta
 from email import message_from_bytes, policy
+from email.utils import parseaddr
 
 import lxml.html
 import pytest
@@ -144,6 +145,31 @@ def test_an_admin_sets_the_identity_and_every_email_and_page_shows_it(
     assert ADDRESS in site_footer and "上海交通大学中国质量发展研究院" in site_footer
     english = staff_client.get(f"/issues/{issue.id}?lang=en").get_data(as_text=True)
     assert "Quality Development Bulletin" in english
+
+
+def test_english_readers_see_the_english_name_as_the_sender(app, issue, staff_client, inbox):
+    """The From name follows the reader's language, in the digest and in notices; the address
+    stays MAIL_FROM's. Without an English name everyone sees MAIL_FROM as it is."""
+    set_identity(staff_client, bulletin_name_en="Quality Development Bulletin, “QDB”")
+    publishing.publish_issue(issue.id)
+    newcomer = Subscriber(email="new.en@example.com", status=SubscriberStatus.PENDING, locale="en")
+    db.session.add(newcomer)
+    db.session.commit()
+    send_all(issue.id)
+    assert notifications.send_confirmation(newcomer.id)
+
+    def sender(address: str):
+        message = message_from_bytes(inbox.raw_to(address)[0], policy=policy.default)
+        return message["From"].addresses[0]
+
+    chinese_name, mail_from = parseaddr(app.config["MAIL_FROM"])
+    assert (sender("zh@example.com").display_name, sender("zh@example.com").addr_spec) == (
+        chinese_name,
+        mail_from,
+    )
+    for english in ("en@example.com", "new.en@example.com"):
+        assert sender(english).display_name == "Quality Development Bulletin, “QDB”"
+        assert sender(english).addr_spec == mail_from
 
 
 def test_notices_carry_the_identity_too(app, issue, staff_client, inbox):

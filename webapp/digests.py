@@ -107,9 +107,9 @@ class Digest:
     html_body: Base64Template
 
     @classmethod
-    def of(cls, template: DigestTemplate, issue_id: int) -> Digest:
+    def of(cls, template: DigestTemplate, issue_id: int, locale: str) -> Digest:
         skeleton = MessageSkeleton(
-            sender=current_app.config["MAIL_FROM"],
+            sender=identity.sender(locale),
             subject=template.subject,
             headers=shared_headers(issue_id),
         )
@@ -146,7 +146,7 @@ def digest_for(issue_id: int, topic_ids: frozenset[int], locale: str) -> Digest:
             template = _load(*key) or render_issue(
                 db.session.get(Issue, issue_id), topic_ids, locale
             )
-            digest = cache[key] = Digest.of(template, issue_id)
+            digest = cache[key] = Digest.of(template, issue_id, locale)
     return digest
 
 
@@ -300,7 +300,7 @@ def digest_message(
     """A digest personalized for one address, as a message (not yet signed)."""
     html, text = personalize(template, personal, locale=locale)
     return build_message(
-        sender=current_app.config["MAIL_FROM"],
+        sender=identity.sender(locale),
         to_email=to_email,
         to_name=to_name,
         subject=subject or template.subject,

@@ -19,6 +19,7 @@ import hashlib
 import io
 import re
 from dataclasses import dataclass, replace
+from email.utils import quote
 
 from coloraide import Color
 from flask import Flask, current_app
@@ -95,6 +96,18 @@ def current() -> Identity:
     """The identity as stored now (one query for the texts, one for the logo's size)."""
     values = site_settings.get_values(list(TEXT_SETTINGS))
     return _identity(values, logo_summary())
+
+
+def sender(locale: str) -> str:
+    """The From of an email in `locale`: MAIL_FROM, except that English readers see the
+    bulletin's English name (when staff gave one) as the sender's name. The address, which
+    SPF, DKIM and replies depend on, stays MAIL_FROM's."""
+    config = current_app.config
+    english = normalize_locale(locale) == "en"
+    name_en = site_settings.cached_value("bulletin_name_en").strip() if english else ""
+    if not name_en:
+        return config["MAIL_FROM"]
+    return f'"{quote(name_en)}" <{config["MAIL_FROM_ADDRESS"]}>'
 
 
 def cached() -> Identity:

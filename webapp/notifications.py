@@ -84,16 +84,23 @@ def send_review_request(issue_id: int, reviewer_email: str) -> bool:
 
 def _send(subscriber: Subscriber, email: RenderedEmail, *, to_name: str | None = None) -> bool:
     name = subscriber.name if to_name is None else to_name
-    return _send_to(subscriber.email, name, email, subscriber_id=subscriber.id)
+    return _send_to(
+        subscriber.email, name, email, subscriber_id=subscriber.id, locale=subscriber.locale
+    )
 
 
 def _send_to(
-    address: str, name: str, email: RenderedEmail, *, subscriber_id: int | None = None
+    address: str,
+    name: str,
+    email: RenderedEmail,
+    *,
+    subscriber_id: int | None = None,
+    locale: str = "zh",
 ) -> bool:
     config = current_app.config
     try:
         message = build_message(
-            sender=config["MAIL_FROM"],
+            sender=identity.sender(locale),
             to_email=address,
             to_name=name,
             subject=email.subject,
