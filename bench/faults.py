@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from send import Processes, ensure_database, free_port, start_redis, wait_until  # noqa: E402
 
+from tests.helpers import add_drill_issue  # noqa: E402
+
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/bulletin_faults"
 
 
@@ -127,29 +129,17 @@ def reset_schema(sqlite: bool) -> None:
 
 
 def plan_issue(readers: int) -> tuple[int, list[str]]:
-    from sqlalchemy import insert, select
+    from sqlalchemy import func, select
 
     from webapp import publishing
     from webapp.extensions import db
-    from webapp.issues import add_article, create_issue, ensure_topics
-    from webapp.models import Subscriber, SubscriberStatus, subscriber_topics
+    from webapp.models import Issue
 
-    [topic] = ensure_topics(["质量要闻"])
-    addresses = [f"r{n:06d}@example.com" for n in range(readers)]
-    db.session.execute(
-        insert(Subscriber),
-        [{"email": a, "name": "", "status": SubscriberStatus.ACTIVE} for a in addresses],
-    )
-    ids = db.session.scalars(select(Subscriber.id)).all()
-    db.session.execute(
-        insert(subscriber_topics), [{"subscriber_id": i, "topic_id": topic.id} for i in ids]
-    )
-    issue = create_issue("故障演练")
-    add_article(issue, topic, "文章", "正文。", lead="导语。")
+    addresses = add_drill_issue(readers)
+    issue_id = db.session.scalar(select(func.max(Issue.id)))
+    publishing.publish_issue(issue_id)
     db.session.commit()
-    publishing.publish_issue(issue.id)
-    db.session.commit()
-    return issue.id, addresses
+    return issue_id, addresses
 
 
 def rows_by_status(issue_id: int) -> dict[str, list[str]]:

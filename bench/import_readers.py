@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from send import DEFAULT_DATABASE, ensure_database, reset_schema  # noqa: E402
+from send import DEFAULT_DATABASE, ensure_database, reset_schema, use_database  # noqa: E402
 
 SECTIONS = ["质量要闻", "质量热点", "权威观点", "国际动态"]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -82,13 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     database_url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE
     ensure_database(database_url)
-    os.environ.update(
-        BULLETIN_ENV="development",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-secret-key-not-for-production",
-        BASE_URL="https://bulletin.example.org",
-    )
-    os.environ.pop("TEST_DATABASE_URL", None)
+    use_database(database_url, BASE_URL="https://bulletin.example.org")
 
     from webapp import create_app, subscriber_imports
     from webapp.extensions import db

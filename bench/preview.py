@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from send import ensure_database, load_issue, reset_schema  # noqa: E402
+from send import ensure_database, load_issue, reset_schema, use_database  # noqa: E402
 from staff import load  # noqa: E402
 
 
@@ -60,13 +60,7 @@ def main() -> int:
         )
         if database_url.startswith("postgres"):
             ensure_database(database_url)
-    os.environ.update(
-        BULLETIN_ENV="development",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-secret-key-not-for-production",
-        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
-    os.environ.pop("TEST_DATABASE_URL", None)
+    use_database(database_url)
 
     from flask_migrate import upgrade
     from premailer import Premailer

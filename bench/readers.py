@@ -30,7 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from send import create_readers, ensure_database, load_issue, reset_schema  # noqa: E402
+from send import (  # noqa: E402
+    create_readers,
+    ensure_database,
+    load_issue,
+    reset_schema,
+    use_database,
+)
 
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/bulletin_bench_readers"
 
@@ -55,13 +61,7 @@ def main() -> int:
 
     database_url = os.environ.get("BENCH_READERS_DATABASE_URL") or DEFAULT_DATABASE
     ensure_database(database_url)
-    os.environ.update(
-        BULLETIN_ENV="development",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-secret-key-not-for-production",
-        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
-    os.environ.pop("TEST_DATABASE_URL", None)
+    use_database(database_url)
 
     from webapp import bulk, create_app, directory
     from webapp.extensions import db

@@ -334,6 +334,22 @@ def ensure_database(url: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parsed.database)))
 
 
+def use_database(database_url: str, **settings: str) -> None:
+    """Point the app this process creates at a bench database: a development deployment
+    (the site's defaults, no production checks), whatever the shell says about the tests'
+    database. `settings` add to or override the environment."""
+    os.environ.update(
+        {
+            "BULLETIN_ENV": "development",
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "bench-secret-key-not-for-production",
+            "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            **settings,
+        }
+    )
+    os.environ.pop("TEST_DATABASE_URL", None)
+
+
 def reset_schema() -> None:
     import logging
 

@@ -41,6 +41,7 @@ from send import (  # noqa: E402
     proc_status_kb,
     reset_peak_rss,
     reset_schema,
+    use_database,
 )
 
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/bulletin_bench_staff"
@@ -222,13 +223,7 @@ def main() -> int:
 
     database_url = os.environ.get("BENCH_STAFF_DATABASE_URL") or DEFAULT_DATABASE
     ensure_database(database_url)
-    os.environ.update(
-        BULLETIN_ENV="development",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-secret-key-not-for-production",
-        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
-    os.environ.pop("TEST_DATABASE_URL", None)
+    use_database(database_url)
 
     from sqlalchemy import func, select
 

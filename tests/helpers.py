@@ -139,3 +139,29 @@ def add_topics(names: list[str], *, retired: tuple[str, ...] = ()) -> list:
             topic.active = False
     db.session.commit()
     return topics
+
+
+def add_drill_issue(readers: int) -> list[str]:
+    """The fault drills' data (tests/test_delivery_faults.py, bench/faults.py): `readers`
+    active readers of one section, inserted in bulk, and a draft issue of one article for
+    them. Returns their addresses."""
+    from sqlalchemy import insert, select
+
+    from webapp.extensions import db
+    from webapp.issues import add_article, create_issue, ensure_topics
+    from webapp.models import Subscriber, SubscriberStatus, subscriber_topics
+
+    [topic] = ensure_topics(["质量要闻"])
+    addresses = [f"r{n:06d}@example.com" for n in range(readers)]
+    db.session.execute(
+        insert(Subscriber),
+        [{"email": a, "name": "", "status": SubscriberStatus.ACTIVE} for a in addresses],
+    )
+    ids = db.session.scalars(select(Subscriber.id)).all()
+    db.session.execute(
+        insert(subscriber_topics), [{"subscriber_id": i, "topic_id": topic.id} for i in ids]
+    )
+    issue = create_issue("故障演练")
+    add_article(issue, topic, "文章", "正文。", lead="导语。")
+    db.session.commit()
+    return addresses

@@ -21,13 +21,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from tests.fault_smtp import Faults, FaultySmtp
-from tests.helpers import free_port, wait_for
+from tests.helpers import add_drill_issue, free_port, wait_for
 from webapp import localredis, publishing
 from webapp.extensions import db
-from webapp.issues import add_article, create_issue, ensure_topics
 from webapp.models import (
     Delivery,
     DeliveryStatus,
@@ -36,7 +35,6 @@ from webapp.models import (
     Subscriber,
     SubscriberStatus,
     Suppression,
-    subscriber_topics,
 )
 from webapp.subscriptions import email_hash
 
@@ -145,24 +143,6 @@ def processes(app, tmp_path, redis_server, smtp_port):
             print(path.read_text(errors="replace")[-4000:])
 
 
-def add_subscribers(count: int) -> list[str]:
-    """`count` active readers of one section, inserted in bulk; returns their addresses."""
-    [topic] = ensure_topics(["质量要闻"])
-    addresses = [f"r{n:05d}@example.com" for n in range(count)]
-    db.session.execute(
-        insert(Subscriber),
-        [{"email": a, "name": "", "status": SubscriberStatus.ACTIVE} for a in addresses],
-    )
-    ids = db.session.scalars(select(Subscriber.id)).all()
-    db.session.execute(
-        insert(subscriber_topics), [{"subscriber_id": i, "topic_id": topic.id} for i in ids]
-    )
-    issue = create_issue("故障演练")
-    add_article(issue, topic, "文章", "正文。", lead="导语。")
-    db.session.commit()
-    return addresses
-
-
 def publish() -> int:
     issue_id = db.session.scalar(select(Issue.id))
     publishing.publish_issue(issue_id)
@@ -220,7 +200,7 @@ def audit(issue_id: int, server, addresses: list[str]) -> dict[DeliveryStatus, l
 def test_a_worker_killed_three_times_mid_send_loses_and_repeats_nobody(
     app, db_session, processes, smtp_port
 ):
-    addresses = add_subscribers(5000)
+    addresses = add_drill_issue(5000)
     with FaultySmtp(smtp_port) as server:
         processes.sweeper()
         worker = processes.worker()
@@ -242,7 +222,7 @@ def test_a_worker_killed_three_times_mid_send_loses_and_repeats_nobody(
 def test_greylisting_and_a_server_closed_for_thirty_seconds_end_with_everyone_sent(
     app, db_session, processes, smtp_port
 ):
-    addresses = add_subscribers(1000)
+    addresses = add_drill_issue(1000)
     faults = Faults(greylist=set(addresses[::10]), closed_until=time.monotonic() + 30)
     with FaultySmtp(smtp_port, faults) as server:
         processes.sweeper()
@@ -259,7 +239,7 @@ def test_greylisting_and_a_server_closed_for_thirty_seconds_end_with_everyone_se
 def test_hard_bounces_fail_exactly_those_readers_and_suppress_them(
     app, db_session, processes, smtp_port
 ):
-    addresses = add_subscribers(500)
+    addresses = add_drill_issue(500)
     rejected, refused_content = set(addresses[1:100:2]), {addresses[200]}
     faults = Faults(reject=rejected, reject_after_data=refused_content)
     with FaultySmtp(smtp_port, faults) as server:
@@ -281,7 +261,7 @@ def test_hard_bounces_fail_exactly_those_readers_and_suppress_them(
 def test_a_connection_dropped_after_data_is_unknown_and_never_resent(
     app, db_session, processes, smtp_port
 ):
-    addresses = add_subscribers(500)
+    addresses = add_drill_issue(500)
     dropped = set(addresses[5:500:25])
     with FaultySmtp(smtp_port, Faults(drop_after_data=dropped)) as server:
         processes.sweeper()
@@ -298,7 +278,7 @@ def test_a_connection_dropped_after_data_is_unknown_and_never_resent(
 def test_redis_restarted_empty_mid_send_the_sweeper_finishes_the_send(
     app, db_session, processes, smtp_port, redis_server
 ):
-    addresses = add_subscribers(3000)
+    addresses = add_drill_issue(3000)
     with FaultySmtp(smtp_port) as server:
         processes.sweeper()
         processes.worker()
@@ -312,7 +292,7 @@ def test_redis_restarted_empty_mid_send_the_sweeper_finishes_the_send(
 
 
 def test_publish_pressed_twice_at_the_same_moment_sends_once(app, db_session):
-    add_subscribers(50)
+    add_drill_issue(50)
     issue_id = db.session.scalar(select(Issue.id))
     start = threading.Barrier(2)
     outcomes: list[str] = []
