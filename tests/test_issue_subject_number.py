@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.helpers import csrf_token
-from webapp import delivery, publishing
+from webapp import delivery, publishing, site_settings
 from webapp.extensions import db
 from webapp.issues import import_document
 from webapp.models import AuditEntry, Issue, IssueStatus, Subscriber, SubscriberStatus, Topic
@@ -193,3 +193,53 @@ def test_an_admin_sets_the_subject_pattern_once_for_every_issue(app, db_session,
     assert saved.status_code == 302
     page = staff_client.get(f"/admin/issues/{issue.id}").get_data(as_text=True)
     assert "《工作简报》2022年第8期（总第45期）" in page
+
+
+def test_english_readers_get_the_english_pattern_and_name(app, db_session, staff_client, inbox):
+    """Each reader's subject follows the pattern for their language, with the bulletin's
+    name in it; a subject staff write for the issue goes to everyone as written."""
+    issue, _ = import_document(numbered_sample("2022年第8期（总第45期）"))
+    topics = list(db.session.scalars(select(Topic)))
+    db.session.add_all(
+        Subscriber(email=f"{locale}@example.com", status=SubscriberStatus.ACTIVE, topics=topics,
+                   locale=locale)
+        for locale in ("zh", "en")
+    )  # fmt: skip
+    db.session.commit()
+    page = staff_client.get("/admin/settings").get_data(as_text=True)
+    saved = staff_client.post(
+        "/admin/settings",
+        data={
+            "csrf_token": csrf_token(page),
+            "subject_pattern": "{name} {year}年第{n}期",
+            "subject_pattern_en": "{name} No. {n} ({total} overall)",
+        },
+    )
+    assert saved.status_code == 302
+    site_settings.set_value("bulletin_name_en", "Work Bulletin", actor="admin@example.org")
+    db.session.commit()
+    publishing.publish_issue(issue.id)
+    db.session.commit()
+    send_all(issue.id)
+
+    def subject(address: str) -> str:
+        [raw] = inbox.raw_to(address)
+        return message_from_bytes(raw, policy=policy.default)["Subject"]
+
+    assert subject("zh@example.com") == "工作简报 2022年第8期"
+    assert subject("en@example.com") == "Work Bulletin No. 8 (45 overall)"
+
+
+def test_an_english_pattern_is_checked_like_the_chinese_one(app, db_session, staff_client):
+    page = staff_client.get("/admin/settings").get_data(as_text=True)
+    refused = staff_client.post(
+        "/admin/settings",
+        data={"csrf_token": csrf_token(page), "subject_pattern_en": "{name} No. {number}"},
+    )
+    assert refused.status_code == 400
+    assert "不认识 {number}" in refused.get_data(as_text=True)
+    emptied = staff_client.post(
+        "/admin/settings", data={"csrf_token": csrf_token(page), "subject_pattern_en": " "}
+    )
+    assert emptied.status_code == 302
+    assert site_settings.get_value("subject_pattern_en") == app.config["SUBJECT_PATTERN_EN"]

@@ -224,12 +224,14 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         # Links in emails go through /r/<token> and are counted, in aggregate (readership.py);
         # the default for the setting of the same name on /admin/settings.
         "COUNTED_LINKS": _bool(env, "COUNTED_LINKS", True),
-        # Each issue's subject line unless staff write one ({name} {year} {n} {total} {title}
-        # {period}); the default for the setting of the same name on /admin/settings.
         # Whether an issue must be approved (审核通过) before it is published or scheduled;
         # the default for the setting of the same name on /admin/settings.
         "REVIEW_REQUIRED": _bool(env, "REVIEW_REQUIRED", True),
+        # Each issue's subject line unless staff write one ({name} {year} {n} {total} {title}
+        # {period}), for Chinese and for English readers; the defaults for the settings of
+        # the same names on /admin/settings.
         "SUBJECT_PATTERN": env.get("SUBJECT_PATTERN") or "{name} {year}年第{n}期",
+        "SUBJECT_PATTERN_EN": env.get("SUBJECT_PATTERN_EN") or "{name} No. {n}, {year}",
         # Gmail clips HTML over ~102 KB; auto mode keeps every digest under this many bytes.
         # Importing a document (CLI and staff upload): larger files are refused unread.
         "IMPORT_MAX_BYTES": _int(env, "IMPORT_MAX_MB", 20, 1, 200) * 1024 * 1024,

@@ -77,7 +77,7 @@ def digest_content(issue: Issue, publisher: Identity, counted: bool | None = Non
     Whether article and source links are counted (go through /r/; `counted`, else the
     setting) is decided here, when the digest is rendered: the stored digest of an issue
     already sending keeps its links, and the identity it started with."""
-    content = issue_content(issue, publisher.name)
+    content = issue_content(issue, publisher.name, publisher.name_en)
     if site_settings.get_value("counted_links") if counted is None else counted:
         content = readership.with_counted_links(content)
     return content

@@ -183,14 +183,16 @@ def subject_from_pattern(issue: Issue, bulletin_name: str, pattern: str) -> str:
     return " ".join(subject.split())[:SUBJECT_MAX] or issue.title
 
 
-def subject_pattern() -> str:
-    """The subject pattern staff set once for every issue (/admin/settings)."""
-    return site_settings.get_value("subject_pattern")
+def subject_pattern(locale: str = "zh") -> str:
+    """The subject pattern staff set once for every issue (/admin/settings), for readers
+    of `locale`."""
+    return site_settings.get_value("subject_pattern_en" if locale == "en" else "subject_pattern")
 
 
-def issue_subject(issue: Issue, bulletin_name: str) -> str:
-    """The subject line readers will see: the issue's own, else the staff's pattern."""
-    return issue.subject or subject_from_pattern(issue, bulletin_name, subject_pattern())
+def issue_subject(issue: Issue, bulletin_name: str, locale: str = "zh") -> str:
+    """The subject line readers of `locale` will see: the issue's own (staff wrote it, in
+    whatever language), else the staff's pattern for that language."""
+    return issue.subject or subject_from_pattern(issue, bulletin_name, subject_pattern(locale))
 
 
 @dataclass(frozen=True)
@@ -282,8 +284,9 @@ def issue_topic_ids(issue_id: int) -> set[int]:
     return set(db.session.scalars(select(Article.topic_id).where(Article.issue_id == issue_id)))
 
 
-def issue_content(issue: Issue, bulletin_name: str) -> IssueContent:
-    """Read an issue into the plain structure `rendering` works from, sections in topic order."""
+def issue_content(issue: Issue, bulletin_name: str, bulletin_name_en: str = "") -> IssueContent:
+    """Read an issue into the plain structure `rendering` works from, sections in topic order
+    (`bulletin_name_en`: the English readers' name in their subject; empty: the Chinese)."""
     by_topic: dict[int, list[Article]] = {}
     for article in issue.articles:
         by_topic.setdefault(article.topic_id, []).append(article)
@@ -319,6 +322,7 @@ def issue_content(issue: Issue, bulletin_name: str) -> IssueContent:
         sections=sections,
         content_mode=issue.content_mode,
         subject=issue_subject(issue, bulletin_name),
+        subject_en=issue_subject(issue, bulletin_name_en or bulletin_name, "en"),
         preheader=issue.preheader,
         year=issue.year,
         number=issue.number,

@@ -101,6 +101,7 @@ class IssueContent:
     sections: tuple[TopicContent, ...]
     content_mode: str = "auto"
     subject: str = ""  # the inbox's subject line; the title when empty
+    subject_en: str = ""  # English readers' subject line; the Chinese one when empty
     preheader: str = ""  # the inbox's preview text; made from the titles when empty
     year: int | None = None
     number: int | None = None  # 第N期 within the year
@@ -426,7 +427,7 @@ def render_digest(
         full_ids, raw_html, text = _fit(articles, full_ids, limit, ratio, render)
         inlined = inline_css(raw_html)
     return DigestTemplate(
-        subject=content.subject or content.title,
+        subject=(locale == "en" and content.subject_en) or content.subject or content.title,
         html=inlined,
         text=text,
         topic_ids=topic_ids,

@@ -40,6 +40,7 @@ SETTINGS: dict[str, Definition] = {
         Definition("counted_links", "COUNTED_LINKS", bool),
         # Each issue's subject unless staff write one (issues.subject_from_pattern).
         Definition("subject_pattern", "SUBJECT_PATTERN", str),
+        Definition("subject_pattern_en", "SUBJECT_PATTERN_EN", str),
         # An issue must be approved before it is published or scheduled (review.py).
         Definition("review_required", "REVIEW_REQUIRED", bool),
         # The publication's identity (identity.py), on /admin/identity.

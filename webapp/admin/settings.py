@@ -45,15 +45,30 @@ class SettingsForm(FlaskForm):
             "例如 {name} {year}年第{n}期。留空则恢复默认格式。"
         ),
     )
+    subject_pattern_en = StringField(
+        lazy_gettext("英文读者的邮件主题格式"),
+        description=lazy_gettext(
+            "选择英文的读者收到的主题，可用的字段同上，"
+            "{name} 是简报的英文名称（未设置时用中文名称），例如 {name} No. {n}, {year}。"
+            "该期页面另写的主题对所有读者都适用。留空则恢复默认格式。"
+        ),
+    )
     submit = SubmitField(lazy_gettext("保存"))
 
     def validate_subject_pattern(self, field) -> None:
-        if not (field.data or "").strip():  # empty: back to the deployment's default
-            field.data = current_app.config["SUBJECT_PATTERN"]
-        try:
-            field.data = issues.check_subject_pattern(field.data or "")
-        except issues.SubjectPatternError as exc:
-            raise ValidationError(describe(exc)) from None
+        _check_pattern(field, "SUBJECT_PATTERN")
+
+    def validate_subject_pattern_en(self, field) -> None:
+        _check_pattern(field, "SUBJECT_PATTERN_EN")
+
+
+def _check_pattern(field, default: str) -> None:
+    if not (field.data or "").strip():  # empty: back to the deployment's default
+        field.data = current_app.config[default]
+    try:
+        field.data = issues.check_subject_pattern(field.data or "")
+    except issues.SubjectPatternError as exc:
+        raise ValidationError(describe(exc)) from None
 
 
 def _fields(form: SettingsForm):
