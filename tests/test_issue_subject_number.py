@@ -218,6 +218,10 @@ def test_english_readers_get_the_english_pattern_and_name(app, db_session, staff
     assert saved.status_code == 302
     site_settings.set_value("bulletin_name_en", "Work Bulletin", actor="admin@example.org")
     db.session.commit()
+    # Staff see both before they publish, under the empty subject field.
+    page = staff_client.get(f"/admin/issues/{issue.id}").get_data(as_text=True)
+    assert "主题留空时按主题格式生成：工作简报 2022年第8期" in page
+    assert "选择英文的读者：Work Bulletin No. 8 (45 overall)" in page
     publishing.publish_issue(issue.id)
     db.session.commit()
     send_all(issue.id)

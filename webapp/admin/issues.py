@@ -95,7 +95,8 @@ def save_import():
 
 
 def _issue_page(issue: Issue, details_form: IssueDetailsForm | None = None):
-    bulletin_name = identity.current().name
+    publisher = identity.current()
+    bulletin_name = publisher.name
     return render_template(
         "admin/issue.html",
         issue=issue,
@@ -104,6 +105,9 @@ def _issue_page(issue: Issue, details_form: IssueDetailsForm | None = None):
         subject=issue_service.issue_subject(issue, bulletin_name),
         pattern_subject=issue_service.subject_from_pattern(
             issue, bulletin_name, issue_service.subject_pattern()
+        ),
+        pattern_subject_en=issue_service.subject_from_pattern(
+            issue, publisher.name_en or bulletin_name, issue_service.subject_pattern("en")
         ),
         number_label=issue_service.number_label(issue),
         stage=review.stage_label(issue),
