@@ -26,6 +26,8 @@ def _run(import_id: int, *, dry_run: bool) -> None:
             subscriber_imports.run(
                 import_id, dry_run=dry_run, send_confirmations=mail.queue_confirmations
             )
+    except subscriber_imports.ImportSuperseded:
+        return  # another run took the job over, and finishes it; this one's chunk is undone
     except Exception:
         with transaction():
             subscriber_imports.mark_failed(import_id)

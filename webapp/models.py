@@ -495,6 +495,10 @@ class SubscriberImport(db.Model):
     rows_total: Mapped[int] = mapped_column(Integer, default=0)  # lines, then readers
     rows_read: Mapped[int] = mapped_column(Integer, default=0)
     rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    # The run that owns the job now (each run claims it; see subscriber_imports.run), and
+    # the confirmation emails its committed chunks claimed, for a run that resumes.
+    run_token: Mapped[str | None] = mapped_column(String(32))
+    confirmations_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dry_report: Mapped[str] = mapped_column(Text, default="")
     report: Mapped[str] = mapped_column(Text, default="")
     outcomes: Mapped[bytes | None] = mapped_column(LargeBinary)

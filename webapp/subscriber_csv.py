@@ -136,6 +136,7 @@ def import_subscribers(
     dry_run: bool = False,
     progress: Progress | None = None,
     job_id: int | None = None,
+    resuming: bool = False,
 ) -> CsvImportReport:
     """Import readers from CSV with the header `email,name,sections`.
 
@@ -149,6 +150,10 @@ def import_subscribers(
     pending one becomes active when `consented`; departed and suppressed addresses are
     skipped. `dry_run` writes nothing and reports what the import would do. Raises
     CsvImportError when the file cannot be read at all.
+
+    `resuming`: an earlier run of import `job_id` broke off after committing some chunks;
+    the readers it added or updated count as this import's again (the confirmation emails
+    it claimed are the caller's to count: `subscriber_imports.run`).
     """
     report = CsvImportReport()
     db.session.flush()  # our own statements below bypass the ORM's unit of work
@@ -159,7 +164,7 @@ def import_subscribers(
         for row in chunk:
             outcomes[row.line] = RowOutcome(row.line, row.email, Outcome.UNCHANGED, row.warnings)
             report.warnings.extend((row.line, warning) for warning in row.warnings)
-        _import_chunk(chunk, outcomes, report, consented, source, dry_run, job_id)
+        _import_chunk(chunk, outcomes, report, consented, source, dry_run, job_id, resuming)
         done += len(chunk)
         if progress:
             progress("write", done, len(rows), report)
@@ -180,15 +185,23 @@ def _import_chunk(
     source: str,
     dry_run: bool,
     job_id: int | None,
+    resuming: bool = False,
 ) -> None:
     suppressed = _suppressed_hashes(chunk)
     existing = _existing(chunk)
+    earlier = _written_by(job_id, [e[0] for e in existing.values()]) if resuming else {}
     fresh: list[_Row] = []
     known: list[tuple[_Row, tuple]] = []
     for row in chunk:
         if hash_normalized(row.email) in suppressed:
             report.skipped_suppressed.append(row.line)
             outcomes[row.line].outcome = Outcome.SUPPRESSED
+        elif row.email in existing and existing[row.email][0] in earlier:
+            done = outcomes[row.line].outcome = earlier[existing[row.email][0]]
+            if done == Outcome.ADDED:
+                report.created += 1
+            else:
+                report.updated += 1
         elif row.email not in existing:
             fresh.append(row)
         elif existing[row.email][1] in LEFT:
@@ -501,6 +514,29 @@ def _insert_new(
             report.confirmations += 1
     insert_rows(subscriber_topics, links)
     _insert_events(events)
+
+
+def _written_by(job_id: int | None, subscriber_ids: list[int]) -> dict[int, Outcome]:
+    """Which of these readers import `job_id` already added or updated, by their `imported`
+    event (the one that names the import)."""
+    if job_id is None or not subscriber_ids:
+        return {}
+    query = select(SubscriberEvent.subscriber_id, SubscriberEvent.detail).where(
+        is_in(SubscriberEvent.subscriber_id, subscriber_ids),
+        SubscriberEvent.kind == EventKind.IMPORTED,
+    )
+    written = {}
+    for subscriber_id, detail in db.session.execute(query):
+        # Read as text: a detail with many sections is cut at 1,000 characters (`_event`),
+        # after its "by", "import" and "updated" keys (they sort first).
+        named = _NAMES_IMPORT.search(detail or "")
+        if named and int(named.group(1)) == job_id:
+            added = '"updated"' not in detail
+            written[subscriber_id] = Outcome.ADDED if added else Outcome.UPDATED
+    return written
+
+
+_NAMES_IMPORT = re.compile(r'"import": (\d+)')
 
 
 def _event(subscriber_id: int, now, source: str, job_id: int | None, **detail) -> dict:

@@ -7,12 +7,21 @@ same code, committing a chunk of readers at a time (see `Step.IMPORT_PROGRESS`).
 row carries the progress the staff page polls, both reports' counts, and the latest run's
 outcome for every row. The real run is written to the audit log; every reader it adds or
 changes gets an `imported` event naming the import.
+
+A task runs again when its worker dies (acks late), or, stalled past the broker's visibility
+timeout, while it still runs. Each run therefore claims the job with a fresh token, and
+every commit of its progress checks it: a run that was taken over stops at its next commit,
+its last chunk rolled back (`ImportSuperseded`). A real import that resumes after chunks
+were committed reads the file again from the start and counts the readers the earlier run
+added or updated (their `imported` event names the import) as this import's, so its report
+still matches the dry run's.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -107,31 +116,41 @@ def start_import(import_id: int) -> SubscriberImport:
     if job.status != ImportStatus.CHECKED or not _has_file(job):
         raise CsvImportError("csv-import-status", id=import_id)
     job.status = ImportStatus.IMPORTING
-    job.rows_read = job.rows_done = 0
+    job.rows_read = job.rows_done = job.confirmations_sent = 0
     db.session.flush()
     return job
+
+
+class ImportSuperseded(Exception):
+    """Another run of the same import claimed it: this one stops (the caller rolls back)."""
 
 
 def run(import_id: int, *, dry_run: bool, send_confirmations: Callable[[list[int]], None]) -> None:
     """The dry run (CHECKING -> CHECKED) or the import (IMPORTING -> DONE) of one upload.
 
-    Commits its progress as it goes (see `Step.IMPORT_PROGRESS`); the caller commits the end.
-    A file that cannot be read at all ends the job as FAILED. `send_confirmations(ids)` is
-    called after each commit with the pending readers whose confirmation email is due.
+    Claims the job, then commits its progress as it goes (see `Step.IMPORT_PROGRESS`); the
+    caller commits the end. A file that cannot be read at all ends the job as FAILED.
+    `send_confirmations(ids)` is called after each commit with the pending readers whose
+    confirmation email is due. Raises `ImportSuperseded` when another run took the job over.
     """
     job = get(import_id)  # the file is read once, below: each commit would reload it
     wanted = ImportStatus.CHECKING if dry_run else ImportStatus.IMPORTING
     data = db.session.scalar(select(SubscriberImport.data).where(SubscriberImport.id == import_id))
     if job is None or job.status != wanted or data is None:
         return  # a task delivered twice, or a job finished (or dropped) meanwhile
+    # Chunks committed by an earlier run of this import: this one resumes after it.
+    resuming, earlier_confirmations = job.rows_done > 0 and not dry_run, job.confirmations_sent
+    token = _claim(import_id, wanted)
+    if token is None:
+        return
     queued, committed = 0, time.monotonic()
 
     def progress(stage: str, done: int, total: int, report: CsvImportReport) -> None:
         nonlocal queued, committed
         figures = {"rows_read" if stage == "read" else "rows_done": done, "rows_total": total}
-        db.session.execute(
-            update(SubscriberImport).where(SubscriberImport.id == import_id).values(**figures)
-        )
+        if not dry_run:  # committed with the chunks that claimed them
+            figures["confirmations_sent"] = earlier_confirmations + report.confirmations
+        _still_ours(import_id, token, **figures)
         # A commit waits for the disk: once a second is often enough for the progress bar,
         # and keeps SQLite's write lock for about a second at a time.
         if time.monotonic() - committed < COMMIT_EVERY:
@@ -152,15 +171,20 @@ def run(import_id: int, *, dry_run: bool, send_confirmations: Callable[[list[int
             dry_run=dry_run,
             progress=progress,
             job_id=job.id,
+            resuming=resuming,
         )
     except CsvImportError as exc:
+        _still_ours(import_id, token)
         job.status = ImportStatus.FAILED
         job.error = _stored_error(exc)
         job.finished_at = utcnow()
         return
+    _still_ours(import_id, token)  # and locked: no run can claim it before the caller commits
     fresh = report.confirmation_ids[queued:]
     if fresh:  # the rest, after the caller's commit
         after_commit(lambda: send_confirmations(fresh))
+    if not dry_run:
+        report.confirmations += earlier_confirmations
     counts = report.counts()
     job.outcomes = _pack(report.outcomes)
     if dry_run:
@@ -172,6 +196,35 @@ def run(import_id: int, *, dry_run: bool, send_confirmations: Callable[[list[int
     job.finished_at = utcnow()
     job.data = None  # a list of addresses need not outlive its import
     audit.record("import-readers", detail=_audit_line(job, counts), who=job.created_by)
+
+
+def _claim(import_id: int, status: ImportStatus) -> str | None:
+    """Make the job this run's (committed at once, see `Step.IMPORT_CLAIMED`); None when it
+    is no longer in `status`."""
+    token = secrets.token_hex(16)
+    claimed = db.session.execute(
+        update(SubscriberImport)
+        .where(SubscriberImport.id == import_id, SubscriberImport.status == status)
+        .values(run_token=token)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        return None
+    commit_step(Step.IMPORT_CLAIMED)
+    return token
+
+
+def _still_ours(import_id: int, token: str, **values) -> None:
+    """Write `values` to the job if this run still owns it (the row stays locked until the
+    commit); raise `ImportSuperseded` if another run claimed it since."""
+    owned = db.session.execute(
+        update(SubscriberImport)
+        .where(SubscriberImport.id == import_id, SubscriberImport.run_token == token)
+        .values(run_token=token, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if owned != 1:
+        raise ImportSuperseded(import_id)
 
 
 def mark_failed(import_id: int) -> None:

@@ -55,9 +55,13 @@ class Step(StrEnum):
     # A background readers import (subscriber_imports.run) commits its chunks of readers with
     # its progress about once a second: staff watch the count grow, and 200,000 readers in
     # one transaction would hold SQLite's write lock (sign-ups wait) for the whole import.
-    # A dry run commits only its progress. A run that breaks keeps the chunks before:
-    # importing the file again finds them already here.
+    # A dry run commits only its progress. A run that breaks keeps the chunks before: the
+    # run that resumes (or importing the file again) finds them already here.
     IMPORT_PROGRESS = "import-progress"
+    # A readers import's run claims the job with a fresh token before it writes: a run it
+    # takes over from (a task delivered again while the first worker stalled) must see the
+    # new token at its next commit and stop.
+    IMPORT_CLAIMED = "import-claimed"
 
 
 def commit_step(step: Step) -> None:
