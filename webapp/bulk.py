@@ -95,15 +95,20 @@ def _describe(change: BulkChange, filters: directory.Filters) -> str:
 def run(change_id: int) -> BulkChange | None:
     """Carry out a planned change, from where it stopped, committing each chunk of readers
     (with their events and the progress) on its own. The caller holds no open work."""
+    # The change's row is locked while a run reads and moves its cursor: a second run of the
+    # same change (its task delivered again while this worker stalled) waits, then takes
+    # the next chunk, never the same one, and only one of them finishes it.
     with transaction():
-        change = db.session.get(BulkChange, change_id)
+        change = _locked(change_id)
         if change is None or change.status == BulkChangeStatus.DONE:
             return change
         change.status = BulkChangeStatus.RUNNING
     filters = directory.Filters.from_dict(json.loads(change.filters))
     while True:
         with transaction():
-            change = db.session.get(BulkChange, change_id)
+            change = _locked(change_id)
+            if change.status != BulkChangeStatus.RUNNING:
+                return change  # the other run finished it (or it failed meanwhile)
             ids = directory.matching_ids(
                 filters, upto_id=change.upto_id, below_id=change.cursor_id, limit=CHUNK
             )
@@ -119,6 +124,10 @@ def run(change_id: int) -> BulkChange | None:
             change.changed += _apply(change, ids)
             change.done += len(ids)
             change.cursor_id = ids[-1]
+
+
+def _locked(change_id: int) -> BulkChange | None:
+    return db.session.get(BulkChange, change_id, with_for_update=True, populate_existing=True)
 
 
 def fail(change_id: int) -> None:
