@@ -9,6 +9,8 @@ exception raised right after one of them, and another worker's claim is made bet
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -167,3 +169,59 @@ def test_the_task_of_a_run_taken_over_leaves_the_job_to_the_new_run(job_id, monk
     imports.run_subscriber_import(job_id)  # returns: not a failure
     db.session.expire_all()
     assert db.session.get(SubscriberImport, job_id).status == ImportStatus.IMPORTING
+
+
+def test_two_runs_at_once_on_postgresql_one_takes_over_and_nothing_is_done_twice(
+    app, job_id, monkeypatch
+):
+    """The first run still works when the second claims the job: the first stops at its
+    next commit (its chunk rolled back, with no reader lost: the second writes them)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("two writers at once: PostgreSQL (TEST_DATABASE_URL)")
+    dry = report(job_id, dry_run=True)
+    queued: list[int] = []
+    outcome: dict[str, object] = {}
+    two_chunks_in = threading.Event()
+    chunk = subscriber_csv._import_chunk
+
+    def slow_chunk(*args) -> None:  # as on a loaded machine, so that the two runs overlap
+        time.sleep(0.05)
+        chunk(*args)
+
+    def step(name: Step) -> None:
+        commit_step(name)
+        if threading.current_thread().name == "first" and name == Step.IMPORT_PROGRESS:
+            outcome["first commits"] = outcome.get("first commits", 0) + 1
+            if outcome["first commits"] == 3:  # the reading pass and two chunks
+                two_chunks_in.set()
+
+    monkeypatch.setattr(subscriber_csv, "_import_chunk", slow_chunk)
+    monkeypatch.setattr(subscriber_imports, "commit_step", step)
+
+    def run(name: str) -> None:
+        with app.app_context():
+            try:
+                if name == "second":
+                    assert two_chunks_in.wait(60)
+                subscriber_imports.run(job_id, dry_run=False, send_confirmations=queued.extend)
+                db.session.commit()
+                outcome[name] = "finished"
+            except subscriber_imports.ImportSuperseded:
+                db.session.rollback()
+                outcome[name] = "superseded"
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                db.session.rollback()
+                outcome[name] = exc
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert (outcome["first"], outcome["second"]) == ("superseded", "finished")
+    assert report(job_id, dry_run=False) == dry
+    assert readers() == 300 and len(queued) == len(set(queued)) == 250
+    assert set(imported_events().values()) == {1} and sum(imported_events().values()) == 250
