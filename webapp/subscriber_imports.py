@@ -138,11 +138,17 @@ def run(import_id: int, *, dry_run: bool, send_confirmations: Callable[[list[int
     data = db.session.scalar(select(SubscriberImport.data).where(SubscriberImport.id == import_id))
     if job is None or job.status != wanted or data is None:
         return  # a task delivered twice, or a job finished (or dropped) meanwhile
-    # Chunks committed by an earlier run of this import: this one resumes after it.
-    resuming, earlier_confirmations = job.rows_done > 0 and not dry_run, job.confirmations_sent
     token = _claim(import_id, wanted)
     if token is None:
         return
+    # What earlier runs of this import committed, read after the claim (no earlier run can
+    # commit after it): this run resumes after their chunks.
+    rows_done, earlier_confirmations = db.session.execute(
+        select(SubscriberImport.rows_done, SubscriberImport.confirmations_sent).where(
+            SubscriberImport.id == import_id
+        )
+    ).one()
+    resuming = rows_done > 0 and not dry_run
     queued, committed = 0, time.monotonic()
 
     def progress(stage: str, done: int, total: int, report: CsvImportReport) -> None:
