@@ -50,7 +50,7 @@ ENUM_WORDS = {
     # A reader's events (kinds, sources, and the keys and words of their details).
     "subscribed", "confirmed", "topics", "changed", "imported", "bounced", "complained",
     "web", "link", "staff", "cli", "bounce", "api", "bulk", "added", "removed", "was",
-    "fields", "reason", "soft", "confirmation", "preferences", "locale", "hard", "opt",
+    "fields", "reason", "soft", "confirmation", "preferences", "locale", "hard", "opt", "csv",
 }  # fmt: skip
 CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 HIDDEN = {"script", "style", "template"}
@@ -88,7 +88,12 @@ def sent_sample(app, db_session, inbox):
         (EventKind.CONFIRMED, EventSource.EMAIL_LINK, {}),
         (EventKind.TOPICS_CHANGED, EventSource.STAFF_BULK, {"added": [hot.id], "removed": []}),
         (EventKind.PROFILE_CHANGED, EventSource.EMAIL_LINK, {"fields": ["name", "locale"]}),
-        (EventKind.IMPORTED, EventSource.IMPORT, {"by": "cli", "updated": ["status"]}),
+        (EventKind.IMPORTED, EventSource.IMPORT, {"by": "cli import", "updated": ["status"]}),
+        (
+            EventKind.IMPORTED,
+            EventSource.IMPORT,
+            {"by": "csv import by a@example.org", "import": 1},
+        ),
         (EventKind.BOUNCED, EventSource.BOUNCE, {"delivery": 1, "status": "4.2.2"}),
         (EventKind.UNSUBSCRIBED, EventSource.ONE_CLICK, {"reason": "hard-bounce"}),
     ]:

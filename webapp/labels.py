@@ -223,7 +223,7 @@ def event_detail(event: SubscriberEvent, topics: Mapping[int, object]) -> str:
         if key == "reason":
             return _status_label(SuppressionReason, value)
         if key == "by":
-            return source_label(str(value))
+            return _import_source(str(value))
         if key in ("delivery", "import"):
             return f"#{value}"
         return str(value)
@@ -232,6 +232,17 @@ def event_detail(event: SubscriberEvent, topics: Mapping[int, object]) -> str:
         _("%(name)s：%(value)s", name=EVENT_DETAILS.get(key, key), value=shown(key, value))
         for key, value in detail.items()
     )
+
+
+def _import_source(source: str) -> str:
+    """Who imported a reader, from the consent source the import recorded (written by
+    `subscriber_imports.run` and the CLI's `subscribers import`)."""
+    if source == "cli import":
+        return _("命令行导入")
+    staff = source.removeprefix("csv import by ")
+    if staff != source:
+        return _("%(who)s 上传的 CSV", who=staff)
+    return source_label(source)
 
 
 def _status_label(kind: type[enum.Enum], value) -> str:
