@@ -32,10 +32,11 @@ from webapp.models import (
 READERS = 3000
 
 
+pytestmark = pytest.mark.postgresql
+
+
 @pytest.fixture
 def change_id(app, db_session, monkeypatch) -> int:
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("two writers at once: PostgreSQL (TEST_DATABASE_URL)")
     news, hot = add_topics(["质量要闻", "质量热点"])
     db.session.execute(
         insert(Subscriber),

@@ -31,14 +31,12 @@ NAMES = [
 ZONES = ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kolkata"]
 
 
-@pytest.fixture
-def on_postgresql(app, db_session):
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("the SQL-built CSV lines exist only on PostgreSQL; SQLite writes in Python")
+# The SQL-built CSV lines exist only on PostgreSQL; SQLite writes them in Python.
+pytestmark = pytest.mark.postgresql
 
 
 @pytest.fixture
-def readers(on_postgresql):
+def readers(app, db_session):
     """Readers with tricky cells, their sections chosen out of id order, and the sections'
     positions the reverse of their ids (the export lists them by position)."""
     topics = add_topics(["质量要闻", "=公式栏目", 'Quoted "news", 100% too'])
@@ -156,7 +154,7 @@ def test_the_delivery_log_export_from_postgresql_is_the_python_export(deliveries
     db.session.rollback()
 
 
-def test_more_sections_than_one_mask_holds_are_listed_in_order(on_postgresql):
+def test_more_sections_than_one_mask_holds_are_listed_in_order(app, db_session):
     """Past 63 sections the SQL path keeps a second bit mask per reader."""
     topics = add_topics([f"栏目{n:02d}" for n in range(69)] + ["-末尾"])
     picks = [[0, 64, 69], [65], [63, 62], [69, 1], [], [68, 66], [69]]
@@ -172,7 +170,7 @@ def test_more_sections_than_one_mask_holds_are_listed_in_order(on_postgresql):
     assert '"栏目01;-末尾"'.encode() in python and '"栏目66;栏目68"'.encode() in python
 
 
-def test_readers_without_any_sections_offered_export_alike(on_postgresql):
+def test_readers_without_any_sections_offered_export_alike(app, db_session):
     db.session.add(Subscriber(email="only@example.com", name="=1+1"))
     db.session.commit()
     everyone = directory.Filters()

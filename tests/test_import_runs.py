@@ -171,13 +171,12 @@ def test_the_task_of_a_run_taken_over_leaves_the_job_to_the_new_run(job_id, monk
     assert db.session.get(SubscriberImport, job_id).status == ImportStatus.IMPORTING
 
 
+@pytest.mark.postgresql
 def test_two_runs_at_once_on_postgresql_one_takes_over_and_nothing_is_done_twice(
     app, job_id, monkeypatch
 ):
     """The first run still works when the second claims the job: the first stops at its
     next commit (its chunk rolled back, with no reader lost: the second writes them)."""
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("two writers at once: PostgreSQL (TEST_DATABASE_URL)")
     dry = report(job_id, dry_run=True)
     queued: list[int] = []
     outcome: dict[str, object] = {}
