@@ -28,7 +28,15 @@ from .errors import describe_in_english
 from .extensions import db
 from .importing import DocumentError
 from .issues import import_document
-from .models import Issue, StaffRole, StaffUser, Subscriber, SubscriberStatus, Topic
+from .models import (
+    IMPORT_SOURCE_CLI,
+    Issue,
+    StaffRole,
+    StaffUser,
+    Subscriber,
+    SubscriberStatus,
+    Topic,
+)
 from .publishing import PublishError, progress
 from .readers import check_size
 from .staff import StaffError, create_staff, set_password
@@ -267,7 +275,7 @@ def import_subscribers_command(file: Path, mode: str | None, dry_run: bool) -> N
     try:
         with transaction():
             report = import_subscribers(
-                data, consented=mode == "consented", source="cli import", dry_run=dry_run
+                data, consented=mode == "consented", source=IMPORT_SOURCE_CLI, dry_run=dry_run
             )
             after_commit(lambda: queue.send_confirmations(report.confirmation_ids))
     except CsvImportError as exc:

@@ -189,6 +189,17 @@ def subject_pattern(locale: str = "zh") -> str:
     return site_settings.get_value("subject_pattern_en" if locale == "en" else "subject_pattern")
 
 
+def _subjects(issue: Issue, bulletin_name: str, bulletin_name_en: str) -> tuple[str, str]:
+    """(Chinese readers' subject, English readers'), both patterns read in one query."""
+    if issue.subject:
+        return issue.subject, issue.subject
+    patterns = site_settings.get_values(["subject_pattern", "subject_pattern_en"])
+    return (
+        subject_from_pattern(issue, bulletin_name, patterns["subject_pattern"]),
+        subject_from_pattern(issue, bulletin_name_en, patterns["subject_pattern_en"]),
+    )
+
+
 def issue_subject(issue: Issue, bulletin_name: str, locale: str = "zh") -> str:
     """The subject line readers of `locale` will see: the issue's own (staff wrote it, in
     whatever language), else the staff's pattern for that language."""
@@ -287,6 +298,7 @@ def issue_topic_ids(issue_id: int) -> set[int]:
 def issue_content(issue: Issue, bulletin_name: str, bulletin_name_en: str = "") -> IssueContent:
     """Read an issue into the plain structure `rendering` works from, sections in topic order
     (`bulletin_name_en`: the English readers' name in their subject; empty: the Chinese)."""
+    subject, subject_en = _subjects(issue, bulletin_name, bulletin_name_en or bulletin_name)
     by_topic: dict[int, list[Article]] = {}
     for article in issue.articles:
         by_topic.setdefault(article.topic_id, []).append(article)
@@ -321,8 +333,8 @@ def issue_content(issue: Issue, bulletin_name: str, bulletin_name_en: str = "") 
         web_url=external_url("public.issue", issue_id=issue.id),
         sections=sections,
         content_mode=issue.content_mode,
-        subject=issue_subject(issue, bulletin_name),
-        subject_en=issue_subject(issue, bulletin_name_en or bulletin_name, "en"),
+        subject=subject,
+        subject_en=subject_en,
         preheader=issue.preheader,
         year=issue.year,
         number=issue.number,

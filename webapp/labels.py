@@ -22,6 +22,8 @@ from flask_babel import lazy_gettext
 
 from .i18n import topic_name
 from .models import (
+    IMPORT_SOURCE_CLI,
+    IMPORT_SOURCE_STAFF,
     ConsentMethod,
     DeliveryStatus,
     EventKind,
@@ -191,16 +193,22 @@ def label(value: enum.Enum | str | None) -> str:
     return str(table[value]) if value in table else str(getattr(value, "value", value))
 
 
+def stored_label(kind: type[enum.Enum], value) -> str:
+    """`label` for a value stored as a plain string (an event's source, a detail's status);
+    a string that is no value of `kind` shows as itself."""
+    try:
+        return label(kind(value))
+    except ValueError:
+        return str(value)
+
+
 def source_label(source: str) -> str:
     """Where a reader's change came from (an `EventSource` value, stored as a string)."""
-    try:
-        return label(EventSource(source))
-    except ValueError:
-        return source
+    return stored_label(EventSource, source)
 
 
 def event_detail(event: SubscriberEvent, topics: Mapping[int, object]) -> str:
-    """An event's details as a line of text ("栏目：质量要闻、国际动态；之前：已退订"), with
+    """An event's details as a line of text ("订阅的栏目：质量要闻、国际动态；原状态：已退订"), with
     sections by name (`topics`: id to anything `topic_name` takes) and stored words in the
     page's language. A key with no label shows as itself, as `label` does."""
     try:
@@ -219,9 +227,9 @@ def event_detail(event: SubscriberEvent, topics: Mapping[int, object]) -> str:
             words = value if isinstance(value, list) else [value]
             return separator.join(str(DETAIL_WORDS.get(w, w)) for w in words)
         if key == "was":
-            return _status_label(SubscriberStatus, value)
+            return stored_label(SubscriberStatus, value)
         if key == "reason":
-            return _status_label(SuppressionReason, value)
+            return stored_label(SuppressionReason, value)
         if key == "by":
             return _import_source(str(value))
         if key in ("delivery", "import"):
@@ -235,21 +243,13 @@ def event_detail(event: SubscriberEvent, topics: Mapping[int, object]) -> str:
 
 
 def _import_source(source: str) -> str:
-    """Who imported a reader, from the consent source the import recorded (written by
-    `subscriber_imports.run` and the CLI's `subscribers import`)."""
-    if source == "cli import":
+    """Who imported a reader, from the source the import recorded (`subscriber_csv`)."""
+    if source == IMPORT_SOURCE_CLI:
         return _("命令行导入")
-    staff = source.removeprefix("csv import by ")
+    staff = source.removeprefix(IMPORT_SOURCE_STAFF)
     if staff != source:
         return _("%(who)s 上传的 CSV", who=staff)
     return source_label(source)
-
-
-def _status_label(kind: type[enum.Enum], value) -> str:
-    try:
-        return label(kind(value))
-    except ValueError:
-        return str(value)
 
 
 def action_label(action: str) -> str:

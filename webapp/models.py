@@ -122,6 +122,12 @@ class EventSource(enum.StrEnum):
     STAFF_BULK = "staff-bulk"  # a bulk change staff made to a filtered list of readers
 
 
+# What a readers import records as their consent source and in their `imported` events
+# (labels.event_detail reads it back): from the command line, or a file staff uploaded.
+IMPORT_SOURCE_CLI = "cli import"
+IMPORT_SOURCE_STAFF = "csv import by "  # + the staff member's address
+
+
 class SuppressionReason(enum.StrEnum):
     ERASED = "erased"
     HARD_BOUNCE = "hard-bounce"

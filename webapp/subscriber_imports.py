@@ -33,8 +33,14 @@ from sqlalchemy.orm import defer
 from . import audit
 from .errors import BulletinError
 from .extensions import db
-from .models import ImportStatus, SubscriberImport, utcnow
-from .subscriber_csv import CsvImportError, CsvImportReport, Outcome, RowOutcome, import_subscribers
+from .models import IMPORT_SOURCE_STAFF, ImportStatus, SubscriberImport, utcnow
+from .subscriber_csv import (
+    CsvImportError,
+    CsvImportReport,
+    Outcome,
+    RowOutcome,
+    import_subscribers,
+)
 from .transactions import Step, after_commit, commit_step
 
 # An uploaded file is kept this long for staff to read the dry run and decide.
@@ -168,7 +174,7 @@ def run(import_id: int, *, dry_run: bool, send_confirmations: Callable[[list[int
         commit_step(Step.IMPORT_PROGRESS)
         committed = time.monotonic()
 
-    source = f"csv import by {job.created_by}"
+    source = IMPORT_SOURCE_STAFF + job.created_by
     try:
         report = import_subscribers(
             data,
