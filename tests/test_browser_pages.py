@@ -14,6 +14,7 @@ the README.
 
 from __future__ import annotations
 
+import itertools
 import os
 from functools import partial
 from pathlib import Path
@@ -226,7 +227,7 @@ def test_every_page_fits_a_phone_and_a_desktop_and_passes_axe(
     readers_csv = tmp_path / "readers.csv"
     readers_csv.write_text("email,name,sections\nli.lei@example.com,李雷,\nbad-address,,\n")
     problems: list[str] = []
-    for locale, width in ((locale, width) for locale in WORDS for width in WIDTHS):
+    for locale, width in itertools.product(WORDS, WIDTHS):
         words = WORDS[locale]
         page = new_page(browser, width, locale)
         # Problems name the width, and the language when it is not the first.
